@@ -1,0 +1,218 @@
+"""Audio: PCM decoding, resampling, a timeline buffer per stream, and frame-rate features.
+
+Every stream is converted to mono float32 at ``SAMPLE_RATE`` on arrival, so everything after
+this module sees one format. Features come at the video frame rate (one row per frame).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+from scipy.signal import resample_poly
+
+SAMPLE_RATE = 16000
+
+# sample_format (audio_common_msgs/AudioInfo) -> numpy dtype and full-scale value
+_FORMATS = {
+    "S16LE": (np.dtype("<i2"), 32768.0),
+    "S16BE": (np.dtype(">i2"), 32768.0),
+    "S32LE": (np.dtype("<i4"), 2147483648.0),
+    "S32BE": (np.dtype(">i4"), 2147483648.0),
+    "U8": (np.dtype("u1"), None),
+    "S8": (np.dtype("i1"), 128.0),
+    "F32LE": (np.dtype("<f4"), 1.0),
+    "F32BE": (np.dtype(">f4"), 1.0),
+}
+SUPPORTED_SAMPLE_FORMATS = tuple(_FORMATS)
+
+
+class AudioFormatError(ValueError):
+    """The declared audio format cannot be decoded (unknown format, bad rate or channels)."""
+
+
+@dataclass(frozen=True)
+class AudioFormat:
+    sample_rate: int = SAMPLE_RATE
+    channels: int = 1
+    sample_format: str = "S16LE"
+
+    def validate(self) -> "AudioFormat":
+        if self.sample_format.upper() not in _FORMATS:
+            raise AudioFormatError(
+                f"unsupported sample_format {self.sample_format!r}; "
+                f"supported: {', '.join(SUPPORTED_SAMPLE_FORMATS)}")
+        if not (1000 <= self.sample_rate <= 384000):
+            raise AudioFormatError(f"sample_rate {self.sample_rate} Hz is out of range")
+        if not (1 <= self.channels <= 32):
+            raise AudioFormatError(f"channels {self.channels} is out of range")
+        return self
+
+    @property
+    def frame_bytes(self) -> int:
+        return _FORMATS[self.sample_format.upper()][0].itemsize * self.channels
+
+
+def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """Polyphase resampling (anti-aliased) between integer rates."""
+    if rate_in == rate_out or x.size == 0:
+        return x.astype(np.float32, copy=False)
+    r = Fraction(rate_out, rate_in)
+    return resample_poly(x, r.numerator, r.denominator).astype(np.float32)
+
+
+class PcmDecoder:
+    """Raw interleaved PCM chunks -> mono float32 at SAMPLE_RATE.
+
+    Chunks may split a sample frame (odd byte counts): the remainder is carried to the next
+    chunk, never misaligned. Non-finite float samples are zeroed and counted.
+    """
+
+    def __init__(self, fmt: AudioFormat = AudioFormat()):
+        self.set_format(fmt)
+
+    def set_format(self, fmt: AudioFormat) -> None:
+        self.format = fmt.validate()
+        self._dtype, self._scale = _FORMATS[fmt.sample_format.upper()]
+        self._carry = b""
+        self.nonfinite_samples = 0
+
+    def decode(self, data: bytes) -> np.ndarray:
+        buf = self._carry + bytes(data)
+        fb = self.format.frame_bytes
+        usable = len(buf) - len(buf) % fb
+        self._carry = buf[usable:]
+        if usable == 0:
+            return np.zeros(0, dtype=np.float32)
+        raw = np.frombuffer(buf[:usable], dtype=self._dtype)
+        if self._scale is None:  # unsigned 8-bit is offset binary
+            x = (raw.astype(np.float32) - 128.0) / 128.0
+        else:
+            x = raw.astype(np.float32) / self._scale
+        x = x.reshape(-1, self.format.channels).mean(axis=1)
+        bad = ~np.isfinite(x)
+        if bad.any():
+            self.nonfinite_samples += int(bad.sum())
+            x[bad] = 0.0
+        x = np.clip(x, -1.0, 1.0)
+        return resample(x, self.format.sample_rate, SAMPLE_RATE)
+
+    @property
+    def pending_bytes(self) -> int:
+        return len(self._carry)
+
+
+def encode_s16le(x: np.ndarray) -> bytes:
+    """float32 [-1, 1] -> S16LE bytes (what the pipeline publishes)."""
+    return (np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+class AudioTimeline:
+    """One audio stream laid on the generator's sample clock.
+
+    Chunks are queued to play back to back from ``max(now, end of what is queued)``: a
+    microphone that delivers in real time lands at "now"; a TTS that bursts a whole utterance
+    is spread over real time, as a speaker would play it. Storage is a fixed-size ring (no
+    unbounded growth); audio queued further ahead than the ring holds is dropped and counted.
+    """
+
+    def __init__(self, capacity_s: float = 30.0, sample_rate: int = SAMPLE_RATE):
+        self.sample_rate = sample_rate
+        self.capacity = int(capacity_s * sample_rate)
+        self._ring = np.zeros(self.capacity, dtype=np.float32)
+        self.write_head = 0  # absolute sample index where the next chunk starts
+        self.dropped_samples = 0
+
+    def push(self, x: np.ndarray, now_sample: int) -> int:
+        """Queue samples; returns the absolute index where they start."""
+        start = max(int(now_sample), self.write_head)
+        # Everything older than now_sample - capacity/2 may be overwritten; keep room for reads.
+        room = now_sample + self.capacity // 2 - start
+        if room <= 0:
+            self.dropped_samples += x.size
+            return start
+        if x.size > room:
+            self.dropped_samples += x.size - room
+            x = x[:room]
+        idx = (start + np.arange(x.size)) % self.capacity
+        self._ring[idx] = x
+        # samples between the old head and start are silence (a gap in the stream)
+        if start > self.write_head:
+            gap = np.arange(self.write_head, start)[-self.capacity:]
+            self._ring[gap % self.capacity] = 0.0
+        self.write_head = start + x.size
+        return start
+
+    def read(self, start: int, end: int) -> np.ndarray:
+        """Samples [start, end); silence where nothing was queued or the ring has moved on."""
+        n = end - start
+        out = np.zeros(max(n, 0), dtype=np.float32)
+        if n <= 0:
+            return out
+        lo = max(start, self.write_head - self.capacity)
+        hi = min(end, self.write_head)
+        if hi > lo:
+            out[lo - start:hi - start] = self._ring[np.arange(lo, hi) % self.capacity]
+        return out
+
+
+class LogMelFeatures:
+    """Log-mel band energies at the video frame rate, computed causally.
+
+    Each frame i covers samples [i*hop, (i+1)*hop) where hop = sample_rate / fps; its feature
+    is the mean over ``sub`` short-time windows inside that span (window ``n_fft`` ending at
+    each sub-hop, so only past samples are used), plus log RMS energy. Shape (T, n_mels + 1).
+    """
+
+    def __init__(self, sample_rate: int = SAMPLE_RATE, fps: float = 25.0, n_mels: int = 40,
+                 n_fft: int = 512, sub: int = 4, fmin: float = 60.0, fmax: float = 7600.0):
+        hop = sample_rate / fps
+        if abs(hop - round(hop)) > 1e-6:
+            raise ValueError(f"sample_rate/fps must be an integer, got {hop}")
+        self.sample_rate, self.fps, self.n_mels, self.n_fft, self.sub = sample_rate, fps, n_mels, n_fft, sub
+        self.hop = int(round(hop))
+        if self.hop % sub:
+            raise ValueError("samples per frame must divide into sub-windows")
+        self.dim = n_mels + 1
+        self.context = n_fft  # samples of history a frame needs
+        self._window = np.hanning(n_fft).astype(np.float32)
+        self._mel = _mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax)
+
+    def frames(self, samples: np.ndarray, history: np.ndarray | None = None) -> np.ndarray:
+        """Features of consecutive frames of ``samples`` (length a multiple of hop).
+
+        ``history``: the ``context`` samples before ``samples`` (zeros if None), so a stream
+        cut into blocks gives the same features as the whole signal at once.
+        """
+        samples = np.asarray(samples, dtype=np.float32)
+        t = samples.size // self.hop
+        if history is None:
+            history = np.zeros(self.context, dtype=np.float32)
+        x = np.concatenate([history[-self.context:], samples[: t * self.hop]])
+        step = self.hop // self.sub
+        ends = self.context + step * (np.arange(t * self.sub) + 1)
+        idx = ends[:, None] - self.n_fft + np.arange(self.n_fft)[None, :]
+        win = x[idx] * self._window
+        power = np.abs(np.fft.rfft(win, axis=1)) ** 2
+        mel = np.log(power @ self._mel.T + 1e-6)  # (t*sub, n_mels)
+        rms = np.log(np.sqrt(np.mean(x[idx[:, -step:]] ** 2, axis=1)) + 1e-4)[:, None]
+        feats = np.concatenate([mel, rms], axis=1).reshape(t, self.sub, self.dim).mean(axis=1)
+        return feats.astype(np.float32)
+
+
+def _mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    def hz_to_mel(f):
+        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
+
+    def mel_to_hz(m):
+        return 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
+
+    bins = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    pts = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+    fb = np.zeros((n_mels, bins.size), dtype=np.float32)
+    for m in range(n_mels):
+        lo, c, hi = pts[m], pts[m + 1], pts[m + 2]
+        up = (bins - lo) / (c - lo)
+        down = (hi - bins) / (hi - c)
+        fb[m] = np.maximum(0.0, np.minimum(up, down))
+    return fb
