@@ -37,8 +37,9 @@ class MotionModel(ABC):
     block_frames: int = 2
 
     @abstractmethod
-    def reset(self, seed: int = 0) -> None:
-        """Forget all history (new conversation); ``seed`` makes sampling reproducible."""
+    def reset(self, seed: int | None = None) -> None:
+        """Forget all history (new conversation); ``seed`` (default: the model's own) makes
+        sampling reproducible."""
 
     @abstractmethod
     def next_block(self, cond: BlockConditions) -> np.ndarray:

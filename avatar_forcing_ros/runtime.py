@@ -1,0 +1,174 @@
+"""The streaming runtime: input streams in, the avatar's motion frames out, on one clock.
+
+Everything is laid on the generator's sample clock (16 kHz from ``start``); inputs are placed
+at their arrival time (robots' clocks differ, so capture stamps are not trusted for
+alignment). Frame i covers samples [i*hop, (i+1)*hop). Blocks of B frames are handed to the
+motion model as soon as their last sample has arrived; each frame is released at its
+presentation time = content time + ``output_delay_s``, together with the avatar speech it was
+made from, so a node that republishes that speech keeps voice and face in sync.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .audio import SAMPLE_RATE, AudioTimeline, LogMelFeatures
+from .motion_model import BlockConditions, MotionModel
+
+
+@dataclass
+class GeneratedFrame:
+    index: int
+    content_time: float        # clock time the frame's inputs happened
+    presentation_time: float   # clock time to show it (and play its speech)
+    values: np.ndarray         # (D,) motion
+    speech: np.ndarray         # (hop,) avatar speech samples of this frame, float32
+
+
+@dataclass
+class RuntimeStats:
+    blocks: int = 0
+    frames: int = 0
+    skipped_frames: int = 0        # frames skipped because generation fell behind
+    dropped_output_frames: int = 0  # frames dropped because nobody took them in time
+    last_block_compute_s: float = 0.0
+    compute_s: deque = field(default_factory=lambda: deque(maxlen=200))
+
+    def compute_percentiles(self) -> tuple[float, float]:
+        if not self.compute_s:
+            return 0.0, 0.0
+        a = np.asarray(self.compute_s)
+        return float(np.percentile(a, 50)), float(np.percentile(a, 95))
+
+
+class UserMotionTrack:
+    """Recent observations of the user's face; per frame, the newest one not after it."""
+
+    def __init__(self, neutral: np.ndarray, timeout_s: float = 0.5, maxlen: int = 64):
+        self.neutral = neutral.astype(np.float32)
+        self.timeout_s = timeout_s
+        self._obs: deque = deque(maxlen=maxlen)  # (time, values, confidence)
+
+    def push(self, t: float, values: np.ndarray, confidence: float) -> None:
+        if self._obs and t < self._obs[-1][0]:
+            t = self._obs[-1][0]  # arrival order is the truth; never go back in time
+        self._obs.append((t, values.astype(np.float32), float(confidence)))
+
+    def at(self, t: float) -> tuple[np.ndarray, float]:
+        for ot, values, conf in reversed(self._obs):
+            if ot <= t:
+                if t - ot > self.timeout_s:
+                    break  # the stream stopped: treat the user as absent
+                return values, conf
+        return self.neutral, 0.0
+
+
+class StreamingGenerator:
+    def __init__(self, model: MotionModel, output_delay_s: float | None = None,
+                 user_motion_timeout_s: float = 0.5, audio_capacity_s: float = 30.0,
+                 max_lag_s: float = 1.0, max_queued_frames: int | None = None):
+        self.model = model
+        self.fps = model.fps
+        self.block = model.block_frames
+        self.features = LogMelFeatures(SAMPLE_RATE, self.fps)
+        self.hop = self.features.hop
+        # A frame can only be made once its whole block has arrived: the delay must cover that.
+        min_delay = self.block / self.fps
+        self.output_delay_s = max(output_delay_s if output_delay_s is not None else min_delay + 0.02,
+                                  min_delay)
+        self.max_lag_frames = int(max_lag_s * self.fps)
+        self.avatar_audio = AudioTimeline(audio_capacity_s)
+        self.user_audio = AudioTimeline(audio_capacity_s)
+        self.user_motion = UserMotionTrack(model.space.neutral(), user_motion_timeout_s)
+        self._queue: deque[GeneratedFrame] = deque(
+            maxlen=max_queued_frames or self.block + int(self.output_delay_s * self.fps) + 2 * self.block)
+        self.stats = RuntimeStats()
+        self._t0: float | None = None
+        self._next_frame = 0
+
+    # -- clock ------------------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self._t0 is not None
+
+    def start(self, now: float, seed: int | None = None) -> None:
+        self._t0 = now
+        self._next_frame = 0
+        self.model.reset(seed)
+
+    def sample_at(self, now: float) -> int:
+        return int(round((now - self._t0) * SAMPLE_RATE))
+
+    def frame_time(self, index: int) -> float:
+        return self._t0 + index / self.fps
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    def push_avatar_audio(self, samples: np.ndarray, now: float) -> None:
+        self.avatar_audio.push(samples, self.sample_at(now))
+
+    def push_user_audio(self, samples: np.ndarray, now: float) -> None:
+        self.user_audio.push(samples, self.sample_at(now))
+
+    def push_user_motion(self, values: np.ndarray, confidence: float, now: float) -> None:
+        self.user_motion.push(now, values, confidence)
+
+    # -- generation -------------------------------------------------------------------------
+
+    def step(self, now: float) -> int:
+        """Generate every block whose inputs are complete at ``now``; returns frames made."""
+        made = 0
+        now_frame = self.sample_at(now) // self.hop
+        if now_frame - self._next_frame > self.max_lag_frames:
+            # Fell behind (e.g. the process stalled): jump to the present rather than replay
+            # stale input at high speed; count what was skipped.
+            skip = (now_frame - self._next_frame) // self.block * self.block - self.block
+            self.stats.skipped_frames += skip
+            self._next_frame += skip
+        while (self._next_frame + self.block) <= now_frame:
+            made += self._generate_block(self._next_frame)
+            self._next_frame += self.block
+        return made
+
+    def _generate_block(self, start: int) -> int:
+        b, hop, ctx = self.block, self.hop, self.features.context
+        s0, s1 = start * hop, (start + b) * hop
+        avatar = self.avatar_audio.read(s0 - ctx, s1)
+        user = self.user_audio.read(s0 - ctx, s1)
+        motion, present = zip(*(self.user_motion.at(self.frame_time(start + k)) for k in range(b)))
+        cond = BlockConditions(
+            start_frame=start,
+            avatar_audio=self.features.frames(avatar[ctx:], avatar[:ctx]),
+            user_audio=self.features.frames(user[ctx:], user[:ctx]),
+            user_motion=np.stack(motion),
+            user_present=np.asarray(present, dtype=np.float32))
+        t = time.perf_counter()
+        values = self.model.next_block(cond)
+        dt = time.perf_counter() - t
+        self.stats.compute_s.append(dt)
+        self.stats.last_block_compute_s = dt
+        self.stats.blocks += 1
+        values, _ = zip(*(self.model.space.sanitize(v) for v in values))
+        for k in range(b):
+            if len(self._queue) == self._queue.maxlen:
+                self.stats.dropped_output_frames += 1
+            ct = self.frame_time(start + k)
+            self._queue.append(GeneratedFrame(
+                start + k, ct, ct + self.output_delay_s, values[k],
+                avatar[ctx + k * hop: ctx + (k + 1) * hop]))
+        self.stats.frames += b
+        return b
+
+    def pop_due(self, now: float) -> list[GeneratedFrame]:
+        """Frames whose presentation time has come, oldest first."""
+        out = []
+        while self._queue and self._queue[0].presentation_time <= now:
+            out.append(self._queue.popleft())
+        return out
+
+    def pending(self) -> int:
+        return len(self._queue)

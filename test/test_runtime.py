@@ -1,0 +1,122 @@
+"""The streaming runtime with the procedural model: timing, sync and idle behaviour."""
+import numpy as np
+
+from avatar_forcing_ros.motion import AF_MOTION_V1 as M
+from avatar_forcing_ros.procedural import ProceduralMotionModel
+from avatar_forcing_ros.runtime import StreamingGenerator
+
+SR = 16000
+JAW = M.index("jawOpen")
+
+
+def speech_like(seconds, start, end, amp=0.3):
+    t = np.arange(int(seconds * SR)) / SR
+    voiced = (t >= start) & (t < end)
+    return (amp * np.sin(2 * np.pi * 180 * t) * voiced).astype(np.float32)
+
+
+def run(gen, avatar=None, user=None, seconds=2.0, chunk=320, user_motion=None):
+    gen.start(0.0)
+    frames = []
+    for k in range(int(seconds * SR) // chunk):
+        now = (k + 1) * chunk / SR
+        if avatar is not None:
+            gen.push_avatar_audio(avatar[k * chunk:(k + 1) * chunk], now)
+        if user is not None:
+            gen.push_user_audio(user[k * chunk:(k + 1) * chunk], now)
+        if user_motion is not None:
+            gen.push_user_motion(*user_motion(now), now)
+        gen.step(now)
+        frames += gen.pop_due(now)
+    return frames
+
+
+def test_mouth_opens_while_the_avatar_speaks_and_closes_in_silence():
+    frames = run(StreamingGenerator(ProceduralMotionModel()), avatar=speech_like(2.0, 0.6, 1.4))
+    jaw = np.array([f.values[JAW] for f in frames])
+    times = np.array([f.content_time for f in frames])
+    assert jaw[(times > 0.8) & (times < 1.3)].min() > 0.4
+    assert jaw[times < 0.5].max() < 0.05 and jaw[times > 1.8].max() < 0.05
+
+
+def test_frames_come_at_the_frame_rate_with_increasing_presentation_times():
+    gen = StreamingGenerator(ProceduralMotionModel(block_frames=2))
+    frames = run(gen, seconds=2.0)
+    idx = [f.index for f in frames]
+    assert idx == list(range(len(idx)))
+    assert len(frames) >= 2.0 * 25 - 4
+    pt = np.array([f.presentation_time for f in frames])
+    assert np.allclose(np.diff(pt), 1 / 25)
+    assert all(f.presentation_time - f.content_time >= 2 / 25 for f in frames)
+
+
+def test_republished_speech_is_the_input_speech_delayed_not_altered():
+    speech = speech_like(2.0, 0.3, 1.5)
+    frames = run(StreamingGenerator(ProceduralMotionModel()), avatar=speech)
+    out = np.concatenate([f.speech for f in frames])
+    # a chunk is laid on the clock when it arrives, i.e. one chunk (320 samples) late
+    assert np.allclose(out[320:], speech[:out.size - 320], atol=1e-6)
+
+
+def test_a_tts_burst_is_spread_over_real_time():
+    gen = StreamingGenerator(ProceduralMotionModel())
+    gen.start(0.0)
+    gen.push_avatar_audio(speech_like(1.0, 0.0, 1.0), 0.0)  # whole utterance at once
+    frames = []
+    for k in range(1, 101):
+        gen.step(k * 0.02)
+        frames += gen.pop_due(k * 0.02)
+    jaw = np.array([f.values[JAW] for f in frames])
+    times = np.array([f.content_time for f in frames])
+    assert jaw[(times > 0.2) & (times < 0.9)].min() > 0.4
+    assert jaw[times > 1.3].max() < 0.05
+
+
+def test_user_smile_is_mirrored_after_a_delay():
+    smile = {n: 0.9 for n in ("mouthSmileLeft", "mouthSmileRight")}
+    smiling = M.from_dict(smile)
+    frames = run(StreamingGenerator(ProceduralMotionModel()), seconds=3.0,
+                 user_motion=lambda t: (smiling if t > 1.0 else M.neutral(), 1.0))
+    s = np.array([f.values[M.index("mouthSmileLeft")] for f in frames])
+    t = np.array([f.content_time for f in frames])
+    assert s[t < 1.0].max() < 0.05
+    assert s[(t > 1.0) & (t < 1.3)].max() < 0.2  # not instantly
+    assert s[t > 2.5].min() > 0.4
+
+
+def test_listener_nods_after_the_user_stops_speaking():
+    user = speech_like(4.0, 0.5, 2.0)
+    heard = run(StreamingGenerator(ProceduralMotionModel(seed=3)), user=user, seconds=4.0)
+    alone = run(StreamingGenerator(ProceduralMotionModel(seed=3)), seconds=4.0)
+    nod = np.array([a.values[M.index("head_pitch")] - b.values[M.index("head_pitch")]
+                    for a, b in zip(heard, alone)])
+    t = np.array([f.content_time for f in heard])
+    assert np.abs(nod[t < 2.0]).max() < 1e-6  # no reaction while the user speaks
+    pause = nod[(t > 2.0) & (t < 3.0)]
+    assert pause.min() < -0.08  # a downward nod in the pause...
+    assert t[(t > 2.0)][np.argmin(pause)] > 2.2  # ...after a human-like delay
+
+
+def test_no_input_gives_idle_motion_with_blinks_and_a_closed_mouth():
+    frames = run(StreamingGenerator(ProceduralMotionModel(seed=1)), seconds=10.0)
+    v = np.stack([f.values for f in frames])
+    assert np.all(np.isfinite(v))
+    assert v[:, JAW].max() < 0.05
+    assert v[:, M.index("eyeBlinkLeft")].max() > 0.9
+    assert v[:, M.index("head_yaw")].std() > 0.005
+
+
+def test_a_stalled_process_skips_ahead_and_counts_skipped_frames():
+    gen = StreamingGenerator(ProceduralMotionModel(), max_lag_s=1.0)
+    gen.start(0.0)
+    gen.step(0.1)
+    gen.step(10.0)  # 10 s without a tick
+    assert gen.stats.skipped_frames > 200
+    assert gen.pending() <= gen._queue.maxlen
+
+
+def test_same_seed_same_motion():
+    user = speech_like(3.0, 0.5, 2.0)
+    a = run(StreamingGenerator(ProceduralMotionModel(seed=7)), user=user, seconds=3.0)
+    b = run(StreamingGenerator(ProceduralMotionModel(seed=7)), user=user, seconds=3.0)
+    assert np.array_equal(np.stack([f.values for f in a]), np.stack([f.values for f in b]))
