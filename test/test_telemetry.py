@@ -1,0 +1,72 @@
+"""Counting drops, latencies and working on the newest item only."""
+import threading
+
+from avatar_forcing_ros.telemetry import ERROR, OK, WARN, LatestWorker, Telemetry
+
+
+def test_a_drop_reason_is_logged_once_then_every_nth_and_counted():
+    logs = []
+    t = Telemetry("stage", log=logs.append, log_every=10)
+    for _ in range(25):
+        t.drop("bad encoding", "yuv422")
+    assert t.drops["bad encoding"] == 25
+    assert len(logs) == 3  # the 1st, 10th and 20th
+    level, msg, kv = t.report()
+    assert level == WARN and kv["dropped bad encoding"] == "25"
+
+
+def test_latency_thresholds_set_the_level():
+    t = Telemetry("stage", latency_warn_s=0.1, latency_error_s=0.5)
+    t.latency(0.01)
+    assert t.report()[0] == OK
+    for _ in range(10):
+        t.latency(0.2)
+    assert t.report()[0] == WARN
+    for _ in range(100):
+        t.latency(1.0)
+    assert t.report()[0] == ERROR
+
+
+def test_worker_processes_the_newest_item_and_counts_stale_ones():
+    seen, stale = [], []
+    gate = threading.Event()
+    done = threading.Event()
+
+    def work(item):
+        gate.wait(5)
+        seen.append(item)
+        if item == 9:
+            done.set()
+
+    w = LatestWorker(work, "test", on_stale=lambda: stale.append(1))
+    w.start()
+    w.offer(0)
+    for i in range(1, 10):
+        w.offer(i)
+    gate.set()
+    assert done.wait(5)
+    w.stop()
+    assert seen[-1] == 9 and len(seen) < 10 and len(stale) == 10 - len(seen)
+    assert not w.alive
+
+
+def test_worker_survives_exceptions_and_reports_them():
+    errors, seen = [], []
+    ok = threading.Event()
+
+    def work(item):
+        if item == "bad":
+            raise ValueError("boom")
+        seen.append(item)
+        ok.set()
+
+    w = LatestWorker(work, "test", on_error=errors.append)
+    w.start()
+    failed = threading.Event()
+    w._on_error = lambda exc: (errors.append(exc), failed.set())
+    w.offer("bad")
+    assert failed.wait(5)
+    w.offer("good")
+    assert ok.wait(5)
+    w.stop()
+    assert isinstance(errors[0], ValueError) and seen == ["good"]
