@@ -44,3 +44,62 @@ class MotionModel(ABC):
     @abstractmethod
     def next_block(self, cond: BlockConditions) -> np.ndarray:
         """Motion of the next ``cond.frames`` frames, shape (B, space.dim), within range."""
+
+
+SHIPPED_MODEL = "af_forcing_v1"
+
+
+def shipped_model_dir() -> "Path | None":
+    """Where the checkpoint shipped in the repo's ``models/`` lives: beside the package in a
+    source tree or pip install, or in ``share/avatar_forcing_ros/models`` of a ROS install."""
+    import os
+    from pathlib import Path
+
+    candidates = [Path(__file__).resolve().parent.parent / "models" / SHIPPED_MODEL]
+    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
+        if prefix:
+            candidates.append(Path(prefix) / "share" / "avatar_forcing_ros" / "models" / SHIPPED_MODEL)
+    for c in candidates:
+        if (c / "config.json").is_file():
+            return c
+    return None
+
+
+def load_motion_model(spec: str = "default", *, fps: float = 25.0, block_frames: int = 2,
+                      seed: int = 0, device: str = "cpu", providers=None,
+                      guidance_scale: float = 1.0, threads: int = 2) -> tuple[MotionModel, str]:
+    """Fill the slot from a parameter: 'default', 'procedural', a checkpoint dir or an .onnx.
+
+    Returns (model, note); the note says why a fallback happened (empty if none). A model the
+    user named explicitly that cannot be loaded is an error, never a silent fallback.
+    """
+    from pathlib import Path
+
+    from .procedural import ProceduralMotionModel
+
+    if spec == "procedural":
+        return ProceduralMotionModel(fps=fps, block_frames=block_frames, seed=seed), ""
+    note = ""
+    if spec == "default":
+        path = shipped_model_dir()
+        if path is None:
+            return (ProceduralMotionModel(fps=fps, block_frames=block_frames, seed=seed),
+                    f"the shipped model models/{SHIPPED_MODEL} was not found: using the "
+                    "procedural model")
+    else:
+        path = Path(spec)
+        if not path.exists():
+            raise FileNotFoundError(f"motion model {spec!r} does not exist (expected 'default', "
+                                    "'procedural', a checkpoint directory or an .onnx file)")
+    try:
+        from .forcing.learned_model import LearnedMotionModel
+    except ImportError as exc:  # torch/onnxruntime missing in a minimal install
+        if spec != "default":
+            raise
+        return (ProceduralMotionModel(fps=fps, block_frames=block_frames, seed=seed),
+                f"the learned model needs {exc.name}: using the procedural model")
+    model = LearnedMotionModel(path, device=device, providers=providers, seed=seed,
+                               guidance_scale=guidance_scale, threads=threads)
+    if abs(model.fps - fps) > 1e-6:
+        raise ValueError(f"{path} was trained at {model.fps} fps, the node runs at {fps} fps")
+    return model, note

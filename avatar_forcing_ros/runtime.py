@@ -172,3 +172,37 @@ class StreamingGenerator:
 
     def pending(self) -> int:
         return len(self._queue)
+
+
+def generate_offline(gen: StreamingGenerator, avatar_audio: np.ndarray, user_audio: np.ndarray,
+                     user_motion=None, chunk: int = 320) -> list[GeneratedFrame]:
+    """Drive the streaming generator on a simulated clock, exactly as a live node would:
+    audio arrives in ``chunk``-sample pieces, the user's face once a frame.
+
+    ``user_motion(t) -> (values, confidence)`` or None for an absent user. Runs until every
+    input sample has been turned into frames and the last frame has been presented.
+    """
+    n = max(avatar_audio.size, user_audio.size)
+    avatar_audio = np.pad(avatar_audio, (0, n - avatar_audio.size))
+    user_audio = np.pad(user_audio, (0, n - user_audio.size))
+    gen.start(0.0)
+    frames: list[GeneratedFrame] = []
+    next_face = 0.0
+    end = n / SAMPLE_RATE + gen.output_delay_s + 2 * gen.block / gen.fps
+    k = 0
+    while True:
+        now = (k + 1) * chunk / SAMPLE_RATE
+        if now > end:
+            break
+        s = slice(k * chunk, (k + 1) * chunk)
+        if s.start < n:
+            gen.push_avatar_audio(avatar_audio[s], now)
+            gen.push_user_audio(user_audio[s], now)
+        if user_motion is not None and now >= next_face:
+            values, conf = user_motion(now)
+            gen.push_user_motion(values, conf, now)
+            next_face += 1.0 / gen.fps
+        gen.step(now)
+        frames += gen.pop_due(now)
+        k += 1
+    return frames

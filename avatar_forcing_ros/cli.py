@@ -1,0 +1,42 @@
+"""The ``avatar-forcing`` command: everything the package does without ROS.
+
+    avatar-forcing demo        write an MP4 of the avatar in a synthetic conversation
+    avatar-forcing corpus      generate the dyadic training corpus
+    avatar-forcing train       train the Avatar Forcing model
+    avatar-forcing dpo         preference-tune it (losers: user conditions dropped)
+    avatar-forcing evaluate    metrics of models on a held-out corpus
+    avatar-forcing export      export the streaming step to ONNX
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+# subcommand -> (module, function taking argv); modules load lazily (torch only when needed)
+COMMANDS = {
+    "demo": ("avatar_forcing_ros.demo", "main"),
+    "corpus": ("avatar_forcing_ros.corpus.dataset", "main_generate"),
+    "train": ("avatar_forcing_ros.forcing.train", "main_train"),
+    "dpo": ("avatar_forcing_ros.forcing.dpo", "main_dpo"),
+    "evaluate": ("avatar_forcing_ros.evaluation", "main_evaluate"),
+    "export": ("avatar_forcing_ros.forcing.onnx_export", "main_export"),
+}
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"avatar-forcing: unknown command {name!r}; one of: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    module, func = COMMANDS[name]
+    return int(getattr(importlib.import_module(module), func)(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
