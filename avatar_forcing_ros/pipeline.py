@@ -1,0 +1,74 @@
+"""Building the pipeline's stages from node parameters — one place, so the ROS nodes, the
+offline replay and the demo construct exactly the same things from the same YAML.
+
+Parameter names and defaults are those of config/avatar_forcing.yaml (node -> key -> value).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from .motion_model import MotionModel, load_motion_model
+from .runtime import StreamingGenerator
+
+NODES = ("perception", "generator", "renderer")
+
+
+def default_config_path() -> Path | None:
+    """config/avatar_forcing.yaml of a source tree, pip install or ROS install."""
+    import os
+
+    candidates = [Path(__file__).resolve().parent.parent / "config" / "avatar_forcing.yaml"]
+    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
+        if prefix:
+            candidates.append(Path(prefix) / "share" / "avatar_forcing_ros" / "config" / "avatar_forcing.yaml")
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def load_node_parameters(path: str | Path | None = None) -> dict[str, dict]:
+    """{node: {parameter: value}} from a ROS 2 parameter YAML (``node: ros__parameters: ...``)."""
+    path = Path(path) if path else default_config_path()
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"parameter file {path} not found")
+    doc = yaml.safe_load(path.read_text()) or {}
+    out = {}
+    for node in NODES:
+        section = doc.get(node) or doc.get(f"/{node}") or {}
+        out[node] = dict(section.get("ros__parameters", {}))
+    return out
+
+
+def build_estimator(p: dict):
+    from .perception import FaceMotionEstimator
+
+    return FaceMotionEstimator(auto_calibration_frames=int(p["calibration_frames"]),
+                               decay_tau_s=float(p["no_face_decay_s"]))
+
+
+def build_motion_model(p: dict) -> tuple[MotionModel, str]:
+    return load_motion_model(
+        str(p["model"]), fps=float(p["fps"]), block_frames=int(p["block_frames"]),
+        seed=int(p["seed"]), device=str(p["device"]), providers=list(p["onnx_providers"]),
+        guidance_scale=float(p["guidance_scale"]), threads=int(p["torch_threads"]))
+
+
+def build_generator(p: dict, model: MotionModel) -> StreamingGenerator:
+    return StreamingGenerator(model, output_delay_s=float(p["output_delay_s"]),
+                              user_motion_timeout_s=float(p["user_motion_timeout_s"]))
+
+
+def build_renderer(p: dict):
+    from .render import make_renderer
+
+    kind = str(p["renderer"])
+    params = {"width": int(p["width"]), "height": int(p["height"])}
+    if kind == "stylised":
+        for key in ("background", "face_colour", "feature_colour"):
+            params[key] = tuple(int(c) for c in p[key])
+    elif kind == "portrait":
+        params["image_path"] = p["portrait_path"] or None
+    elif kind == "neural":
+        params["model_dir"] = p["neural_model_dir"]
+        params["providers"] = list(p["onnx_providers"])
+    return make_renderer(kind, **params)
