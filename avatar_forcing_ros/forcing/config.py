@@ -1,0 +1,60 @@
+"""Configuration of the Avatar Forcing network and its training/sampling defaults."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+
+FORMAT = "af-forcing-v1"
+
+
+@dataclass
+class ForcingConfig:
+    # what the model reads and writes (checked against the runtime when a checkpoint loads)
+    motion_space: str = "af-motion-v1"
+    motion_dim: int = 28
+    audio_dim: int = 41          # LogMelFeatures.dim (40 mel bands + log RMS)
+    fps: float = 25.0
+    # condition encoder (dual motion encoder)
+    cond_kernel: int = 5         # causal conv over the current and 4 past frames
+    # motion transformer
+    block_frames: int = 2        # B: frames denoised together; attention is causal across blocks
+    n_layer: int = 4
+    n_embd: int = 128
+    n_head: int = 4
+    rope_base: float = 1000.0
+    # context: frames of clean past kept in the KV cache (a plain rolling window, no sinks,
+    # because rotary positions make attention depend on distance and the network only ever
+    # saw distances below window_frames in training)
+    window_frames: int = 48      # W: training window length
+    max_cache_frames: int = 46   # W - B: the newest block plus the cache span one training window
+    # flow matching / sampling
+    sample_steps: int = 4
+    guidance_scale: float = 1.5
+    cond_drop: float = 0.1       # training probability of replacing the user stream by the null
+    clean_context_prob: float = 0.25  # training probability of a clean (noise 0) prefix, as at inference
+
+    def __post_init__(self):
+        if not 1 <= self.block_frames <= 10:
+            raise ValueError(f"block_frames must be in 1..10, got {self.block_frames}")
+        if self.n_embd % self.n_head or (self.n_embd // self.n_head) % 2:
+            raise ValueError("n_embd / n_head must be an even integer (rotary pairs)")
+        if self.window_frames % self.block_frames or self.max_cache_frames % self.block_frames:
+            raise ValueError("window_frames and max_cache_frames must be multiples of block_frames")
+
+    @property
+    def context_blocks(self) -> int:
+        return self.max_cache_frames // self.block_frames
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ForcingConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)

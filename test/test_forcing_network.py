@@ -1,0 +1,122 @@
+"""Behaviour of the Avatar Forcing network and its samplers (tiny random networks)."""
+import pytest
+import torch
+
+from avatar_forcing_ros.forcing.config import ForcingConfig
+from avatar_forcing_ros.forcing.network import AvatarForcingNet, block_causal_mask
+from avatar_forcing_ros.forcing.sampler import (StreamingSampler, sample_offline, sample_streaming,
+                                                sample_window)
+
+
+def tiny_net(block=2, cache=6, seed=0):
+    torch.manual_seed(seed)
+    cfg = ForcingConfig(n_layer=2, n_embd=32, n_head=2, block_frames=block, window_frames=8,
+                        max_cache_frames=cache)
+    net = AvatarForcingNet(cfg).eval()
+    with torch.no_grad():  # zero-initialised gates would make every output trivially equal
+        for p in net.parameters():
+            p.normal_(0.0, 0.2)
+    return net
+
+
+def inputs(T, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(1, T, 41, generator=g), torch.randn(1, T, 41, generator=g),
+            torch.randn(1, T, 28, generator=g), torch.rand(1, T, generator=g), torch.randn(1, T, 28, generator=g))
+
+
+def test_block_mask_sees_own_block_and_past_only():
+    m = block_causal_mask(6, 2)
+    assert m[0, 1] and m[1, 0]            # both frames of block 0 see each other
+    assert m[4, 0] and m[5, 3]            # later blocks see the past
+    assert not m[1, 2] and not m[3, 4]    # never the next block
+
+
+def test_block_mask_rolling_context_drops_old_blocks():
+    m = block_causal_mask(8, 2, context_blocks=1)
+    assert m[5, 2] and not m[5, 1]        # block 2 sees block 1, not block 0
+
+
+def test_changing_future_inputs_never_changes_past_outputs():
+    net = tiny_net()
+    aa, ua, um, up, noise = inputs(12)
+    before = sample_streaming(net, aa, ua, um, up, noise, guidance=2.0)
+    aa2, ua2, um2, noise2 = aa.clone(), ua.clone(), um.clone(), noise.clone()
+    for x in (aa2, ua2, um2, noise2):
+        x[:, 6:] += 5.0
+    after = sample_streaming(net, aa2, ua2, um2, up, noise2, guidance=2.0)
+    assert torch.allclose(before[:, :6], after[:, :6], atol=1e-6)
+    assert not torch.allclose(before[:, 6:], after[:, 6:], atol=1e-3)
+
+
+def test_network_forward_is_block_causal():
+    net = tiny_net()
+    aa, ua, um, up, x = inputs(8)
+    drop = torch.zeros(1, dtype=torch.bool)
+    mask = block_causal_mask(8, 2)
+    cond, _ = net.encode(aa, ua, um, up, drop)
+    x2 = x.clone()
+    x2[:, 4:] = 0.0  # change blocks 2 and 3 only
+    t = torch.rand(1, 8)
+    v1, _ = net(x, t, cond, mask)
+    v2, _ = net(x2, t, cond, mask)
+    assert torch.allclose(v1[:, :4], v2[:, :4], atol=1e-6)
+    assert not torch.allclose(v1[:, 4:], v2[:, 4:], atol=1e-3)
+
+
+@pytest.mark.parametrize("guidance", [1.0, 2.0])
+def test_kv_cache_streaming_equals_full_recomputation(guidance):
+    net = tiny_net(cache=6)
+    aa, ua, um, up, noise = inputs(20)  # longer than the cache: the rolling window is exercised
+    streamed = sample_streaming(net, aa, ua, um, up, noise, guidance)
+    offline = sample_offline(net, aa, ua, um, up, noise, guidance)
+    assert torch.allclose(streamed, offline, rtol=1e-4, atol=1e-3)  # outputs reach ~60: float32 rounding
+
+
+def test_streaming_with_block_of_one_frame_equals_recomputation():
+    net = tiny_net(block=1, cache=4)
+    aa, ua, um, up, noise = inputs(9)
+    assert torch.allclose(sample_streaming(net, aa, ua, um, up, noise), sample_offline(net, aa, ua, um, up, noise),
+                          rtol=1e-4, atol=1e-3)
+
+
+def test_dropped_user_stream_ignores_user_inputs():
+    net = tiny_net()
+    aa, ua, um, up, noise = inputs(6)
+    drop = torch.ones(1, dtype=torch.bool)
+    c1, _ = net.encode(aa, ua, um, up, drop)
+    c2, _ = net.encode(aa, ua + 3.0, um - 1.0, up * 0, drop)
+    c3, _ = net.encode(aa, ua + 3.0, um - 1.0, up * 0, ~drop)
+    assert torch.allclose(c1, c2)
+    assert not torch.allclose(c1, c3)
+
+
+def test_guidance_scale_changes_the_sample():
+    net = tiny_net()
+    aa, ua, um, up, noise = inputs(6)
+    a = sample_streaming(net, aa, ua, um, up, noise, guidance=1.0)
+    b = sample_streaming(net, aa, ua, um, up, noise, guidance=3.0)
+    assert not torch.allclose(a, b, atol=1e-3)
+
+
+def test_streaming_sampler_reset_forgets_history():
+    net = tiny_net()
+    aa, ua, um, up, noise = inputs(4)
+    s = StreamingSampler(net)
+    first = s.step(aa[:, :2], ua[:, :2], um[:, :2], up[:, :2], noise[:, :2])
+    s.step(aa[:, 2:], ua[:, 2:], um[:, 2:], up[:, 2:], noise[:, 2:])
+    s.reset()
+    again = s.step(aa[:, :2], ua[:, :2], um[:, :2], up[:, :2], noise[:, :2])
+    assert torch.allclose(first, again)
+
+
+def test_window_sampler_output_has_requested_length():
+    net = tiny_net()
+    aa, ua, um, up, _ = inputs(10)
+    out = sample_window(net, aa, ua, um, up, torch.Generator().manual_seed(0), window=8)
+    assert out.shape == (1, 10, 28) and torch.isfinite(out).all()
+
+
+def test_config_rejects_block_outside_range():
+    with pytest.raises(ValueError, match="block_frames"):
+        ForcingConfig(block_frames=11)
