@@ -5,6 +5,7 @@ portrait's own landmarks, so each test changes one thing and checks the channel 
 follow it.
 """
 import math
+import threading
 
 import cv2
 import numpy as np
@@ -79,6 +80,21 @@ def close_eyes(img, lm):
         cv2.polylines(out, [outline], True, skin, 3, lineType=cv2.LINE_AA)
         lash = np.round(lm[list(eye[8:]) + [eye[0]], :2]).astype(np.int32)
         cv2.polylines(out, [lash], False, (60, 40, 35), 2, lineType=cv2.LINE_AA)
+    return out
+
+
+def look(img, lm, right=0.0, down=0.0):
+    """Slide what is inside both eye openings by a fraction of the eye width: the irises move."""
+    h, w = img.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    out = img.copy()
+    for eye, outer, inner in ((RIGHT_EYE, 33, 133), (LEFT_EYE, 263, 362)):
+        eye_w = abs(lm[outer, 0] - lm[inner, 0])
+        inside = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(inside, [np.round(lm[list(eye), :2]).astype(np.int32)], 255)
+        moved = cv2.remap(img, xx - right * eye_w, yy - down * eye_w, cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+        out[inside > 0] = moved[inside > 0]
     return out
 
 
@@ -214,6 +230,20 @@ def test_broad_smile_of_the_portrait_reads_as_smile_not_frown(portrait):
         assert value(obs, "mouthFrown" + side) == 0.0
 
 
+def test_irises_moved_right_give_positive_gaze_yaw_and_left_negative(portrait, landmarks):
+    ahead = value(observe(portrait), "gaze_yaw")
+    right = value(observe(look(portrait, landmarks, right=0.15), frames=3), "gaze_yaw")
+    left = value(observe(look(portrait, landmarks, right=-0.15), frames=3), "gaze_yaw")
+    assert right > ahead + 0.1
+    assert left < ahead - 0.1
+
+
+def test_irises_moved_up_give_higher_gaze_pitch_than_moved_down(portrait, landmarks):
+    up = value(observe(look(portrait, landmarks, down=-0.08), frames=3), "gaze_pitch")
+    down = value(observe(look(portrait, landmarks, down=0.08), frames=3), "gaze_pitch")
+    assert up > down + 0.04
+
+
 def test_every_value_is_finite_and_in_range(portrait, landmarks):
     pictures = [portrait, portrait[:, ::-1], rotate(portrait, 30), open_mouth(portrait, landmarks, 40),
                 close_eyes(portrait, landmarks), affine(portrait, [[1, 0, 200], [0, 1, 0]]),
@@ -222,6 +252,15 @@ def test_every_value_is_finite_and_in_range(portrait, landmarks):
         obs = observe(np.ascontiguousarray(img))
         assert np.isfinite(obs.values).all() and 0.0 <= obs.confidence <= 1.0
         assert (obs.values >= SPACE.low).all() and (obs.values <= SPACE.high).all()
+
+
+def test_face_partly_out_of_frame_or_tiny_gets_lower_confidence(portrait):
+    whole = observe(portrait).confidence
+    cut = observe(cv2.warpAffine(portrait, np.float32([[1, 0, 200], [0, 1, 0]]), (480, 480)), frames=3)
+    tiny = observe(cv2.resize(portrait, (80, 80), interpolation=cv2.INTER_AREA), frames=3)
+    assert whole > 0.95
+    assert cut.face_present and cut.confidence < whole - 0.1
+    assert tiny.face_present and tiny.confidence < whole - 0.2
 
 
 # --- calibration -------------------------------------------------------------------------------
@@ -289,6 +328,16 @@ def test_non_finite_timestamp_is_rejected(portrait):
     with FaceMotionEstimator() as est:
         with pytest.raises(ValueError, match="timestamp must be finite"):
             est.estimate(portrait, float("nan"))
+
+
+def test_estimator_made_on_one_thread_runs_on_a_worker_thread(portrait):
+    results = []
+    with FaceMotionEstimator(auto_calibration_frames=0) as est:
+        worker = threading.Thread(target=lambda: results.extend(est.estimate(portrait, i / 25) for i in range(3)))
+        worker.start()
+        worker.join(timeout=60)
+    assert not worker.is_alive()
+    assert len(results) == 3 and all(o.face_present for o in results)
 
 
 def test_estimating_after_close_is_an_error(portrait):
