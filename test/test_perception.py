@@ -83,6 +83,33 @@ def close_eyes(img, lm):
     return out
 
 
+def move_brows(img, lm, up_px):
+    """Lift (up_px > 0) or lower both brows, fading to nothing at the upper lids and the forehead."""
+    h, w = img.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    shift = np.zeros((h, w), np.float32)
+    for brow, lid in (((70, 63, 105, 66, 107), 159), ((300, 293, 334, 296, 336), 386)):
+        pts = lm[list(brow), :2]
+        left, right, brow_y = pts[:, 0].min() - 8, pts[:, 0].max() + 8, pts[:, 1].mean()
+        gap = lm[lid, 1] - brow_y
+        across = np.clip(np.minimum(xx - left, right - xx) / 8.0, 0, 1)
+        along = np.where(yy > brow_y, np.clip((lm[lid, 1] - 3 - yy) / (gap - 3), 0, 1),
+                         np.clip(1 - (brow_y - yy) / (2 * gap), 0, 1))
+        shift += up_px * across * along
+    return cv2.remap(img, xx, yy + shift, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def narrow_mouth(img, lm, amount=0.3):
+    """Gather the lips toward the mouth's centre (amount: share of the width lost at the centre)."""
+    h, w = img.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    cx, cy = 0.5 * (lm[61, 0] + lm[291, 0]), 0.5 * (lm[13, 1] + lm[14, 1])
+    half = 0.5 * (lm[291, 0] - lm[61, 0])
+    near = np.clip(1 - np.hypot((xx - cx) / (1.6 * half), (yy - cy) / (1.2 * half)), 0, 1) ** 0.7
+    return cv2.remap(img, cx + (xx - cx) / (1 - amount * near), yy, cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
 def look(img, lm, right=0.0, down=0.0):
     """Slide what is inside both eye openings by a fraction of the eye width: the irises move."""
     h, w = img.shape[:2]
@@ -228,6 +255,31 @@ def test_broad_smile_of_the_portrait_reads_as_smile_not_frown(portrait):
     for side in ("Left", "Right"):
         assert value(obs, "mouthSmile" + side) > 0.5
         assert value(obs, "mouthFrown" + side) == 0.0
+
+
+def test_raised_brows_raise_inner_and_outer_brow_coefficients(portrait, landmarks):
+    relaxed = observe(portrait, frames=3)
+    raised = observe(move_brows(portrait, landmarks, 8), frames=3)
+    for name in ("browInnerUp", "browOuterUpLeft", "browOuterUpRight"):
+        assert value(raised, name) > value(relaxed, name) + 0.3, name
+
+
+def test_lowered_brows_read_as_brow_down_after_calibration(portrait, landmarks):
+    with FaceMotionEstimator(auto_calibration_frames=0) as est:
+        est.calibrate([portrait] * 4)
+        lowered = move_brows(portrait, landmarks, -6)
+        obs = [est.estimate(lowered, i / 25) for i in range(3)][-1]
+    assert value(obs, "browDownLeft") > 0.15 and value(obs, "browDownRight") > 0.15
+    assert value(obs, "browInnerUp") < 0.05
+
+
+def test_narrowed_mouth_reads_as_pucker_after_calibration(portrait, landmarks):
+    with FaceMotionEstimator(auto_calibration_frames=0) as est:
+        est.calibrate([portrait] * 4)
+        narrowed = narrow_mouth(portrait, landmarks, 0.3)
+        obs = [est.estimate(narrowed, i / 25) for i in range(3)][-1]
+    assert value(obs, "mouthPucker") > 0.3
+    assert value(obs, "mouthStretchLeft") < 0.05 and value(obs, "mouthStretchRight") < 0.05
 
 
 def test_irises_moved_right_give_positive_gaze_yaw_and_left_negative(portrait, landmarks):
