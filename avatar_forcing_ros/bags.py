@@ -1,0 +1,480 @@
+"""rosbag2 files without ROS: our message types for ``rosbags``, a reader that accounts for
+every message, a writer, and conversions between bag messages and the core's arrays.
+
+Bags hold CDR like a live recording, so ``ros2 bag play`` replays them on a real ROS 2
+install. Custom types (FaceMotion, audio_common_msgs) are registered from the package's own
+.msg files, never from a second copy of their definitions.
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .imaging import (ImageFormatError, array_to_image_fields, decode_compressed, encode_compressed,
+                      image_fields_to_array, to_rgb8)
+from .motion import MotionSpace
+
+PACKAGE = "avatar_forcing_ros"
+FACE_MOTION = "avatar_forcing_ros/msg/FaceMotion"
+AUDIO_DATA = "audio_common_msgs/msg/AudioData"
+AUDIO_STAMPED = "audio_common_msgs/msg/AudioDataStamped"
+AUDIO_INFO = "audio_common_msgs/msg/AudioInfo"
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
+DIAGNOSTICS = "diagnostic_msgs/msg/DiagnosticArray"
+
+# The pipeline's topics (relative names in the nodes; absolute at the root namespace in bags).
+TOPICS = {
+    "camera": ("/camera/image_raw", IMAGE),
+    "camera_compressed": ("/camera/image_raw/compressed", COMPRESSED_IMAGE),
+    "user_audio": ("/user/audio", AUDIO_STAMPED),
+    "user_audio_info": ("/user/audio_info", AUDIO_INFO),
+    "speech": ("/avatar/speech", AUDIO_STAMPED),
+    "speech_info": ("/avatar/speech_info", AUDIO_INFO),
+    "user_motion": ("/user/face_motion", FACE_MOTION),
+    "avatar_motion": ("/avatar/face_motion", FACE_MOTION),
+    "avatar_audio": ("/avatar/audio", AUDIO_STAMPED),
+    "avatar_audio_info": ("/avatar/audio_info", AUDIO_INFO),
+    "avatar_image": ("/avatar/image", IMAGE),
+    "avatar_image_compressed": ("/avatar/image/compressed", COMPRESSED_IMAGE),
+    "diagnostics": ("/diagnostics", DIAGNOSTICS),
+}
+STORAGES = ("mcap", "sqlite3")
+
+
+class BagError(RuntimeError):
+    """A bag cannot be opened or written (missing, not a bag, unreadable metadata)."""
+
+
+def topic(key: str, namespace: str = "") -> str:
+    """Absolute topic name of one of the pipeline's topics under ``namespace``."""
+    name = TOPICS[key][0]
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    return ns + name
+
+
+# -- types -------------------------------------------------------------------------------------
+
+def _msg_dirs() -> list[tuple[str, Path]]:
+    """(package, msg dir) of our custom types: the source tree first, then ROS installs."""
+    root = Path(__file__).resolve().parent.parent
+    dirs = [(PACKAGE, root / "msg"), ("audio_common_msgs", root / "third_party" / "audio_common_msgs" / "msg")]
+    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
+        if prefix:
+            for pkg in (PACKAGE, "audio_common_msgs"):
+                dirs.append((pkg, Path(prefix) / "share" / pkg / "msg"))
+    return dirs
+
+
+def _custom_type_texts() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for pkg, d in _msg_dirs():
+        for f in sorted(d.glob("*.msg")) if d.is_dir() else ():
+            found.setdefault(f"{pkg}/msg/{f.stem}", f.read_text())
+    missing = [t for t in (FACE_MOTION, AUDIO_DATA, AUDIO_STAMPED, AUDIO_INFO) if t not in found]
+    if missing:
+        raise BagError(f"message definitions not found for {', '.join(missing)}; looked in "
+                       + ", ".join(str(d) for _, d in _msg_dirs()))
+    return found
+
+
+_TYPESTORE = None
+
+
+def typestore():
+    """ROS 2 Kilted's standard types plus FaceMotion and audio_common_msgs."""
+    global _TYPESTORE
+    if _TYPESTORE is None:
+        from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+        store = get_typestore(Stores.ROS2_KILTED)
+        types = {}
+        texts = _custom_type_texts()
+        # AudioData first: AudioDataStamped refers to it
+        for name in sorted(texts, key=lambda n: (n != AUDIO_DATA, n)):
+            types.update(get_types_from_msg(texts[name], name))
+        store.register(types)
+        _TYPESTORE = store
+    return _TYPESTORE
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+class BagWriter:
+    """A rosbag2 being written; topics are added on first write with their type.
+
+    ``storage``: "mcap" (default, what ``ros2 bag record`` writes on Jazzy/Kilted) or "sqlite3".
+    """
+
+    def __init__(self, path: str | Path, storage: str = "mcap"):
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        if storage not in STORAGES:
+            raise BagError(f"storage must be one of {STORAGES}, not {storage!r}")
+        self.path = Path(path)
+        if self.path.exists():
+            raise BagError(f"{self.path} exists: rosbag2 writes a new directory; remove it or pick another name")
+        self.store = typestore()
+        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+        # Version 8 metadata: read by rosbag2 on Jazzy and Kilted.
+        self._writer = Writer(self.path, version=8, storage_plugin=plugin)
+        self._writer.open()
+        self._connections = {}
+        self.counts: Counter = Counter()
+
+    def connect(self, topic_name: str, msgtype: str):
+        conn = self._connections.get(topic_name)
+        if conn is None:
+            if msgtype not in self.store.types:
+                raise BagError(f"unknown message type {msgtype!r} for {topic_name}")
+            conn = self._writer.add_connection(topic_name, msgtype, typestore=self.store)
+            self._connections[topic_name] = conn
+        elif conn.msgtype != msgtype:
+            raise BagError(f"{topic_name} already has type {conn.msgtype}, not {msgtype}")
+        return conn
+
+    def write(self, topic_name: str, t_ns: int, msg) -> None:
+        """Serialize a typestore message and write it at log time ``t_ns``."""
+        conn = self.connect(topic_name, msg.__msgtype__)
+        self._writer.write(conn, int(t_ns), self.store.serialize_cdr(msg, msg.__msgtype__))
+        self.counts[topic_name] += 1
+
+    def write_raw(self, topic_name: str, msgtype: str, t_ns: int, data: bytes) -> None:
+        """Write an already serialized (CDR) message, as a live recorder receives it."""
+        self._writer.write(self.connect(topic_name, msgtype), int(t_ns), data)
+        self.counts[topic_name] += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+@dataclass
+class BagMessage:
+    topic: str
+    msgtype: str
+    t_ns: int      # log (receive) time
+    msg: object    # deserialized typestore message
+
+
+@dataclass
+class BagAccount:
+    """What happened to every message of a bag: used per topic, or skipped with a reason."""
+    path: str = ""
+    topics: dict = field(default_factory=dict)        # topic -> msgtype
+    in_bag: Counter = field(default_factory=Counter)   # topic -> messages the metadata announces
+    read: Counter = field(default_factory=Counter)     # topic -> messages read
+    used: Counter = field(default_factory=Counter)     # topic -> messages used
+    skipped: dict = field(default_factory=lambda: defaultdict(Counter))  # topic -> reason -> n
+    problems: list = field(default_factory=list)       # file-level: truncation, ...
+    start_ns: int | None = None
+    end_ns: int | None = None
+
+    def skip(self, topic_name: str, reason: str, n: int = 1) -> None:
+        self.skipped[topic_name][reason] += n
+
+    def use(self, topic_name: str, n: int = 1) -> None:
+        self.used[topic_name] += n
+
+    @property
+    def duration_s(self) -> float:
+        if self.start_ns is None:
+            return 0.0
+        return (self.end_ns - self.start_ns) / 1e9
+
+    def unaccounted(self) -> dict[str, int]:
+        """Topics whose read messages were neither used nor skipped (should be empty)."""
+        out = {}
+        for t, n in self.read.items():
+            left = n - self.used[t] - sum(self.skipped[t].values())
+            if left:
+                out[t] = left
+        return out
+
+    def lost_in_file(self) -> dict[str, int]:
+        """Messages the metadata announces that could not be read (truncated file)."""
+        return {t: n - self.read[t] for t, n in self.in_bag.items() if n > self.read[t]}
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "duration_s": round(self.duration_s, 3),
+                "topics": {t: {"type": self.topics.get(t, "?"), "in_bag": self.in_bag.get(t, 0),
+                               "read": self.read[t], "used": self.used[t],
+                               "skipped": dict(self.skipped[t])}
+                           for t in sorted(set(self.topics) | set(self.read) | set(self.skipped))},
+                "problems": list(self.problems)}
+
+    def summary(self) -> str:
+        lines = [f"bag {self.path}: {self.duration_s:.2f} s"]
+        for t, d in self.as_dict()["topics"].items():
+            skipped = ", ".join(f"{n} {r}" for r, n in d["skipped"].items())
+            lines.append(f"  {t} [{d['type']}]: {d['read']} read, {d['used']} used"
+                         + (f"; skipped: {skipped}" if skipped else ""))
+        for t, n in self.lost_in_file().items():
+            lines.append(f"  {t}: {n} announced messages missing from the file")
+        lines += [f"  problem: {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def read_bag(path: str | Path, account: BagAccount, topics=None):
+    """Yield BagMessage in log-time order from a rosbag2 directory (or a lone .mcap file).
+
+    Messages of unknown types or that fail to deserialize are skipped and counted on
+    ``account``. A file that ends early stops the iteration with a problem recorded, keeping
+    what was read; an MCAP whose index or footer is missing (a recorder that was killed) is
+    scanned record by record instead. ``topics``: only these (others count as "not needed").
+    """
+    from rosbags.rosbag2 import Reader
+
+    path = Path(path)
+    account.path = str(path)
+    if not path.exists():
+        raise BagError(f"bag {path} does not exist")
+    store = typestore()
+    reader = None
+    try:
+        reader = Reader(path)
+        reader.open()
+        conns = list(reader.connections)
+        for c in conns:
+            account.in_bag[c.topic] += int(getattr(c, "msgcount", 0) or 0)
+        raw_messages = ((c.topic, c.msgtype, t, raw) for c, t, raw in reader.messages(connections=conns))
+    except Exception as exc:  # rosbags raises several kinds on a damaged or foreign file
+        mcaps = [path] if path.suffix == ".mcap" else sorted(path.glob("*.mcap")) if path.is_dir() else []
+        if not mcaps:
+            raise BagError(f"cannot open bag {path}: {exc}") from exc
+        account.problems.append(f"cannot open {path} as a complete bag ({exc}); scanned the MCAP "
+                                "record by record instead")
+        conns, raw_messages = _salvage_mcaps(mcaps, account)
+    try:
+        for c in conns:
+            account.topics[c.topic] = c.msgtype
+        _learn_types_from_bag(store, conns)
+        last_ns = None
+        while True:
+            try:
+                topic_name, msgtype, t_ns, raw = next(raw_messages)
+            except StopIteration:
+                break
+            except Exception as exc:  # a damaged chunk: what came before is kept
+                account.problems.append(f"bag ends early or is damaged ({type(exc).__name__}: {exc}); "
+                                        "kept the messages read before")
+                break
+            account.read[topic_name] += 1
+            if topics is not None and topic_name not in topics:
+                account.skip(topic_name, "not needed")
+                continue
+            if msgtype not in store.types:
+                account.skip(topic_name, f"unknown message type {msgtype}")
+                continue
+            if last_ns is not None and t_ns < last_ns:
+                account.skip(topic_name, "log time went backwards")
+                continue
+            try:
+                msg = store.deserialize_cdr(raw, msgtype)
+            except Exception as exc:  # corrupt payload
+                account.skip(topic_name, f"cannot deserialize ({type(exc).__name__})")
+                continue
+            last_ns = t_ns
+            account.start_ns = t_ns if account.start_ns is None else account.start_ns
+            account.end_ns = t_ns
+            yield BagMessage(topic_name, msgtype, t_ns, msg)
+    finally:
+        if reader is not None:
+            try:
+                reader.close()
+            except Exception:  # a damaged file may fail to close; nothing more to read anyway
+                pass
+
+
+@dataclass
+class _Conn:
+    topic: str
+    msgtype: str
+    msgdef: object = None
+
+
+@dataclass
+class _Msgdef:
+    data: str
+    format: str = "msg"
+
+
+def _salvage_mcaps(files, account):
+    """Connections and (topic, type, log time, data) of MCAP files read front to back.
+
+    MCAP records are opcode (1 byte), length (8), content; messages sit in chunks (possibly
+    compressed) or at top level. Reading stops at the first incomplete record.
+    """
+    import struct
+
+    from rosbags.rosbag2.storage_mcap import decompress
+
+    schemas, channels, found = {}, {}, []
+
+    def string(buf, o):
+        n = struct.unpack_from("<I", buf, o)[0]
+        return bytes(buf[o + 4:o + 4 + n]).decode(), o + 4 + n
+
+    def records(buf, o, end):
+        while o + 9 <= end:
+            op, n = struct.unpack_from("<BQ", buf, o)
+            if o + 9 + n > end:
+                raise EOFError(f"record at byte {o} is cut off")
+            yield op, buf[o + 9:o + 9 + n]
+            o += 9 + n
+
+    def handle(op, body):
+        if op == 0x03:  # schema
+            sid = struct.unpack_from("<H", body)[0]
+            name, o = string(body, 2)
+            _, o = string(body, o)
+            n = struct.unpack_from("<I", body, o)[0]
+            schemas[sid] = (name, bytes(body[o + 4:o + 4 + n]).decode(errors="replace"))
+        elif op == 0x04:  # channel
+            cid, sid = struct.unpack_from("<HH", body)
+            name, _ = string(body, 4)
+            schema = schemas.get(sid, ("?", ""))
+            channels[cid] = _Conn(name, schema[0], _Msgdef(schema[1]))
+        elif op == 0x05:  # message
+            cid, _, log_time = struct.unpack_from("<HIQ", body)
+            if cid in channels:
+                found.append((channels[cid].topic, channels[cid].msgtype, log_time, bytes(body[22:])))
+        elif op == 0x06:  # chunk
+            _, _, size, crc = struct.unpack_from("<QQQI", body)
+            comp, o = string(body, 28)
+            n = struct.unpack_from("<Q", body, o)[0]
+            inner = decompress(bytes(body[o + 8:o + 8 + n]), comp, size, crc)
+            for rec in records(inner, 0, len(inner)):
+                handle(*rec)
+
+    for f in files:
+        buf = memoryview(f.read_bytes())
+        try:
+            for rec in records(buf, 8, len(buf)):
+                handle(*rec)
+        except Exception as exc:  # the cut: keep everything before it
+            account.problems.append(f"{f.name}: stopped at a damaged or cut-off record ({exc})")
+    found.sort(key=lambda m: m[2])
+    return list({c.topic: c for c in channels.values()}.values()), iter(found)
+
+
+def _learn_types_from_bag(store, conns) -> None:
+    """Register message types the bag defines itself (mcap schemas, rosbag2 >= v8 metadata)."""
+    from rosbags.typesys import get_types_from_msg
+
+    for c in conns:
+        if c.msgtype in store.types:
+            continue
+        msgdef = getattr(c, "msgdef", None)
+        text = getattr(msgdef, "data", None) if msgdef is not None else None
+        fmt = str(getattr(getattr(msgdef, "format", None), "name", getattr(msgdef, "format", "msg"))).lower()
+        if not text or fmt not in ("msg", "ros2msg"):
+            continue
+        try:
+            store.register(_split_msgdef(text, c.msgtype, get_types_from_msg))
+        except Exception:  # an unparsable definition: the messages are skipped and counted
+            continue
+
+
+def _split_msgdef(text: str, msgtype: str, parse) -> dict:
+    """A concatenated ROS 2 message definition (main type, then '====' MSG: dependencies)."""
+    types = {}
+    parts = text.split("=" * 80)
+    types.update(parse(parts[0], msgtype))
+    for part in parts[1:]:
+        lines = part.strip().splitlines()
+        if lines and lines[0].startswith("MSG: "):
+            name = lines[0][5:].strip()
+            if "/msg/" not in name:
+                name = name.replace("/", "/msg/")
+            types.update(parse("\n".join(lines[1:]), name))
+    return types
+
+
+# -- conversions -------------------------------------------------------------------------------
+
+def t_to_ns(t: float) -> int:
+    return int(round(t * 1e9))
+
+
+def stamp_s(header) -> float:
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+def header(t: float, frame_id: str = ""):
+    types = typestore().types
+    ns = max(t_to_ns(t), 0)
+    return types["std_msgs/msg/Header"](stamp=types["builtin_interfaces/msg/Time"](
+        sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000), frame_id=frame_id)
+
+
+def image_msg(rgb: np.ndarray, t: float, frame_id: str = "", encoding: str = "rgb8"):
+    f = array_to_image_fields(rgb, encoding)
+    return typestore().types[IMAGE](
+        header=header(t, frame_id), height=f["height"], width=f["width"], encoding=f["encoding"],
+        is_bigendian=f["is_bigendian"], step=f["step"], data=np.frombuffer(f["data"], np.uint8))
+
+
+def compressed_image_msg(rgb: np.ndarray, t: float, frame_id: str = "", fmt: str = "jpeg",
+                         quality: int = 85):
+    data = encode_compressed(rgb, fmt, quality)
+    return typestore().types[COMPRESSED_IMAGE](
+        header=header(t, frame_id), format=fmt, data=np.frombuffer(data, np.uint8))
+
+
+def image_to_rgb(msg) -> np.ndarray:
+    """An Image or CompressedImage -> HxWx3 uint8 RGB; ImageFormatError if it is not one."""
+    if msg.__msgtype__ == COMPRESSED_IMAGE:
+        return decode_compressed(msg.format, bytes(msg.data))
+    if msg.__msgtype__ == IMAGE:
+        arr = image_fields_to_array(msg.height, msg.width, msg.encoding, msg.is_bigendian, msg.step,
+                                    bytes(msg.data))
+        return to_rgb8(arr, msg.encoding)
+    raise ImageFormatError(f"{msg.__msgtype__} is not an image")
+
+
+def audio_msg(pcm: bytes, t: float, frame_id: str = ""):
+    types = typestore().types
+    return types[AUDIO_STAMPED](header=header(t, frame_id),
+                                audio=types[AUDIO_DATA](data=np.frombuffer(pcm, np.uint8)))
+
+
+def audio_info_msg(sample_rate: int = 16000, channels: int = 1, sample_format: str = "S16LE"):
+    return typestore().types[AUDIO_INFO](channels=channels, sample_rate=sample_rate,
+                                         sample_format=sample_format, bitrate=0, coding_format="wave")
+
+
+def audio_payload(msg) -> bytes:
+    """PCM bytes of an AudioDataStamped or AudioData."""
+    audio = msg.audio if msg.__msgtype__ == AUDIO_STAMPED else msg
+    return bytes(np.asarray(audio.data, dtype=np.uint8))
+
+
+def face_motion_msg(space: MotionSpace, values: np.ndarray, confidence: float, face_present: bool,
+                    t: float, frame_id: str = ""):
+    return typestore().types[FACE_MOTION](
+        header=header(t, frame_id), motion_space=space.id,
+        values=np.asarray(values, dtype=np.float32), confidence=float(confidence),
+        face_present=bool(face_present))
+
+
+def read_face_motion(msg, space: MotionSpace) -> tuple[np.ndarray, float]:
+    """(values, confidence) of a FaceMotion; ValueError for another space or length."""
+    if msg.motion_space and msg.motion_space != space.id:
+        raise ValueError(f"motion space {msg.motion_space!r}, expected {space.id!r}")
+    values, _ = space.sanitize(np.asarray(msg.values, dtype=np.float32))
+    conf = float(msg.confidence) if np.isfinite(msg.confidence) and msg.face_present else 0.0
+    return values, float(np.clip(conf, 0.0, 1.0))
