@@ -12,10 +12,18 @@ channels of ``AF_MOTION_V1`` (see motion.py for the sign conventions, all in vie
   onto the same rigid template (similarity fit), so every distance below is in template
   millimetres: independent of face size, position and head pose. Coefficients are changes of
   those distances from the user's neutral, divided by the change that means "fully on".
-- neutral: defaults measured on a neutral-ish face until calibrated; ``calibrate(frames)``, or
-  automatically the running median of the first ``auto_calibration_frames`` confident frames.
+- neutral: until calibrated, pose is absolute (angles vs facing the camera, tx/ty vs the image
+  centre, scale vs a face spanning ``neutral_face_fraction`` of the image width) and
+  expressions are measured from ``DEFAULT_NEUTRAL_FEATURES``. ``calibrate(frames)`` sets the
+  user's own neutral (pose included) to the median over the frames; by default the running
+  median of the first ``auto_calibration_frames`` confident frames does it automatically.
 - no face: confidence 0, face_present False, the last values decay toward neutral with time
   constant ``decay_tau_s``.
+
+Mediapipe's tracking mode crops each frame around the last landmarks, so on a still picture the
+landmarks alternate by a fraction of a millimetre (about 0.1 on the finest coefficients) and
+a sudden change settles over a frame or two. No smoothing is applied here: a consumer that
+wants it filters over time.
 
 Confidence: the Python face mesh hides its presence score (it only reports a face above
 ``min_tracking_confidence``), so confidence is a plausibility score of the found face: share of
@@ -69,6 +77,7 @@ _MOUTH_CORNER = {"R": 61, "L": 291}
 _INNER_LIP_PAIRS = ((13, 14), (82, 87), (312, 317))  # upper, lower
 _UPPER_LIP, _LOWER_LIP, _SUBNASALE = 0, 17, 2
 _EYEBALL_RADIUS_MM = 12.0
+_EYE_WIDTH_MM = 30.0  # iris travel is measured in eye widths; this turns it into mm
 
 # Raw measurements (template mm, or ratios) that the coefficients are made from.
 FEATURES = (
@@ -380,9 +389,9 @@ class FaceMotionEstimator:
         d = f - n
         gx = np.mean([d[_F["iris_x_R"]], d[_F["iris_x_L"]]])
         gy = np.mean([d[_F["iris_y_R"]], d[_F["iris_y_L"]]])
-        eye_w_mm = 30.0  # iris travel in eye widths -> eyeball rotation
-        v[ix["gaze_yaw"]] = math.asin(max(-1.0, min(1.0, gx * eye_w_mm / _EYEBALL_RADIUS_MM)))
-        v[ix["gaze_pitch"]] = -math.asin(max(-1.0, min(1.0, gy * eye_w_mm / _EYEBALL_RADIUS_MM)))
+        # iris off the eye's centre by d mm: the eyeball turned by asin(d / radius)
+        v[ix["gaze_yaw"]] = math.asin(max(-1.0, min(1.0, gx * _EYE_WIDTH_MM / _EYEBALL_RADIUS_MM)))
+        v[ix["gaze_pitch"]] = -math.asin(max(-1.0, min(1.0, gy * _EYE_WIDTH_MM / _EYEBALL_RADIUS_MM)))
 
         jaw = _clip01(d[_F["lip_gap"]] / _JAW_OPEN_MM)
         narrow = _clip01(-d[_F["mouth_width"]] / _NARROW_MM)
