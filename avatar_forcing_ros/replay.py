@@ -1,0 +1,326 @@
+"""Offline replay: a recorded bag through the exact pipeline, in bag time, into a new bag.
+
+The stages are built by ``pipeline.build_*`` from the same parameter YAML the nodes read, and
+are driven the way the nodes drive them: the generator's clock is the bag's log time (s),
+inputs are pushed in bag order, and the generator ticks at ``tick_rate_hz`` of bag time.
+Offline nothing is dropped for being slow: perception sees every camera frame. Every input
+message is either used or counted as skipped with its reason (``BagAccount``).
+
+    avatar-forcing replay session.mcap_dir --out replayed --mp4 replayed.mp4
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from . import bags
+from .audio import SAMPLE_RATE, AudioFormat, AudioFormatError, PcmDecoder, encode_s16le
+from .imaging import ImageFormatError, decode_compressed
+from .motion import AF_MOTION_V1
+from .pipeline import build_estimator, build_generator, build_motion_model, build_renderer, load_node_parameters
+
+log = logging.getLogger("avatar_forcing.replay")
+
+IMAGE_CHOICES = ("params", "raw", "compressed", "both", "none")
+STAGES = ("read", "perception", "generator", "renderer", "write")
+
+
+def apply_overrides(params: dict, overrides) -> dict:
+    """``["generator.model=procedural", "renderer.width=128"]`` -> params updated in place."""
+    for item in overrides or ():
+        key, sep, value = item.partition("=")
+        node, dot, name = key.partition(".")
+        if not sep or not dot or node not in params:
+            raise ValueError(f"override {item!r} must look like NODE.PARAM=VALUE with NODE in {sorted(params)}")
+        params[node][name] = yaml.safe_load(value)
+    return params
+
+
+@dataclass
+class ReplayResult:
+    account: bags.BagAccount
+    out_bag: str
+    mp4: str | None
+    model: str
+    frames: int = 0
+    user_motion_frames: int = 0
+    written: dict = field(default_factory=dict)           # output topic -> messages
+    stage_s: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    wall_s: float = 0.0
+
+    @property
+    def speed(self) -> float:
+        """Bag seconds replayed per second of compute (x real time)."""
+        return self.account.duration_s / self.wall_s if self.wall_s > 0 else float("inf")
+
+    def as_dict(self) -> dict:
+        return {"out_bag": self.out_bag, "mp4": self.mp4, "model": self.model, "frames": self.frames,
+                "user_motion_frames": self.user_motion_frames, "written": dict(self.written),
+                "stage_s": {k: round(v, 3) for k, v in self.stage_s.items()},
+                "wall_s": round(self.wall_s, 3), "input": self.account.as_dict()}
+
+    def summary(self) -> str:
+        lines = [self.account.summary(),
+                 f"wrote {self.out_bag}: " + ", ".join(f"{n} {t}" for t, n in sorted(self.written.items())),
+                 f"model {self.model}; {self.frames} avatar frames; "
+                 f"{self.account.duration_s:.2f} s of bag in {self.wall_s:.2f} s ({self.speed:.1f}x real time)",
+                 "per stage (s): " + ", ".join(f"{k} {v:.2f}" for k, v in self.stage_s.items())]
+        if self.mp4:
+            lines.append(f"wrote {self.mp4}")
+        return "\n".join(lines)
+
+
+class _Timer:
+    def __init__(self, totals: dict, stage: str):
+        self.totals, self.stage = totals, stage
+
+    def __enter__(self):
+        self.t = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.totals[self.stage] += time.perf_counter() - self.t
+
+
+def replay(in_bag: str | Path, out_bag: str | Path, *, config: str | Path | None = None,
+           overrides=(), seed: int | None = None, images: str = "params", mp4: str | Path | None = None,
+           storage: str = "mcap", namespace: str = "") -> ReplayResult:
+    """Run perception, generator and renderer over ``in_bag``; write their outputs to ``out_bag``.
+
+    ``images``: which avatar images to write ("params" follows the renderer's publish_raw /
+    publish_compressed). ``seed`` overrides generator.seed. Returns counts and per-stage times.
+    """
+    if images not in IMAGE_CHOICES:
+        raise ValueError(f"images must be one of {IMAGE_CHOICES}, not {images!r}")
+    if not Path(in_bag).exists():
+        raise bags.BagError(f"bag {in_bag} does not exist")
+    params = apply_overrides(load_node_parameters(config), overrides)
+    if seed is not None:
+        params["generator"]["seed"] = int(seed)
+    pp, gp, rp = params["perception"], params["generator"], params["renderer"]
+    write_raw = images in ("raw", "both") or (images == "params" and bool(rp["publish_raw"]))
+    write_jpeg = images in ("compressed", "both") or (images == "params" and bool(rp["publish_compressed"]))
+
+    t_wall = time.perf_counter()
+    account = bags.BagAccount()
+    T = {k: bags.topic(k, namespace) for k in bags.TOPICS}
+    camera_key = "camera" if pp["image_transport"] == "raw" else "camera_compressed"
+    if pp["image_transport"] not in ("raw", "compressed"):
+        raise ValueError(f"perception.image_transport must be raw or compressed, not {pp['image_transport']!r}")
+    camera_topic = T[camera_key]
+    other_camera = T["camera_compressed" if camera_key == "camera" else "camera"]
+    # A bag with only the other camera transport: use it rather than ignore the user.
+    in_topics = _topic_types(in_bag)
+    if camera_topic not in in_topics and other_camera in in_topics:
+        account.problems.append(f"no {camera_topic} in the bag: used {other_camera} instead")
+        camera_topic, other_camera = other_camera, camera_topic
+    outputs = {T[k] for k in ("user_motion", "avatar_motion", "avatar_audio", "avatar_audio_info",
+                              "avatar_image", "avatar_image_compressed")}
+
+    estimator = build_estimator(pp)
+    model, note = build_motion_model(gp)
+    if note:
+        log.warning(note)
+    gen = build_generator(gp, model)
+    renderer = build_renderer(rp)
+    decoders = {side: PcmDecoder(AudioFormat(int(gp[f"{side}_audio_sample_rate"]), int(gp[f"{side}_audio_channels"]),
+                                             str(gp[f"{side}_audio_sample_format"])))
+                for side in ("user", "speech")}
+    space = model.space
+    tick = 1.0 / float(gp["tick_rate_hz"])
+    result = ReplayResult(account, str(out_bag), str(mp4) if mp4 else None, model.name)
+    stage = result.stage_s
+    video_jpegs: list[bytes] = []
+    speech: list[np.ndarray] = []
+    writer = bags.BagWriter(out_bag, storage)
+    state = {"next_tick": None, "last_capture": None}
+
+    def emit(now: float) -> None:
+        with _Timer(stage, "generator"):
+            gen.step(now)
+            frames = gen.pop_due(now)
+        for f in frames:
+            t_ns = bags.t_to_ns(now)  # logged when published, stamped with presentation time
+            with _Timer(stage, "renderer"):
+                rgb = renderer.render(f.values)
+            with _Timer(stage, "write"):
+                writer.write(T["avatar_motion"], t_ns, bags.face_motion_msg(
+                    space, f.values, 1.0, True, f.presentation_time, gp["frame_id"]))
+                writer.write(T["avatar_audio"], t_ns, bags.audio_msg(
+                    encode_s16le(f.speech), f.presentation_time, gp["frame_id"]))
+                if write_raw:
+                    writer.write(T["avatar_image"], t_ns, bags.image_msg(rgb, f.presentation_time, rp["frame_id"]))
+                jpeg = None
+                if write_jpeg or mp4:
+                    msg = bags.compressed_image_msg(rgb, f.presentation_time, rp["frame_id"],
+                                                    quality=int(rp["jpeg_quality"]) if not mp4 else 95)
+                    jpeg = bytes(msg.data)
+                    if write_jpeg:
+                        writer.write(T["avatar_image_compressed"], t_ns, msg)
+                if mp4:
+                    video_jpegs.append(jpeg)
+                    speech.append(f.speech)
+            result.frames += 1
+
+    def advance(now: float) -> None:
+        """Generator ticks of bag time up to ``now``, as the node's timer would fire."""
+        if state["next_tick"] is None:
+            gen.start(now, int(gp["seed"]))
+            writer.write(T["avatar_audio_info"], bags.t_to_ns(now), bags.audio_info_msg())
+            state["next_tick"] = now
+        while state["next_tick"] <= now:
+            emit(state["next_tick"])
+            state["next_tick"] += tick
+
+    try:
+        messages = bags.read_bag(in_bag, account)
+        last_now = None
+        while True:
+            with _Timer(stage, "read"):
+                m = next(messages, None)
+            if m is None:
+                break
+            now = m.t_ns / 1e9
+            last_now = now
+            if m.topic == camera_topic:
+                advance(now)
+                _perceive(m, now, pp, estimator, gen, space, writer, T, account, result, stage, state)
+            elif m.topic in (T["user_audio"], T["speech"]):
+                advance(now)
+                side = "user" if m.topic == T["user_audio"] else "speech"
+                data = bags.audio_payload(m.msg) if m.msgtype in (bags.AUDIO_STAMPED, bags.AUDIO_DATA) else None
+                if data is None:
+                    account.skip(m.topic, f"not audio ({m.msgtype})")
+                    continue
+                if not data:
+                    account.skip(m.topic, "empty audio")
+                    continue
+                samples = decoders[side].decode(data)
+                with _Timer(stage, "generator"):
+                    if side == "user":
+                        gen.push_user_audio(samples, now)
+                    else:
+                        gen.push_avatar_audio(samples, now)
+                account.use(m.topic)
+            elif m.topic in (T["user_audio_info"], T["speech_info"]):
+                side = "user" if m.topic == T["user_audio_info"] else "speech"
+                reason = _apply_info(decoders[side], m.msg)
+                if reason:
+                    account.skip(m.topic, reason)
+                else:
+                    account.use(m.topic)
+            elif m.topic == other_camera:
+                account.skip(m.topic, f"perception reads {camera_topic} (image_transport)")
+            elif m.topic in outputs:
+                account.skip(m.topic, "pipeline output (made anew by the replay)")
+            else:
+                account.skip(m.topic, "not a pipeline input")
+        if last_now is not None:
+            # Flush: every input sample becomes a frame and every frame is presented.
+            advance(last_now + gen.output_delay_s + 2 * gen.block / gen.fps)
+        n_dropped = gen.avatar_audio.dropped_samples + gen.user_audio.dropped_samples
+        if n_dropped:
+            account.problems.append(f"{n_dropped} audio samples queued beyond the generator's buffer were dropped")
+    finally:
+        writer.close()
+        estimator.close()
+        if hasattr(renderer, "close"):
+            renderer.close()
+    result.written = dict(writer.counts)
+    if mp4 and video_jpegs:
+        from .video import write_mp4
+
+        with _Timer(stage, "write"):
+            write_mp4(mp4, (decode_compressed("jpeg", j) for j in video_jpegs), gen.fps,
+                      np.concatenate(speech), SAMPLE_RATE)
+    elif mp4:
+        result.mp4 = None
+        account.problems.append("no avatar frames were made: no MP4 written")
+    result.wall_s = time.perf_counter() - t_wall
+    return result
+
+
+def _topic_types(path) -> dict:
+    from rosbags.rosbag2 import Reader
+
+    try:
+        with Reader(path) as r:
+            return {c.topic: c.msgtype for c in r.connections}
+    except Exception:  # read_bag reports an unreadable bag with the reason
+        return {}
+
+
+def _apply_info(decoder: PcmDecoder, msg) -> str:
+    """Switch a decoder to an AudioInfo's format, as the generator node does; '' or why not."""
+    coding = (msg.coding_format or "wave").lower()
+    if coding not in ("wave", "pcm", "raw", "wav"):
+        return f"coding_format {msg.coding_format!r} is not PCM"
+    fmt = AudioFormat(int(msg.sample_rate), int(msg.channels), msg.sample_format or "S16LE")
+    if fmt != decoder.format:
+        try:
+            decoder.set_format(fmt)
+        except AudioFormatError as exc:
+            return f"unsupported audio format ({exc})"
+    return ""
+
+
+def _perceive(m, now, pp, estimator, gen, space, writer, T, account, result, stage, state) -> None:
+    captured = bags.stamp_s(m.msg.header)
+    max_age = float(pp["max_frame_age_s"])
+    if max_age > 0 and captured > 0 and now - captured > max_age:
+        account.skip(m.topic, "stale frame (capture stamp older than max_frame_age_s)")
+        return
+    t = captured if captured > 0 else now
+    if state["last_capture"] is not None and t < state["last_capture"]:
+        account.skip(m.topic, "capture stamp went backwards")
+        return
+    try:
+        rgb = bags.image_to_rgb(m.msg)
+    except ImageFormatError as exc:
+        account.skip(m.topic, f"bad image: {str(exc)[:80]}")
+        return
+    state["last_capture"] = t
+    with _Timer(stage, "perception"):
+        obs = estimator.estimate(rgb, t)
+    values, _ = space.sanitize(obs.values)
+    with _Timer(stage, "write"):
+        writer.write(T["user_motion"], m.t_ns, bags.face_motion_msg(
+            space, values, obs.confidence, obs.face_present, t, pp["frame_id"]))
+    # the generator gets the perception output on arrival, as from the topic: at bag time
+    with _Timer(stage, "generator"):
+        gen.push_user_motion(values, obs.confidence if obs.face_present else 0.0, now)
+    result.user_motion_frames += 1
+    account.use(m.topic)
+
+
+def main_replay(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="avatar-forcing replay", description=__doc__.split("\n")[0])
+    p.add_argument("bag", help="input rosbag2 (directory, or a .mcap / .db3 file)")
+    p.add_argument("--out", required=True, help="output rosbag2 directory (must not exist)")
+    p.add_argument("--mp4", help="also write the avatar with its speech to this MP4")
+    p.add_argument("--config", help="node parameter YAML (default: the shipped config/avatar_forcing.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                   help="override one parameter, e.g. --set generator.model=procedural")
+    p.add_argument("--seed", type=int, help="sampling seed (default: generator.seed)")
+    p.add_argument("--images", choices=IMAGE_CHOICES, default="params",
+                   help="avatar images to write (params: as the renderer's publish_raw/publish_compressed)")
+    p.add_argument("--storage", choices=bags.STORAGES, default="mcap")
+    p.add_argument("--namespace", default="", help="namespace of the recorded topics")
+    p.add_argument("--report", help="write the accounting and timings as JSON here")
+    a = p.parse_args(argv)
+    try:
+        res = replay(a.bag, a.out, config=a.config, overrides=a.overrides, seed=a.seed, images=a.images,
+                     mp4=a.mp4, storage=a.storage, namespace=a.namespace)
+    except (bags.BagError, ValueError, FileNotFoundError) as exc:
+        print(f"avatar-forcing replay: {exc}")
+        return 1
+    print(res.summary())
+    if a.report:
+        Path(a.report).write_text(json.dumps(res.as_dict(), indent=2))
+    return 0
