@@ -1,0 +1,103 @@
+"""The learned Avatar Forcing model behind the runtime's MotionModel interface.
+
+    model = LearnedMotionModel("models/af_forcing_v1")                       # torch, CPU
+    model = LearnedMotionModel("models/af_forcing_v1/model.onnx",
+                               providers=["CUDAExecutionProvider"])          # onnxruntime
+    model.reset(seed=0); motion = model.next_block(conditions)               # (B, 28)
+
+Both backends stream with the KV cache and draw the same noise from ``seed`` (numpy), so
+they produce the same motion. Bad inputs: a wrong shape is a ValueError naming the field;
+non-finite values are replaced (features by 0, user motion by neutral, presence by 0) and
+counted in ``nonfinite_inputs``.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..motion import get_motion_space
+from ..motion_model import BlockConditions, MotionModel
+from .checkpoint import CONFIG_FILE, CheckpointError, load_checkpoint
+from .sampler import StreamingSampler
+
+log = logging.getLogger("avatar_forcing.model")
+
+
+class LearnedMotionModel(MotionModel):
+    name = "af-forcing"
+
+    def __init__(self, path, device: str = "cpu", providers=None, guidance_scale: float | None = None,
+                 steps: int | None = None, seed: int = 0, threads: int = 2):
+        path = Path(path)
+        self.path = path
+        self.backend = "onnx" if path.suffix == ".onnx" else "torch"
+        if self.backend == "torch":
+            if path.is_file():
+                raise CheckpointError(f"{path}: expected a checkpoint directory ({CONFIG_FILE} + model.safetensors) "
+                                      "or an .onnx file")
+            torch.set_num_threads(threads)
+            self.net, _ = load_checkpoint(path, device)
+            self.cfg = self.net.cfg
+            self.device = device
+            if steps is not None:
+                self.cfg.sample_steps = int(steps)
+        else:
+            from .onnx_export import OnnxStreamingRunner
+            self.runner = OnnxStreamingRunner(path, providers, threads)
+            self.cfg = self.runner.cfg
+            if steps is not None and steps != self.cfg.sample_steps:
+                log.warning("%s: the ONNX graph has %d steps baked in; ignoring steps=%d", path,
+                            self.cfg.sample_steps, steps)
+        space = get_motion_space(self.cfg.motion_space)
+        if space.dim != self.cfg.motion_dim:
+            raise CheckpointError(f"{path}: motion_dim {self.cfg.motion_dim} does not match {space.id} ({space.dim})")
+        self.space = space
+        self.fps = self.cfg.fps
+        self.block_frames = self.cfg.block_frames
+        self.guidance_scale = float(self.cfg.guidance_scale if guidance_scale is None else guidance_scale)
+        self.nonfinite_inputs = 0
+        self.reset(seed)
+
+    def reset(self, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+        if self.backend == "torch":
+            self.sampler = StreamingSampler(self.net, self.guidance_scale, self.cfg.sample_steps, 1, self.device)
+        else:
+            self.runner.reset()
+
+    def _checked(self, name: str, x, shape: tuple, fill) -> np.ndarray:
+        a = np.asarray(x, dtype=np.float32)
+        if a.shape != shape:
+            raise ValueError(f"{self.name}: {name} has shape {a.shape}, expected {shape}")
+        bad = ~np.isfinite(a)
+        if bad.any():
+            self.nonfinite_inputs += int(bad.sum())
+            a = np.where(bad, fill, a).astype(np.float32)
+        return a
+
+    def next_block(self, cond: BlockConditions) -> np.ndarray:
+        n = cond.frames
+        B, A, D = self.block_frames, self.cfg.audio_dim, self.cfg.motion_dim
+        if n <= 0 or n % B:
+            raise ValueError(f"{self.name}: asked for {n} frames; the network makes blocks of {B}")
+        aa = self._checked("avatar_audio", cond.avatar_audio, (n, A), 0.0)
+        ua = self._checked("user_audio", cond.user_audio, (n, A), 0.0)
+        um = self._checked("user_motion", cond.user_motion, (n, D), self.space.neutral())
+        up = np.clip(self._checked("user_present", cond.user_present, (n,), 0.0), 0.0, 1.0)
+        out = [self._block(aa[s:s + B], ua[s:s + B], um[s:s + B], up[s:s + B]) for s in range(0, n, B)]
+        return self.space.clip(np.concatenate(out, axis=0))
+
+    def _block(self, aa, ua, um, up) -> np.ndarray:
+        noise = self.rng.standard_normal((self.block_frames, self.cfg.motion_dim)).astype(np.float32)
+        if self.backend == "onnx":
+            return self.runner.step(aa, ua, um, up, noise, self.guidance_scale)
+        net, dev = self.net, self.device
+        with torch.no_grad():
+            t = [torch.from_numpy(a)[None].to(dev) for a in (aa, ua, um)]
+            naa, nua, num = net.normalize_conditions(*t)
+            x = self.sampler.step(naa, nua, num, torch.from_numpy(up)[None].to(dev),
+                                  torch.from_numpy(noise)[None].to(dev))
+            return net.denormalize_motion(x)[0].cpu().numpy()

@@ -1,0 +1,151 @@
+"""ONNX export of the streaming block step, and an onnxruntime runner for it.
+
+    avatar-forcing export --checkpoint models/af_forcing_v1 --out models/af_forcing_v1/model.onnx
+
+One graph call = one block: normalisation, the condition encoder's causal state, the Euler
+steps with classifier-free guidance (conditional and user-dropped rows as a batch of 2), the
+zero-noise pass that writes the block into the rolling KV cache, and de-normalisation. The
+caches are inputs and outputs with static shapes (L, 2, H, C, hs) plus a validity mask (C,),
+so the graph runs unchanged on CPU, CUDA and TensorRT execution providers. The config JSON is
+stored in the model's metadata, so the .onnx file alone is a complete model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import FORMAT, ForcingConfig
+from .network import AvatarForcingNet
+from .sampler import denoise_block
+
+log = logging.getLogger("avatar_forcing.onnx")
+
+INPUTS = ["avatar_audio", "user_audio", "user_motion", "user_present", "noise", "guidance",
+          "cache_k", "cache_v", "cache_valid", "conv_state"]
+OUTPUTS = ["motion", "cache_k_out", "cache_v_out", "cache_valid_out", "conv_state_out"]
+
+
+class StreamingStep(torch.nn.Module):
+    """Raw (un-normalised) conditions of one block + state -> raw motion + new state."""
+
+    def __init__(self, net: AvatarForcingNet, steps: int | None = None):
+        super().__init__()
+        self.net = net
+        self.steps = steps or net.cfg.sample_steps
+
+    def forward(self, avatar_audio, user_audio, user_motion, user_present, noise, guidance,
+                cache_k, cache_v, cache_valid, conv_state):
+        net = self.net
+        aa, ua, um = net.normalize_conditions(avatar_audio, user_audio, user_motion)  # (1, B, .)
+        drop = torch.tensor([False, True])
+        cond, conv_state = net.encode(torch.cat([aa, aa]), torch.cat([ua, ua]), torch.cat([um, um]),
+                                      torch.cat([user_present, user_present]), drop, conv_state)
+        x, cache_k, cache_v, cache_valid = denoise_block(net, cond, noise, guidance, cache_k, cache_v,
+                                                         cache_valid, self.steps, use_cfg=True)
+        return net.denormalize_motion(x), cache_k, cache_v, cache_valid, conv_state
+
+
+def empty_state(cfg: ForcingConfig) -> dict[str, np.ndarray]:
+    hs = cfg.n_embd // cfg.n_head
+    shape = (cfg.n_layer, 2, cfg.n_head, cfg.max_cache_frames, hs)
+    return {"cache_k": np.zeros(shape, np.float32), "cache_v": np.zeros(shape, np.float32),
+            "cache_valid": np.zeros(cfg.max_cache_frames, bool),
+            "conv_state": np.zeros((2, cfg.cond_kernel - 1, cfg.n_embd), np.float32)}
+
+
+def example_inputs(cfg: ForcingConfig, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    B = cfg.block_frames
+    return {"avatar_audio": rng.normal(size=(1, B, cfg.audio_dim)).astype(np.float32),
+            "user_audio": rng.normal(size=(1, B, cfg.audio_dim)).astype(np.float32),
+            "user_motion": (0.1 * rng.normal(size=(1, B, cfg.motion_dim))).astype(np.float32),
+            "user_present": np.ones((1, B), np.float32),
+            "noise": rng.normal(size=(1, B, cfg.motion_dim)).astype(np.float32),
+            "guidance": np.array([cfg.guidance_scale], np.float32), **empty_state(cfg)}
+
+
+def export_onnx(net: AvatarForcingNet, out_path, steps: int | None = None, opset: int = 17) -> Path:
+    import onnx
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    step = StreamingStep(net.eval(), steps).eval()
+    args = tuple(torch.from_numpy(v) for v in example_inputs(net.cfg).values())
+    with torch.no_grad():
+        torch.onnx.export(step, args, str(out_path), input_names=INPUTS, output_names=OUTPUTS,
+                          opset_version=opset, dynamo=False)
+    model = onnx.load(str(out_path))
+    meta = {"format": FORMAT, "config": net.cfg.to_dict(), "sample_steps": step.steps}
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "af_forcing_config", json.dumps(meta)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out_path))
+    return out_path
+
+
+class OnnxStreamingRunner:
+    """Runs an exported block step with onnxruntime, keeping the caches between calls."""
+
+    def __init__(self, path, providers=None, threads: int = 2):
+        import onnxruntime as ort
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CheckpointError(f"{self.path}: missing (expected an ONNX export of {FORMAT})")
+        available = ort.get_available_providers()
+        wanted = list(providers or ["CPUExecutionProvider"])
+        usable = [p for p in wanted if p in available]
+        if usable != wanted:
+            log.warning("ONNX providers %s not available here (have %s); using %s",
+                        [p for p in wanted if p not in available], available, usable or ["CPUExecutionProvider"])
+        if "CPUExecutionProvider" not in usable:
+            usable.append("CPUExecutionProvider")  # last-resort fallback keeps the model running
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        # idle worker threads must not spin: the robot's CPU is shared with perception and ROS
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=usable)
+        except Exception as e:
+            raise CheckpointError(f"{self.path}: onnxruntime cannot load it ({e})") from None
+        raw = self.session.get_modelmeta().custom_metadata_map.get("af_forcing_config")
+        if raw is None:
+            raise CheckpointError(f"{self.path}: no af_forcing_config metadata (not an export of {FORMAT})")
+        meta = json.loads(raw)
+        self.cfg = ForcingConfig.from_dict(meta["config"])
+        self.providers = self.session.get_providers()
+        self.reset()
+
+    def reset(self):
+        self.state = empty_state(self.cfg)
+
+    def step(self, avatar_audio, user_audio, user_motion, user_present, noise, guidance: float) -> np.ndarray:
+        """Raw per-block arrays (B, .) -> raw motion (B, D)."""
+        feeds = {"avatar_audio": avatar_audio[None].astype(np.float32),
+                 "user_audio": user_audio[None].astype(np.float32),
+                 "user_motion": user_motion[None].astype(np.float32),
+                 "user_present": user_present[None].astype(np.float32),
+                 "noise": noise[None].astype(np.float32),
+                 "guidance": np.array([guidance], np.float32), **self.state}
+        motion, k, v, valid, conv = self.session.run(OUTPUTS, feeds)
+        self.state = {"cache_k": k, "cache_v": v, "cache_valid": valid, "conv_state": conv}
+        return motion[0]
+
+
+def main_export(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="avatar-forcing export", description="Export the streaming block step to ONNX")
+    p.add_argument("--checkpoint", required=True, help="checkpoint directory (model.safetensors + config.json)")
+    p.add_argument("--out", help="output .onnx (default: <checkpoint>/model.onnx)")
+    p.add_argument("--steps", type=int, help="Euler steps baked into the graph (default: config)")
+    p.add_argument("--opset", type=int, default=17)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    net, _ = load_checkpoint(args.checkpoint)
+    out = export_onnx(net, args.out or Path(args.checkpoint) / "model.onnx", args.steps, args.opset)
+    log.info("wrote %s (%.1f MB)", out, out.stat().st_size / 1e6)
+    return 0

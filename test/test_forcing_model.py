@@ -1,0 +1,154 @@
+"""LearnedMotionModel (torch and onnxruntime), ONNX parity, checkpoint errors."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from avatar_forcing_ros.forcing.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from avatar_forcing_ros.forcing.config import ForcingConfig
+from avatar_forcing_ros.forcing.learned_model import LearnedMotionModel
+from avatar_forcing_ros.forcing.network import AvatarForcingNet
+from avatar_forcing_ros.forcing.onnx_export import (INPUTS, OnnxStreamingRunner, StreamingStep, empty_state,
+                                                    example_inputs, export_onnx)
+from avatar_forcing_ros.motion_model import BlockConditions
+
+TINY = dict(n_layer=2, n_embd=32, n_head=2, block_frames=2, window_frames=8, max_cache_frames=6)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    net = AvatarForcingNet(ForcingConfig(**TINY))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.1)
+        net.motion_std.fill_(0.1)
+    d = tmp_path_factory.mktemp("ckpt")
+    save_checkpoint(d, net, step=1)
+    export_onnx(net, d / "model.onnx")
+    return d
+
+
+def conditions(start, B=2, seed=0):
+    rng = np.random.default_rng(seed + start)
+    return BlockConditions(start, rng.normal(size=(B, 41)).astype(np.float32),
+                           rng.normal(size=(B, 41)).astype(np.float32),
+                           (0.1 * rng.normal(size=(B, 28))).astype(np.float32), np.ones(B, np.float32))
+
+
+def run(model, blocks=10):
+    return np.concatenate([model.next_block(conditions(2 * i)) for i in range(blocks)])
+
+
+def test_onnx_step_matches_torch_on_same_inputs(ckpt):
+    net, _ = load_checkpoint(ckpt)
+    step = StreamingStep(net).eval()
+    runner = OnnxStreamingRunner(ckpt / "model.onnx", threads=1)
+    state = {k: torch.from_numpy(v) for k, v in empty_state(net.cfg).items()}
+    for i in range(6):  # past the cache length, so the rolling window is compared too
+        ex = example_inputs(net.cfg, seed=i)
+        got = runner.step(*(ex[k][0] for k in INPUTS[:5]), guidance=float(ex["guidance"][0]))
+        with torch.no_grad():
+            out = step(*[state[k] if k in state else torch.from_numpy(ex[k]) for k in INPUTS])
+        state = dict(zip(["cache_k", "cache_v", "cache_valid", "conv_state"], out[1:]))
+        np.testing.assert_allclose(got, out[0][0].numpy(), atol=1e-4)
+
+
+def test_torch_and_onnx_models_give_same_motion(ckpt):
+    a = run(LearnedMotionModel(ckpt, seed=3, threads=1))
+    b = run(LearnedMotionModel(ckpt / "model.onnx", seed=3, threads=1))
+    np.testing.assert_allclose(a, b, atol=1e-3)
+
+
+def test_same_seed_same_motion_and_reset_restarts(ckpt):
+    m = LearnedMotionModel(ckpt, seed=5, threads=1)
+    first = run(m)
+    m.reset(5)
+    assert np.array_equal(first, run(m))
+    m.reset(6)
+    assert not np.allclose(first, run(m))
+
+
+def test_output_is_within_motion_space_range(ckpt):
+    m = LearnedMotionModel(ckpt, threads=1)
+    out = run(m)
+    assert out.shape == (20, 28)
+    assert np.all(out >= m.space.low) and np.all(out <= m.space.high)
+
+
+def test_multiple_blocks_in_one_request_are_split(ckpt):
+    m = LearnedMotionModel(ckpt, seed=1, threads=1)
+    assert m.next_block(conditions(0, B=6)).shape == (6, 28)
+    with pytest.raises(ValueError, match="blocks of 2"):
+        m.next_block(conditions(0, B=3))
+
+
+def test_wrong_feature_shape_is_named(ckpt):
+    m = LearnedMotionModel(ckpt, threads=1)
+    c = conditions(0)
+    c.user_audio = c.user_audio[:, :40]
+    with pytest.raises(ValueError, match=r"user_audio has shape \(2, 40\), expected \(2, 41\)"):
+        m.next_block(c)
+
+
+def test_nonfinite_inputs_are_replaced_and_counted(ckpt):
+    m = LearnedMotionModel(ckpt, threads=1)
+    c = conditions(0)
+    c.avatar_audio[0, :3] = np.nan
+    c.user_motion[1, 0] = np.inf
+    out = m.next_block(c)
+    assert np.all(np.isfinite(out)) and m.nonfinite_inputs == 4
+
+
+def test_unavailable_onnx_provider_falls_back_to_cpu(ckpt, caplog):
+    m = LearnedMotionModel(ckpt / "model.onnx", providers=["TensorrtExecutionProvider", "CUDAExecutionProvider"])
+    assert m.runner.providers == ["CPUExecutionProvider"]
+    assert "not available" in caplog.text
+
+
+def test_missing_checkpoint_names_the_file(tmp_path):
+    with pytest.raises(CheckpointError, match="config.json: missing"):
+        LearnedMotionModel(tmp_path)
+
+
+def test_truncated_safetensors_names_the_file(ckpt, tmp_path):
+    (tmp_path / "config.json").write_text((ckpt / "config.json").read_text())
+    data = (ckpt / "model.safetensors").read_bytes()
+    (tmp_path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="model.safetensors: unreadable"):
+        LearnedMotionModel(tmp_path)
+
+
+def test_wrong_motion_space_is_rejected(ckpt, tmp_path):
+    meta = json.loads((ckpt / "config.json").read_text())
+    meta["config"]["motion_space"] = "af-motion-v2"
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    (tmp_path / "model.safetensors").write_bytes((ckpt / "model.safetensors").read_bytes())
+    with pytest.raises(CheckpointError, match="motion_space is 'af-motion-v2', expected 'af-motion-v1'"):
+        LearnedMotionModel(tmp_path)
+
+
+def test_wrong_feature_dim_is_rejected(ckpt, tmp_path):
+    meta = json.loads((ckpt / "config.json").read_text())
+    meta["config"]["audio_dim"] = 80
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    (tmp_path / "model.safetensors").write_bytes((ckpt / "model.safetensors").read_bytes())
+    with pytest.raises(CheckpointError, match="audio_dim is 80, expected 41"):
+        LearnedMotionModel(tmp_path)
+
+
+def test_weights_not_matching_config_are_rejected(ckpt, tmp_path):
+    meta = json.loads((ckpt / "config.json").read_text())
+    meta["config"]["n_embd"] = 64
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    (tmp_path / "model.safetensors").write_bytes((ckpt / "model.safetensors").read_bytes())
+    with pytest.raises(CheckpointError, match="model.safetensors: tensor .* has shape"):
+        LearnedMotionModel(tmp_path)
+
+
+def test_garbage_onnx_file_names_the_file(tmp_path):
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"not an onnx model")
+    with pytest.raises(CheckpointError, match="model.onnx: onnxruntime cannot load it"):
+        LearnedMotionModel(bad)

@@ -1,0 +1,92 @@
+"""Diffusion-forcing training: noise levels, loss, checkpoints, resume."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from avatar_forcing_ros.forcing.checkpoint import load_checkpoint
+from avatar_forcing_ros.forcing.config import ForcingConfig
+from avatar_forcing_ros.forcing.flow import block_noise_levels
+from avatar_forcing_ros.forcing.synthetic import toy_sessions
+from avatar_forcing_ros.forcing.train import (SessionArrays, WindowSampler, compute_stats, main_train,
+                                              train, training_loss)
+
+TINY = dict(n_layer=2, n_embd=32, n_head=2, block_frames=2, window_frames=16, max_cache_frames=14)
+
+
+def test_noise_level_is_shared_within_a_block():
+    t = block_noise_levels(64, 12, 3, generator=torch.Generator().manual_seed(0))
+    blocks = t.view(64, 4, 3)
+    assert torch.equal(blocks, blocks[..., :1].expand_as(blocks))
+
+
+def test_noise_levels_of_blocks_are_independent_and_uniform():
+    t = block_noise_levels(4000, 8, 2, generator=torch.Generator().manual_seed(0))[:, ::2]  # (N, blocks)
+    corr = np.corrcoef(t.numpy().T)
+    off_diag = corr[~np.eye(4, dtype=bool)]
+    assert np.abs(off_diag).max() < 0.06
+    assert abs(float(t.mean()) - 0.5) < 0.02 and float(t.std()) > 0.25
+
+
+def test_clean_context_prefix_is_zero_noise_before_noisy_blocks():
+    t = block_noise_levels(2000, 16, 2, clean_context_prob=1.0, generator=torch.Generator().manual_seed(1))
+    for row in t[:50]:
+        nz = torch.nonzero(row > 0)
+        assert torch.all(row[nz[0, 0]:] > 0)  # zeros only as a prefix
+
+
+def test_short_training_run_lowers_the_loss():
+    sessions = toy_sessions(2, 200)
+    cfg = ForcingConfig(**TINY)
+    net, hist = train(cfg, sessions, steps=120, batch_size=16, lr=3e-3, warmup=10, log_every=10, progress=False)
+    first, last = hist[0]["loss_smooth"], hist[-1]["loss_smooth"]
+    assert last < 0.7 * first
+
+
+def test_normalisation_statistics_come_from_training_set():
+    sessions = toy_sessions(2, 100)
+    stats = compute_stats(sessions)
+    all_motion = np.concatenate([s.avatar_motion for s in sessions])
+    assert np.allclose(stats["motion_mean"], all_motion.mean(axis=0), atol=1e-5)
+    assert np.all(stats["motion_std"] >= 1e-2)
+
+
+def test_checkpoint_holds_stats_config_and_resumes(tmp_path):
+    sessions = toy_sessions(2, 100)
+    cfg = ForcingConfig(**TINY)
+    train(cfg, sessions, tmp_path, steps=4, batch_size=4, ckpt_every=4, progress=False)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    assert meta["step"] == 4 and meta["config"]["block_frames"] == 2
+    net, _ = load_checkpoint(tmp_path)
+    assert np.allclose(net.motion_mean.numpy(), compute_stats(sessions)["motion_mean"])
+    _, hist = train(cfg, sessions, tmp_path, steps=6, batch_size=4, resume=True, log_every=1, progress=False)
+    assert [h["step"] for h in hist] == [5, 6]  # continued from step 4
+    assert json.loads((tmp_path / "config.json").read_text())["step"] == 6
+
+
+def test_windows_come_from_sessions_long_enough():
+    sampler = WindowSampler(toy_sessions(1, 30) + toy_sessions(1, 10, seed=3), window=16)
+    batch = sampler.batch(5)
+    assert batch["avatar_motion"].shape == (5, 16, 28)
+    with pytest.raises(ValueError, match="at least 16 frames"):
+        WindowSampler(toy_sessions(1, 10), window=16)
+
+
+def test_session_with_misaligned_arrays_is_rejected():
+    s = toy_sessions(1, 20)[0]
+    with pytest.raises(ValueError, match="user_motion has 19 frames"):
+        SessionArrays(s.avatar_audio, s.user_audio, s.user_motion[:19], s.user_present, s.avatar_motion, "x")
+
+
+def test_training_loss_is_finite_with_user_stream_dropped():
+    sessions = toy_sessions(1, 40)
+    cfg = ForcingConfig(**{**TINY, "cond_drop": 1.0})
+    from avatar_forcing_ros.forcing.network import AvatarForcingNet
+    loss = training_loss(AvatarForcingNet(cfg), WindowSampler(sessions, 16).batch(3))
+    assert torch.isfinite(loss)
+
+
+def test_train_command_reports_missing_dataset(tmp_path):
+    with pytest.raises(Exception, match="nowhere"):
+        main_train(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "ck"), "--steps", "1"])
