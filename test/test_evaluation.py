@@ -1,0 +1,102 @@
+"""Each evaluation metric on a case with a known answer."""
+import numpy as np
+import pytest
+
+from avatar_forcing_ros.evaluation import (JAW, PITCH, SMILE, EvalSession, best_lag, evaluate_motions,
+                                           frechet_distance, generate, lagged_correlation, nod_detected,
+                                           pearson, response_rate, session_metrics, window_features)
+from avatar_forcing_ros.forcing.synthetic import toy_session
+from avatar_forcing_ros.procedural import ProceduralMotionModel
+
+
+def smooth_noise(T, seed):
+    x = np.random.default_rng(seed).normal(size=T + 10)
+    return np.convolve(x, np.ones(5) / 5, mode="same")[5:T + 5]
+
+
+def test_pearson_of_affine_copy_is_one_and_of_negation_minus_one():
+    x = smooth_noise(200, 0)
+    assert pearson(x, 3 * x + 1) == pytest.approx(1.0)
+    assert pearson(x, -x) == pytest.approx(-1.0)
+
+
+def test_best_lag_finds_a_known_delay():
+    x = smooth_noise(300, 1)
+    y = np.concatenate([np.zeros(4), x[:-4]])  # y responds 4 frames after x
+    lag, corr = best_lag(x, y, 10)
+    assert lag == 4 and corr > 0.99
+
+
+def test_lagged_correlation_of_negative_lag_means_leading():
+    x = smooth_noise(300, 2)
+    y = np.concatenate([x[3:], np.zeros(3)])  # y leads x by 3 frames
+    assert best_lag(x, y, 10)[0] == -3
+    assert lagged_correlation(x, x, [0])[0] == pytest.approx(1.0)
+
+
+def test_nod_is_a_downward_pitch_excursion():
+    pitch = np.zeros(60)
+    pitch[10:20] = -0.1 * np.sin(np.pi * np.arange(10) / 10)
+    assert nod_detected(pitch, 8, 25, 0.04)
+    assert not nod_detected(pitch, 30, 25, 0.04)
+    assert not nod_detected(-pitch, 8, 25, 0.04)  # looking up is not a nod
+
+
+def test_response_rate_counts_nods_after_moments():
+    pitch = np.zeros(200)
+    for m in (20, 80):
+        pitch[m + 2:m + 12] = -0.1 * np.sin(np.pi * np.arange(10) / 10)
+    assert response_rate(pitch, [20, 80, 140, 170]) == pytest.approx(0.5)
+    assert np.isnan(response_rate(pitch, []))
+
+
+def test_frechet_distance_is_zero_for_same_set_and_squared_shift_for_moved_mean():
+    f = np.random.default_rng(0).normal(size=(500, 4))
+    assert frechet_distance(f, f) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(f, f + np.array([1.0, 0, 0, 2.0])) == pytest.approx(5.0, rel=1e-3)
+
+
+def test_window_features_measure_mean_std_and_speed():
+    motion = np.zeros((50, 28))
+    motion[:, 0] = np.arange(50) * 0.1  # constant velocity 0.1 per frame
+    f = window_features(motion, window=25, stride=25)
+    assert f.shape == (2, 84)
+    assert f[0, 56] == pytest.approx(0.1) and f[0, 57] == 0.0
+
+
+def make_eval_session(T=400, delay=5):
+    s = toy_session(T, seed=11, smile_delay=delay)
+    vis = np.zeros((T, 3), np.float32)
+    vis[:, 0] = s.avatar_motion[:, JAW]
+    vis[:, 1] = smooth_noise(T, 3)
+    vis[:, 2] = smooth_noise(T, 4)
+    return EvalSession(s, vis, backchannel=[], avatar_speaking=[])
+
+
+def test_session_metrics_on_real_motion_recover_the_known_relations():
+    es = make_eval_session(delay=5)
+    m = session_metrics(es.arrays.avatar_motion, es)
+    assert m["jaw_corr"] == pytest.approx(1.0)
+    assert m["av_offset_frames"] == 0
+    assert m["smile_react_lag"] == 5 and m["smile_react_corr"] > 0.95
+
+
+def test_late_mouth_gives_positive_av_offset():
+    es = make_eval_session()
+    late = np.roll(es.arrays.avatar_motion, 3, axis=0)
+    assert session_metrics(late, es)["av_offset_frames"] == 3
+
+
+def test_diversity_is_zero_for_identical_seeds_and_grows_with_noise():
+    es = make_eval_session(T=200)
+    real = es.arrays.avatar_motion
+    same = evaluate_motions({0: [real], 1: [real]}, [es])
+    assert same["diversity_across_seeds"] == 0.0 and same["frechet_distance"] == pytest.approx(0.0, abs=1e-4)
+    noisy = real + np.random.default_rng(0).normal(0, 0.1, real.shape).astype(np.float32)
+    assert evaluate_motions({0: [real], 1: [noisy]}, [es])["diversity_across_seeds"] > 0.01
+
+
+def test_generate_runs_a_motion_model_block_by_block():
+    es = make_eval_session(T=41)
+    out = generate(ProceduralMotionModel(fps=25, block_frames=2, seed=0), es.arrays, seed=0)
+    assert out.shape == (40, 28)  # the last odd frame does not fill a block
