@@ -21,6 +21,10 @@ COMMANDS = {
     "dpo": ("avatar_forcing_ros.forcing.dpo", "main_dpo"),
     "evaluate": ("avatar_forcing_ros.evaluation", "main_evaluate"),
     "export": ("avatar_forcing_ros.forcing.onnx_export", "main_export"),
+    "record": ("avatar_forcing_ros.ros.recorder", "main_record"),
+    "replay": ("avatar_forcing_ros.replay", "main_replay"),
+    "dataset": ("avatar_forcing_ros.recordings", "main_dataset"),
+    "timeline": ("avatar_forcing_ros.timeline", "main_timeline"),
 }
 
 
