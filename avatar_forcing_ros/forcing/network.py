@@ -122,7 +122,9 @@ class SelfAttention(nn.Module):
         if past_k is not None:
             # the cache holds un-rotated keys: rotating them at their slot positions keeps
             # only the distance meaningful, so absolute time never grows without bound
-            kr = torch.cat([rope(past_k, past_pos, self.base), kr], dim=2)  # (N, H, S, hs)
+            # (past_pos None: the caller rotated them already, once per block)
+            pk = past_k if past_pos is None else rope(past_k, past_pos, self.base)
+            kr = torch.cat([pk, kr], dim=2)  # (N, H, S, hs)
             v = torch.cat([past_v, v], dim=2)
         att = (qr @ kr.transpose(-2, -1)) / math.sqrt(kr.shape[-1])  # (N, H, T, S)
         att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)

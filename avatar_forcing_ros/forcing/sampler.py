@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from .flow import euler_times
-from .network import AvatarForcingNet, block_causal_mask
+from .network import AvatarForcingNet, block_causal_mask, rope
 
 
 def _with_null_user(x, use_cfg: bool):
@@ -68,17 +68,18 @@ def denoise_block(net, cond, noise, guidance, cache_k, cache_v, cache_valid, ste
     past_pos = torch.arange(C, device=dev)
     pos = torch.arange(C, C + B, device=dev)
     mask = torch.cat([cache_valid[None, :].expand(B, C), torch.ones(B, B, dtype=torch.bool, device=dev)], dim=1)
-    past_k = [cache_k[i] for i in range(n_layer)]
+    # past keys are the same for every pass of this block: rotate them once
+    base = net.cfg.rope_base
+    past_k = [rope(cache_k[i], past_pos, base) for i in range(n_layer)]
     past_v = [cache_v[i] for i in range(n_layer)]
     ts = euler_times(steps)
     x = noise
     M = cond.shape[0]
     for i in range(steps):
         t = torch.full((M, B), ts[i], device=dev)
-        v, _ = net(_with_null_user(x, use_cfg), t, cond, mask, pos, past_k, past_v, past_pos)
+        v, _ = net(_with_null_user(x, use_cfg), t, cond, mask, pos, past_k, past_v)
         x = x + (ts[i + 1] - ts[i]) * _guide(v, guidance, use_cfg)
-    _, kv = net(_with_null_user(x, use_cfg), torch.zeros(M, B, device=dev), cond, mask, pos,
-                past_k, past_v, past_pos)
+    _, kv = net(_with_null_user(x, use_cfg), torch.zeros(M, B, device=dev), cond, mask, pos, past_k, past_v)
     new_k = torch.stack([k for k, _ in kv])  # (L, M, H, B, hs)
     new_v = torch.stack([v for _, v in kv])
     cache_k = torch.cat([cache_k[:, :, :, B:], new_k], dim=3)[:, :, :, -C:]

@@ -1,0 +1,147 @@
+"""Streaming speed of the Avatar Forcing network (prints figures; torch threads 2).
+
+    .venv/bin/python benchmarks/model_streaming.py [--checkpoint models/af_forcing_v1] [--seconds 10]
+
+Side by side in one run, for the same output length:
+- streaming: block-causal with the KV cache (torch, and onnxruntime when model.onnx exists);
+- recompute: block-causal without a cache (every step re-runs the rolling context + block);
+- non-causal window: bidirectional attention over W frames re-sampled for every block.
+Motion latency of a block = its duration (the last input sample arrives at its end) + compute.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from avatar_forcing_ros.forcing.checkpoint import load_checkpoint  # noqa: E402
+from avatar_forcing_ros.forcing.config import ForcingConfig  # noqa: E402
+from avatar_forcing_ros.forcing.flow import euler_times  # noqa: E402
+from avatar_forcing_ros.forcing.network import AvatarForcingNet, block_causal_mask  # noqa: E402
+from avatar_forcing_ros.forcing.sampler import StreamingSampler, _guide, _with_null_user  # noqa: E402
+
+
+def timed_blocks(step_fn, n_blocks: int) -> np.ndarray:
+    times = []
+    for i in range(n_blocks):
+        t0 = time.perf_counter()
+        step_fn(i)
+        times.append(time.perf_counter() - t0)
+    return np.array(times)
+
+
+def report(name, times, block_s):
+    p50, p95 = np.percentile(times, 50) * 1e3, np.percentile(times, 95) * 1e3
+    print(f"{name:28s} per block p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  real-time factor "
+          f"{np.mean(times) / block_s:6.3f}  motion latency p50 {block_s * 1e3 + p50:6.1f} ms  "
+          f"p95 {block_s * 1e3 + p95:6.1f} ms")
+    return float(np.mean(times))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser()
+    p.add_argument("--checkpoint", default="models/af_forcing_v1")
+    p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--guidance", type=float, default=None)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if (Path(args.checkpoint) / "config.json").is_file():
+        net, _ = load_checkpoint(args.checkpoint)
+        print(f"checkpoint {args.checkpoint}")
+    else:
+        net = AvatarForcingNet(ForcingConfig()).eval()
+        print("no checkpoint: a randomly initialised network of the default config")
+    cfg = net.cfg
+    g = cfg.guidance_scale if args.guidance is None else args.guidance
+    B, D, C, W = cfg.block_frames, cfg.motion_dim, cfg.max_cache_frames, cfg.window_frames
+    block_s = B / cfg.fps
+    n_blocks = int(args.seconds * cfg.fps) // B
+    T = n_blocks * B + W  # the window baseline first fills its window
+    print(f"{net.param_count() / 1e6:.2f} M params, {cfg.n_layer} layers x {cfg.n_embd}, block {B} frames "
+          f"({block_s * 1e3:.0f} ms), {cfg.sample_steps} steps, guidance {g}, cache {C} frames, window {W}; "
+          f"{n_blocks} blocks, torch threads {args.threads}")
+    gen = torch.Generator().manual_seed(0)
+    aa, ua = torch.randn(1, T, cfg.audio_dim, generator=gen), torch.randn(1, T, cfg.audio_dim, generator=gen)
+    um, up = 0.1 * torch.randn(1, T, D, generator=gen), torch.ones(1, T)
+    noise = torch.randn(1, T, D, generator=gen)
+    use_cfg = g != 1.0
+    drop = torch.tensor([False, True][: 2 if use_cfg else 1])
+
+    for dev in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+        net.to(dev)
+        x_in = [t.to(dev) for t in (aa, ua, um, up, noise)]
+        sampler = StreamingSampler(net, g, device=dev)
+
+        def stream(i):
+            s = i * B
+            sampler.step(*(t[:, s:s + B] for t in x_in))
+            if dev == "cuda":
+                torch.cuda.synchronize()
+
+        timed_blocks(stream, 3)
+        sampler.reset()
+        t_stream = report(f"[{dev}] streaming + KV cache", timed_blocks(stream, n_blocks), block_s)
+
+        with torch.no_grad():
+            cond, _ = net.encode(*(_with_null_user(t, use_cfg) for t in x_in[:4]), drop.to(dev))
+        clean = torch.zeros(1, T, D, device=dev)
+        ts = euler_times(cfg.sample_steps)
+
+        @torch.no_grad()
+        def recompute(i):
+            s, e = i * B, i * B + B
+            lo = max(0, s - C)
+            n = e - lo
+            mask = block_causal_mask(n, B, device=dev)
+            x = x_in[4][:, s:e]
+            for k in range(cfg.sample_steps):
+                seq = torch.cat([clean[:, lo:s], x], dim=1)
+                t = torch.cat([torch.zeros(1, s - lo), torch.full((1, B), ts[k])], dim=1).to(dev)
+                v, _ = net(_with_null_user(seq, use_cfg), _with_null_user(t, use_cfg), cond[:, lo:e], mask,
+                           torch.arange(lo, e, device=dev))
+                x = x + (ts[k + 1] - ts[k]) * _guide(v[:, -B:], g, use_cfg)
+            clean[:, s:e] = x
+            if dev == "cuda":
+                torch.cuda.synchronize()
+
+        t_rec = report(f"[{dev}] recompute context", timed_blocks(recompute, n_blocks), block_s)
+
+        @torch.no_grad()
+        def window(i):
+            e = i * B + B
+            lo = max(0, e - W)
+            n = e - lo
+            full = torch.ones(n, n, dtype=torch.bool, device=dev)
+            x = torch.randn(1, n, D, device=dev)
+            for k in range(cfg.sample_steps):
+                t = torch.full((2 if use_cfg else 1, n), ts[k], device=dev)
+                v, _ = net(_with_null_user(x, use_cfg), t, cond[:, lo:e], full, torch.arange(lo, e, device=dev))
+                x = x + (ts[k + 1] - ts[k]) * _guide(v, g, use_cfg)
+            if dev == "cuda":
+                torch.cuda.synchronize()
+
+        # the window baseline is only steady once its window is full: time those blocks
+        warm = W // B
+        t_win = timed_blocks(window, warm + n_blocks)[warm:]
+        t_win = report(f"[{dev}] non-causal window W={W}", t_win, block_s)
+        print(f"[{dev}] speed-up of streaming: {t_win / t_stream:.1f}x vs non-causal window, "
+              f"{t_rec / t_stream:.1f}x vs recomputing the context")
+
+    onnx_path = Path(args.checkpoint) / "model.onnx"
+    if onnx_path.is_file():
+        from avatar_forcing_ros.forcing.onnx_export import OnnxStreamingRunner
+        runner = OnnxStreamingRunner(onnx_path, threads=args.threads)
+        npx = [t.numpy()[0] for t in (aa, ua, um, up, noise)]
+        times = timed_blocks(lambda i: runner.step(*(a[i * B:i * B + B] for a in npx), guidance=g), n_blocks)
+        report("[cpu] onnxruntime streaming", times, block_s)
+
+
+if __name__ == "__main__":
+    main()
