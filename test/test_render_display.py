@@ -1,0 +1,118 @@
+"""The face-screen display, on a virtual X screen (Xvfb): what is shown is what is on the screen.
+
+The window runs in a child process so Qt (which owns a process-wide application and display)
+never starts inside the test runner; the child grabs the screen with Pillow's XCB grabber.
+"""
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from avatar_forcing_ros.render.display import FaceScreenDisplay, highgui_backend
+
+SCREEN = (800, 600)
+
+SHOW_AND_GRAB = r"""
+import sys, time
+import numpy as np
+import cv2
+from PIL import ImageGrab
+from avatar_forcing_ros.render.display import FaceScreenDisplay
+
+display, frame_path, expected_path, shot_path, keep_aspect = sys.argv[1:6]
+frame = cv2.cvtColor(cv2.imread(frame_path), cv2.COLOR_BGR2RGB)
+expected = cv2.cvtColor(cv2.imread(expected_path), cv2.COLOR_BGR2RGB).astype(np.int16)
+screen = FaceScreenDisplay(display=display, keep_aspect=keep_aspect == "1")
+# the window maps and resizes asynchronously: keep showing until the screen settles
+deadline = time.monotonic() + 15
+while True:
+    for _ in range(5):
+        screen.show(frame)
+        time.sleep(0.02)
+    shot = np.asarray(ImageGrab.grab(xdisplay=display))[..., :3]
+    if np.abs(shot.astype(np.int16) - expected).mean() < 3 or time.monotonic() > deadline:
+        break
+cv2.imwrite(shot_path, cv2.cvtColor(shot, cv2.COLOR_RGB2BGR))
+screen.close()
+"""
+
+
+@pytest.fixture(scope="module")
+def xvfb():
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (apt-get install xvfb): no virtual screen to show on")
+    number = next(n for n in random.sample(range(100, 1000), 50) if not os.path.exists(f"/tmp/.X11-unix/X{n}"))
+    server = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        if os.path.exists(f"/tmp/.X11-unix/X{number}") or server.poll() is not None:
+            break
+        time.sleep(0.1)
+    if server.poll() is not None:
+        pytest.fail(f"Xvfb :{number} exited with {server.returncode}")
+    yield f":{number}"
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def show_and_grab(display, frame, expected, tmp_path, keep_aspect):
+    paths = [str(tmp_path / n) for n in ("frame.png", "expected.png", "shot.png")]
+    cv2.imwrite(paths[0], cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(paths[1], cv2.cvtColor(expected, cv2.COLOR_RGB2BGR))
+    env = dict(os.environ, QT_LOGGING_RULES="*.debug=false;qt.qpa.*=false")
+    done = subprocess.run([sys.executable, "-c", SHOW_AND_GRAB, display, *paths, "1" if keep_aspect else "0"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return cv2.cvtColor(cv2.imread(paths[2]), cv2.COLOR_BGR2RGB)
+
+
+def test_opencv_has_a_gui_backend():
+    assert highgui_backend() is not None
+
+
+def test_full_screen_window_covers_the_screen_with_the_frame(xvfb, tmp_path):
+    from avatar_forcing_ros.motion import AF_MOTION_V1 as M
+    from avatar_forcing_ros.render.stylised import StylisedFaceRenderer
+    frame = StylisedFaceRenderer(width=400, height=300).render(M.from_dict({"jawOpen": 0.7, "head_roll": 0.2}))
+    expected = cv2.resize(frame, SCREEN, interpolation=cv2.INTER_LINEAR)
+    shot = show_and_grab(xvfb, frame, expected, tmp_path, keep_aspect=True)
+    assert shot.shape == (SCREEN[1], SCREEN[0], 3)
+    diff = np.abs(shot.astype(np.int16) - expected).max(2)
+    assert diff.mean() < 3 and np.percentile(diff, 99) < 60
+
+
+def test_square_frame_is_letterboxed_when_keeping_the_aspect(xvfb, tmp_path):
+    frame = np.full((300, 300, 3), (200, 40, 90), np.uint8)
+    expected = np.zeros((SCREEN[1], SCREEN[0], 3), np.uint8)
+    side = SCREEN[1]
+    left = (SCREEN[0] - side) // 2
+    expected[:, left:left + side] = frame[0, 0]
+    shot = show_and_grab(xvfb, frame, expected, tmp_path, keep_aspect=True)
+    assert np.abs(shot[:, left + 10:left + side - 10].astype(np.int16) - frame[0, 0]).max() <= 2
+    assert shot[:, :left - 10].max() <= 2 and shot[:, left + side + 10:].max() <= 2
+
+
+def test_unreachable_display_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="cannot reach X display ':9876'"):
+        FaceScreenDisplay(display=":9876")
+
+
+def test_missing_display_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    with pytest.raises(RuntimeError, match="no X display"):
+        FaceScreenDisplay()
+
+
+def test_bad_frame_is_rejected_before_any_window_opens(xvfb):
+    screen = FaceScreenDisplay(display=xvfb)
+    with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8 RGB"):
+        screen.show(np.zeros((48, 64), np.uint8))
+    with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8 RGB"):
+        screen.show(np.zeros((48, 64, 3), np.float32))
+    assert screen.frames_shown == 0 and not screen._open
