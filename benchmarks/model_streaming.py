@@ -134,13 +134,38 @@ def main(argv=None):
         print(f"[{dev}] speed-up of streaming: {t_win / t_stream:.1f}x vs non-causal window, "
               f"{t_rec / t_stream:.1f}x vs recomputing the context")
 
-    onnx_path = Path(args.checkpoint) / "model.onnx"
-    if onnx_path.is_file():
-        from avatar_forcing_ros.forcing.onnx_export import OnnxStreamingRunner
+    # the same comparison on onnxruntime, where per-call overhead is small and compute shows
+    import tempfile
+
+    import onnxruntime as ort
+
+    from avatar_forcing_ros.forcing.onnx_export import OnnxStreamingRunner, export_onnx, export_window_onnx
+    net.to("cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = Path(args.checkpoint) / "model.onnx"
+        if not onnx_path.is_file():
+            onnx_path = export_onnx(net, Path(tmp) / "model.onnx")
         runner = OnnxStreamingRunner(onnx_path, threads=args.threads)
         npx = [t.numpy()[0] for t in (aa, ua, um, up, noise)]
         times = timed_blocks(lambda i: runner.step(*(a[i * B:i * B + B] for a in npx), guidance=g), n_blocks)
-        report("[cpu] onnxruntime streaming", times, block_s)
+        t_stream = report("[cpu] onnxruntime streaming", times, block_s)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = args.threads
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        win = ort.InferenceSession(str(export_window_onnx(net, Path(tmp) / "window.onnx")), opts,
+                                   providers=["CPUExecutionProvider"])
+        rng = np.random.default_rng(0)
+
+        def window_ort(i):
+            e = W + i * B  # a full window ending at this block
+            feeds = {"avatar_audio": npx[0][None, e - W:e], "user_audio": npx[1][None, e - W:e],
+                     "user_motion": npx[2][None, e - W:e], "user_present": npx[3][None, e - W:e],
+                     "noise": rng.standard_normal((1, W, D)).astype(np.float32),
+                     "guidance": np.array([g], np.float32)}
+            win.run(None, feeds)
+
+        t_win = report(f"[cpu] onnxruntime window W={W}", timed_blocks(window_ort, n_blocks), block_s)
+        print(f"[cpu] onnxruntime speed-up of streaming vs non-causal window: {t_win / t_stream:.1f}x")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,43 @@ class StreamingStep(torch.nn.Module):
         return net.denormalize_motion(x), cache_k, cache_v, cache_valid, conv_state
 
 
+class WindowStep(torch.nn.Module):
+    """The non-causal baseline as one graph: sample a whole window of W frames from noise with
+    bidirectional attention (used by the benchmark to compare like with like on onnxruntime)."""
+
+    def __init__(self, net: AvatarForcingNet, steps: int | None = None):
+        super().__init__()
+        self.net = net
+        self.steps = steps or net.cfg.sample_steps
+
+    def forward(self, avatar_audio, user_audio, user_motion, user_present, noise, guidance):
+        net = self.net
+        aa, ua, um = net.normalize_conditions(avatar_audio, user_audio, user_motion)  # (1, W, .)
+        cond, _ = net.encode(torch.cat([aa, aa]), torch.cat([ua, ua]), torch.cat([um, um]),
+                             torch.cat([user_present, user_present]), torch.tensor([False, True]))
+        W = noise.shape[1]
+        full = torch.ones(W, W, dtype=torch.bool)
+        x = noise
+        ts = [1.0 - i / self.steps for i in range(self.steps + 1)]
+        for i in range(self.steps):
+            v, _ = net(torch.cat([x, x]), torch.full((2, W), ts[i]), cond, full)
+            v_cond, v_null = v.chunk(2, dim=0)
+            x = x + (ts[i + 1] - ts[i]) * (v_null + guidance * (v_cond - v_null))
+        return net.denormalize_motion(x)
+
+
+def export_window_onnx(net: AvatarForcingNet, out_path, steps: int | None = None, opset: int = 17) -> Path:
+    cfg = net.cfg
+    W = cfg.window_frames
+    ex = example_inputs(cfg)
+    args = (torch.randn(1, W, cfg.audio_dim), torch.randn(1, W, cfg.audio_dim), torch.zeros(1, W, cfg.motion_dim),
+            torch.ones(1, W), torch.randn(1, W, cfg.motion_dim), torch.from_numpy(ex["guidance"]))
+    with torch.no_grad():
+        torch.onnx.export(WindowStep(net.eval(), steps).eval(), args, str(out_path), opset_version=opset,
+                          input_names=INPUTS[:6], output_names=["motion"], dynamo=False)
+    return Path(out_path)
+
+
 def empty_state(cfg: ForcingConfig) -> dict[str, np.ndarray]:
     hs = cfg.n_embd // cfg.n_head
     shape = (cfg.n_layer, 2, cfg.n_head, cfg.max_cache_frames, hs)
