@@ -8,6 +8,7 @@ install. Custom types (FaceMotion, audio_common_msgs) are registered from the pa
 from __future__ import annotations
 
 import os
+import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,8 @@ def _msg_dirs() -> list[tuple[str, Path]]:
     """(package, msg dir) of our custom types: the source tree first, then ROS installs."""
     root = Path(__file__).resolve().parent.parent
     dirs = [(PACKAGE, root / "msg"), ("audio_common_msgs", root / "third_party" / "audio_common_msgs" / "msg")]
-    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
+    # colcon installs (AMENT_PREFIX_PATH) and pip's data_files (sys.prefix/share)
+    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) + [sys.prefix]:
         if prefix:
             for pkg in (PACKAGE, "audio_common_msgs"):
                 dirs.append((pkg, Path(prefix) / "share" / pkg / "msg"))
