@@ -29,7 +29,7 @@ from .pipeline import build_estimator, build_generator, build_motion_model, buil
 log = logging.getLogger("avatar_forcing.replay")
 
 IMAGE_CHOICES = ("params", "raw", "compressed", "both", "none")
-STAGES = ("read", "perception", "generator", "renderer", "write")
+STAGES = ("read", "decode", "perception", "generator", "renderer", "write", "mp4")
 
 
 def apply_overrides(params: dict, overrides) -> dict:
@@ -138,6 +138,7 @@ def replay(in_bag: str | Path, out_bag: str | Path, *, config: str | Path | None
     stage = result.stage_s
     video_jpegs: list[bytes] = []
     speech: list[np.ndarray] = []
+    render = write_raw or write_jpeg or bool(mp4)  # images nobody keeps are not drawn
     writer = bags.BagWriter(out_bag, storage)
     state = {"next_tick": None, "last_capture": None}
 
@@ -147,8 +148,9 @@ def replay(in_bag: str | Path, out_bag: str | Path, *, config: str | Path | None
             frames = gen.pop_due(now)
         for f in frames:
             t_ns = bags.t_to_ns(now)  # logged when published, stamped with presentation time
-            with _Timer(stage, "renderer"):
-                rgb = renderer.render(f.values)
+            if render:
+                with _Timer(stage, "renderer"):
+                    rgb = renderer.render(f.values)
             with _Timer(stage, "write"):
                 writer.write(T["avatar_motion"], t_ns, bags.face_motion_msg(
                     space, f.values, 1.0, True, f.presentation_time, gp["frame_id"]))
@@ -236,7 +238,7 @@ def replay(in_bag: str | Path, out_bag: str | Path, *, config: str | Path | None
     if mp4 and video_jpegs:
         from .video import write_mp4
 
-        with _Timer(stage, "write"):
+        with _Timer(stage, "mp4"):
             write_mp4(mp4, (decode_compressed("jpeg", j) for j in video_jpegs), gen.fps,
                       np.concatenate(speech), SAMPLE_RATE)
     elif mp4:
@@ -281,7 +283,8 @@ def _perceive(m, now, pp, estimator, gen, space, writer, T, account, result, sta
         account.skip(m.topic, "capture stamp went backwards")
         return
     try:
-        rgb = bags.image_to_rgb(m.msg)
+        with _Timer(stage, "decode"):
+            rgb = bags.image_to_rgb(m.msg)
     except ImageFormatError as exc:
         account.skip(m.topic, f"bad image: {str(exc)[:80]}")
         return
