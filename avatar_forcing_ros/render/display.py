@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
+import time
 
 import cv2
 import numpy as np
@@ -24,33 +26,86 @@ def highgui_backend() -> str | None:
     return None if value in ("", "NONE") else value
 
 
-def x_screen_size(name: str) -> tuple[int, int] | None:
-    """(width, height) of the X root window, or None if Pillow cannot read it (no XCB)."""
-    try:
-        from PIL import ImageGrab
-        return tuple(ImageGrab.grab(xdisplay=name).size)
-    except Exception:
-        return None
-
-
-def x_display_reachable(name: str) -> bool:
-    """True when an X server answers at ``name`` (":N", ":N.S" or "host:N")."""
+def _x_connect(name: str) -> socket.socket | None:
     host, _, rest = name.rpartition(":")
     try:
         number = int(rest.split(".")[0])
     except ValueError:
-        return False
+        return None
     try:
         if host in ("", "unix"):
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.settimeout(1.0)
-                s.connect(f"/tmp/.X11-unix/X{number}")
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(2.0)
+            sock.connect(f"/tmp/.X11-unix/X{number}")
         else:
-            with socket.create_connection((host, 6000 + number), timeout=1.0):
-                pass
+            sock = socket.create_connection((host, 6000 + number), timeout=2.0)
     except OSError:
-        return False
-    return True
+        return None
+    return sock
+
+
+def _recv_exact(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise OSError("X server closed the connection")
+        data += chunk
+    return data
+
+
+def _x_setup(name: str, attempts: int = 3) -> tuple[int, bytes] | None:
+    """The X connection-setup reply (status, body) without credentials, or None if no server.
+
+    Status 1 is success; 0 or 2 still prove a server is there (it wants an auth cookie).
+    Xvfb now and then drops a fresh connection, so a failed handshake is tried again.
+    """
+    for attempt in range(attempts):
+        reply = _x_setup_once(name)
+        if reply is not None:
+            return reply
+        time.sleep(0.05 * (attempt + 1))
+    return None
+
+
+def _x_setup_once(name: str) -> tuple[int, bytes] | None:
+    sock = _x_connect(name)
+    if sock is None:
+        return None
+    try:
+        # little-endian client, protocol 11.0, no authorisation
+        sock.sendall(struct.pack("<BxHHHHxx", ord("l"), 11, 0, 0, 0))
+        head = _recv_exact(sock, 8)
+        length = struct.unpack("<H", head[6:8])[0]
+        return head[0], _recv_exact(sock, 4 * length)
+    except OSError:
+        return None
+    finally:
+        sock.close()
+
+
+def x_display_reachable(name: str) -> bool:
+    """True when an X server answers at ``name`` (":N", ":N.S" or "host:N")."""
+    return _x_setup(name) is not None
+
+
+def x_screen_size(name: str) -> tuple[int, int] | None:
+    """(width, height) of the first X screen's root window (all monitors), or None."""
+    setup = _x_setup(name)
+    if setup is not None and setup[0] == 1:
+        body = setup[1]
+        vendor_len = struct.unpack("<H", body[16:18])[0]
+        n_formats = body[21]
+        screen = 32 + (vendor_len + 3) // 4 * 4 + 8 * n_formats
+        return struct.unpack("<HH", body[screen + 20: screen + 24])
+    # the server wants credentials: let libxcb (through Pillow) use the user's cookie
+    for _ in range(3):
+        try:
+            from PIL import ImageGrab
+            return tuple(ImageGrab.grab(xdisplay=name).size)
+        except Exception:
+            continue
+    return None
 
 
 class FaceScreenDisplay:
