@@ -224,14 +224,14 @@ def test_unavailable_provider_falls_back_to_cpu_and_logs(model_dir, caplog):
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("CUDA is available here, so there is no fallback to observe")
     with caplog.at_level(logging.WARNING, logger="avatar_forcing_ros.render.neural"):
-        r = NeuralPortraitRenderer(model_dir, provider="cuda", crop_to_face=False)
-    assert "CUDAExecutionProvider is not available" in caplog.text
+        r = NeuralPortraitRenderer(model_dir, providers=["cuda", "CPUExecutionProvider"], crop_to_face=False)
+    assert "CUDAExecutionProvider not available" in caplog.text
     assert r.sessions["warping_spade.onnx"].get_providers() == ["CPUExecutionProvider"]
 
 
 def test_unknown_provider_is_rejected(model_dir):
-    with pytest.raises(ValueError, match="provider must be one of"):
-        NeuralPortraitRenderer(model_dir, provider="tpu", crop_to_face=False)
+    with pytest.raises(ValueError, match="unknown onnxruntime provider 'tpu'"):
+        NeuralPortraitRenderer(model_dir, providers=["tpu"], crop_to_face=False)
 
 
 def test_bad_expression_map_shape_is_rejected(model_dir):

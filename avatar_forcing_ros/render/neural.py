@@ -50,11 +50,9 @@ SIGNATURES = {
 }
 OPTIONAL = {"stitching.onnx"}
 
-PROVIDERS = {
-    "cpu": ["CPUExecutionProvider"],
-    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-}
+# short names accepted for the onnxruntime execution providers
+PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+                  "tensorrt": "TensorrtExecutionProvider"}
 
 # (channel, keypoint, axis, weight): keypoint units are about 1 per half image; y points down
 _MAP_ENTRIES = [
@@ -140,21 +138,38 @@ def _check_signature(session, path, name):
     return [n for n, _ in got_in]
 
 
-def make_session(path, provider="cpu"):
-    """onnxruntime session on the asked provider, falling back to CPU (logged) if missing."""
+def resolve_providers(providers) -> list[str]:
+    """Provider names in preference order ("cuda" or "CUDAExecutionProvider", ...), keeping the
+    ones this onnxruntime has (the others logged) and always ending with the CPU."""
     import onnxruntime as ort
 
-    if provider not in PROVIDERS:
-        raise ValueError(f"provider must be one of {sorted(PROVIDERS)}, got {provider!r}")
-    wanted = PROVIDERS[provider]
+    if isinstance(providers, str):
+        providers = [providers]
+    known = set(PROVIDER_NAMES.values())
+    wanted = []
+    for p in providers:
+        full = PROVIDER_NAMES.get(str(p).lower(), str(p))
+        if full not in known:
+            raise ValueError(f"unknown onnxruntime provider {p!r}; use one of "
+                             f"{sorted(PROVIDER_NAMES)} or {sorted(known)}")
+        wanted.append(full)
     available = set(ort.get_available_providers())
     chosen = [p for p in wanted if p in available]
-    if chosen[0] != wanted[0]:
-        log.warning("%s is not available in this onnxruntime (has %s); running %s on %s",
-                    wanted[0], sorted(available), os.path.basename(path), chosen[0])
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    missing = [p for p in wanted if p not in available]
+    if missing:
+        log.warning("%s not available in this onnxruntime (it has %s); running on %s",
+                    ", ".join(missing), sorted(available), chosen)
+    return chosen
+
+
+def make_session(path, providers):
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    return ort.InferenceSession(path, sess_options=options, providers=chosen)
+    return ort.InferenceSession(path, sess_options=options, providers=providers)
 
 
 def _load_source_rgb(image_path, image):
@@ -173,7 +188,8 @@ def _load_source_rgb(image_path, image):
 class NeuralPortraitRenderer:
     """render(values (28,)) -> (height, width, 3) uint8 RGB from LivePortrait-style ONNX models."""
 
-    def __init__(self, model_dir, image_path=None, image=None, width=512, height=512, provider="cpu",
+    def __init__(self, model_dir, image_path=None, image=None, width=512, height=512,
+                 providers=("CPUExecutionProvider",),
                  crop_to_face=True, crop_scale=2.3, expression_map=None, pose_signs=(1.0, 1.0, 1.0),
                  use_stitching=True):
         if int(width) != width or int(height) != height or width < 16 or height < 16:
@@ -182,7 +198,7 @@ class NeuralPortraitRenderer:
         if not os.path.isdir(model_dir):
             raise FileNotFoundError(f"neural renderer model directory not found: {model_dir}")
         self.model_dir = str(model_dir)
-        self.provider = provider
+        self.providers = resolve_providers(providers)
         self.sessions, self.input_names = {}, {}
         for name in SIGNATURES:
             path = os.path.join(self.model_dir, name)
@@ -192,7 +208,7 @@ class NeuralPortraitRenderer:
                     continue
                 raise FileNotFoundError(f"missing model file {path}; expected {_signature_text(name)}")
             try:
-                session = make_session(path, provider)
+                session = make_session(path, self.providers)
             except Exception as e:  # onnxruntime raises its own types for corrupt files
                 raise ValueError(f"{path} is not a loadable ONNX model ({e}); expected {_signature_text(name)}") from e
             self.input_names[name] = _check_signature(session, path, name)
