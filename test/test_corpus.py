@@ -8,7 +8,8 @@ import pytest
 from avatar_forcing_ros.corpus.dataset import (DatasetError, DyadicSession, generate_corpus,
                                                load_dataset, main_generate, write_dataset)
 from avatar_forcing_ros.corpus.simulator import (TEST_VOICES, TRAIN_VOICES, Persona,
-                                                 sentences, simulate_session, voices)
+                                                 frame_intonation, sentences, simulate_session,
+                                                 voices)
 from avatar_forcing_ros.corpus.visemes import viseme_targets, viseme_track
 from avatar_forcing_ros.motion import AF_MOTION_V1
 from avatar_forcing_ros.speech import Phoneme, synthesize
@@ -169,6 +170,16 @@ def test_gaze_turns_away_when_a_turn_starts():
     starts = [a for a, b in s.meta["avatar_gaze_aversions"]]
     assert starts
     assert np.mean([gaze[a + 3:a + 12].mean() for a in starts]) > 3 * np.median(gaze)
+
+
+def test_intonation_measures_a_pitch_rise_in_semitones():
+    t = np.arange(16000) / 16000
+    f0 = np.where(t < 0.5, 200.0, 252.0)  # four semitones up half way
+    tone = (0.3 * np.sin(2 * np.pi * np.cumsum(f0) / 16000)).astype(np.float32)
+    tone[:3200] = 0  # silence is unvoiced
+    semis = frame_intonation(tone, 25)
+    assert np.all(semis[:5] == 0)
+    assert abs((semis[15:].mean() - semis[6:12].mean()) - 4.0) < 0.3
 
 
 def test_train_and_test_splits_share_no_sentences_or_voices():

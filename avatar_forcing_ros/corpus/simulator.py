@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy.signal import butter, lfilter
+from scipy.signal import butter, lfilter, medfilt
 
 from ..audio import SAMPLE_RATE
 from ..motion import AF_MOTION_V1
@@ -284,6 +284,25 @@ def _frame_energy(audio, n):
     return np.clip(rms / 0.1, 0, 1.5).astype(np.float32)
 
 
+def frame_intonation(audio, n):
+    """Per-frame intonation in semitones around the speaker's median F0 (0 where unvoiced),
+    from the normalised autocorrelation of each 40 ms frame (F0 searched in 70..400 Hz)."""
+    frames = audio[:n * SAMPLES_PER_FRAME].reshape(n, SAMPLES_PER_FRAME).astype(np.float64)
+    frames = frames - frames.mean(axis=1, keepdims=True)
+    spectrum = np.fft.rfft(frames, 2 * SAMPLES_PER_FRAME, axis=1)
+    ac = np.fft.irfft(np.abs(spectrum) ** 2, axis=1)
+    lo, hi = SAMPLE_RATE // 400, SAMPLE_RATE // 70
+    lag = lo + np.argmax(ac[:, lo:hi], axis=1)
+    strength = ac[np.arange(n), lag] / np.maximum(ac[:, 0], 1e-12)
+    rms = np.sqrt(np.mean(frames ** 2, axis=1))
+    voiced = (strength > 0.45) & (rms > 0.01)
+    semitones = np.zeros(n, np.float32)
+    if voiced.sum() >= 3:
+        f0 = SAMPLE_RATE / lag[voiced]
+        semitones[voiced] = 12 * np.log2(f0 / np.median(f0))
+    return np.clip(medfilt(semitones, 3), -8, 8).astype(np.float32)  # drop octave jumps
+
+
 def _speaking_mask(n, utterances, side):
     mask = np.zeros(n, bool)
     for u in utterances:
@@ -322,7 +341,13 @@ def _face(rng, side, persona, n, audio, utterances, smiles, pauses_of_other):
     sway = _smooth_noise(rng, n, 0.6) * speaking * expr
     m[:, idx("head_yaw")] += 0.04 * sway
     m[:, idx("head_roll")] += 0.02 * _smooth_noise(rng, n, 0.5) * speaking * expr
+    # intonation: the chin lifts a little with a high pitch, brows follow rises
+    b1, a1 = butter(1, 2.0 / (FPS / 2))
+    intonation = lfilter(b1, a1, frame_intonation(audio, n)).astype(np.float32)
+    m[:, idx("head_pitch")] += 0.006 * expr * intonation
+    m[:, idx("head_roll")] += 0.003 * expr * intonation
     emphasis = np.clip(lfilter(b, a, energy), 0, None).astype(np.float32)
+    emphasis += 0.02 * np.clip(intonation, 0, None)
     m[:, idx("browInnerUp")] += np.clip(0.9 * expr * emphasis, 0, 0.6)
     m[:, idx("eyeWideLeft")] += np.clip(0.4 * expr * emphasis, 0, 0.3)
     m[:, idx("eyeWideRight")] += np.clip(0.4 * expr * emphasis, 0, 0.3)
