@@ -264,7 +264,8 @@ def read_bag(path: str | Path, account: BagAccount, topics=None):
         for c in conns:
             account.topics[c.topic] = c.msgtype
         _learn_types_from_bag(store, conns)
-        last_ns = None
+        # rosbags (and the salvage scan) yield in log-time order; stamps that go backwards
+        # within a stream are the consumers' to judge
         while True:
             try:
                 topic_name, msgtype, t_ns, raw = next(raw_messages)
@@ -281,15 +282,11 @@ def read_bag(path: str | Path, account: BagAccount, topics=None):
             if msgtype not in store.types:
                 account.skip(topic_name, f"unknown message type {msgtype}")
                 continue
-            if last_ns is not None and t_ns < last_ns:
-                account.skip(topic_name, "log time went backwards")
-                continue
             try:
                 msg = store.deserialize_cdr(raw, msgtype)
             except Exception as exc:  # corrupt payload
                 account.skip(topic_name, f"cannot deserialize ({type(exc).__name__})")
                 continue
-            last_ns = t_ns
             account.start_ns = t_ns if account.start_ns is None else account.start_ns
             account.end_ns = t_ns
             yield BagMessage(topic_name, msgtype, t_ns, msg)

@@ -104,6 +104,16 @@ def test_replay_is_deterministic_for_a_seed(session_bag, replayed, tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
+def test_perception_in_a_second_process_gives_the_same_output(session_bag, replayed, tmp_path):
+    res = replay(session_bag[0], tmp_path / "par", overrides=OVERRIDES, images="none", parallel=True)
+    assert dict(res.account.used) == session_bag[1]
+    msgs, _ = read_all(tmp_path / "par")
+    for key in ("user_motion", "avatar_motion"):
+        a = np.array([m.msg.values for m in by_topic(replayed[1], key)])
+        b = np.array([m.msg.values for m in by_topic(msgs, key)])
+        np.testing.assert_array_equal(a, b)
+
+
 def test_compressed_camera_bags_replay_too(tmp_path):
     write_session_bag(tmp_path / "in", compressed=True)
     res = replay(tmp_path / "in", tmp_path / "out", overrides=OVERRIDES + ["perception.image_transport=compressed"],
