@@ -220,7 +220,13 @@ def _select_voice(lib, voice: str) -> None:
 
 def synthesize(text: str, voice: str = "en-us", rate_wpm: int = 160, pitch: int = 50,
                sample_rate: int = SAMPLE_RATE) -> Utterance:
-    """Speak `text` with an espeak-ng voice; audio and phoneme/word timing in seconds."""
+    """Speak `text` with an espeak-ng voice; audio and phoneme/word timing in seconds.
+
+    The audio ends with espeak's sentence pause (silence). Phoneme timing is the same on every
+    call; the samples can shift by part of a pitch period between calls in one process, because
+    espeak keeps its glottal phase from the previous utterance (a fresh process reproduces them
+    exactly, which is how the corpus generator stays deterministic).
+    """
     if not isinstance(text, str) or not text.strip():
         raise SpeechError(f"text to synthesise is empty: {text!r}")
     if len(text) > MAX_TEXT_CHARS:
