@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from avatar_forcing_ros import bags
+from avatar_forcing_ros.audio import encode_s16le
 from avatar_forcing_ros.motion import AF_MOTION_V1
 from avatar_forcing_ros.replay import apply_overrides, main_replay, replay
 from test_bags_io import AVATAR_SPEECH_AT, CAMERA_FPS, DURATION_S, T0, read_all, speech_tracks, write_session_bag
@@ -88,12 +89,17 @@ def test_the_avatar_mouth_moves_while_it_speaks(replayed):
     assert jaw[loud].mean() > jaw[~loud].mean() + 0.05
 
 
-def test_the_mp4_has_the_avatar_frames(replayed):
+def test_the_mp4_has_the_avatar_frames_and_its_voice(replayed):
+    import subprocess
+
     res = replayed[0]
     cap = cv2.VideoCapture(res.mp4)
     n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     cap.release()
     assert abs(n - res.frames) <= 1
+    streams = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type", "-of", "csv=p=0",
+                              res.mp4], capture_output=True, text=True, check=True).stdout.split()
+    assert sorted(streams) == ["audio", "video"]
 
 
 def test_replay_is_deterministic_for_a_seed(session_bag, replayed, tmp_path):
@@ -158,11 +164,35 @@ def test_a_bag_without_camera_still_drives_the_avatar_and_says_so(tmp_path):
     with bags.BagWriter(tmp_path / "in") as w:
         for k in range(0, 2 * 16000, 320):
             t = T0 + k / 16000
-            from avatar_forcing_ros.audio import encode_s16le
             w.write(bags.topic("speech"), bags.t_to_ns(t), bags.audio_msg(encode_s16le(speech[32000 + k:32320 + k]), t))
     res = replay(tmp_path / "in", tmp_path / "out", overrides=OVERRIDES, images="none")
     assert res.frames > 40 and res.user_motion_frames == 0
     assert bags.topic("camera") not in res.account.used
+
+
+def test_audio_info_switches_the_speech_format_and_a_non_pcm_one_is_counted(tmp_path):
+    from avatar_forcing_ros.audio import resample
+
+    voice, _ = speech_tracks()
+    voice = voice[:32000]
+    stereo = np.repeat(resample(voice, 16000, 48000)[:, None], 2, axis=1)
+    with bags.BagWriter(tmp_path / "in") as w:
+        w.write(bags.topic("speech_info"), bags.t_to_ns(T0), bags.audio_info_msg(48000, 2, "S16LE"))
+        mp3 = bags.audio_info_msg()
+        mp3.coding_format = "mp3"
+        w.write(bags.topic("user_audio_info"), bags.t_to_ns(T0), mp3)
+        for k in range(0, stereo.shape[0], 960):
+            t = T0 + k / 48000
+            w.write(bags.topic("speech"), bags.t_to_ns(t), bags.audio_msg(encode_s16le(stereo[k:k + 960].ravel()), t))
+    res = replay(tmp_path / "in", tmp_path / "out", overrides=OVERRIDES, images="none")
+    assert res.account.used[bags.topic("speech_info")] == 1
+    assert res.account.skipped[bags.topic("user_audio_info")] == {"coding_format 'mp3' is not PCM": 1}
+    assert res.account.unaccounted() == {}
+    msgs, _ = read_all(tmp_path / "out")
+    played = np.concatenate([np.frombuffer(bags.audio_payload(m.msg), "<i2") for m in by_topic(msgs, "avatar_audio")])
+    played = played.astype(np.float32) / 32767
+    n = 24000  # the avatar replays the 48 kHz stereo voice as the same voice at 16 kHz
+    assert np.corrcoef(played[:n], voice[:n])[0, 1] > 0.9
 
 
 def test_overrides_must_name_a_node_and_parameter():
