@@ -1,0 +1,107 @@
+"""Perception node: camera images of the user -> the user's face motion.
+
+Subscribes ``camera/image_raw`` (sensor_msgs/Image) or ``camera/image_raw/compressed``
+(sensor_msgs/CompressedImage) and publishes ``user/face_motion`` (FaceMotion, stamped with
+the image's capture time). The image callback only keeps the newest frame; a worker thread
+processes it, so frames that arrive faster than they can be tracked are dropped and counted.
+"""
+from __future__ import annotations
+
+from sensor_msgs.msg import CompressedImage, Image
+
+from ..imaging import ImageFormatError, decode_compressed, image_fields_to_array, to_rgb8
+from ..motion import AF_MOTION_V1
+from ..msg import FaceMotion
+from ..pipeline import build_estimator
+from ..telemetry import LatestWorker
+from .common import AvatarNode, main_for, qos, stamp_to_s
+from .messages import face_motion_msg
+
+
+class PerceptionNode(AvatarNode):
+    ROLE = "user face perception"
+    PARAMETERS = {
+        "image_transport": ("raw", "Which camera topic to read: raw (camera/image_raw) or "
+                                   "compressed (camera/image_raw/compressed)."),
+        "camera_qos": ("sensor_data", "QoS of the camera topic: sensor_data or reliable."),
+        "max_frame_age_s": (0.5, "Frames whose capture stamp is older than this when processing "
+                                 "starts are dropped as stale (s); 0 disables the check."),
+        "calibration_frames": (30, "Confident frames used to learn the user's neutral face."),
+        "no_face_decay_s": (0.5, "Time constant with which values fall back to neutral when "
+                                 "no face is seen (s)."),
+        "frame_id": ("user_face", "frame_id of published FaceMotion."),
+    }
+
+    def __init__(self, **kwargs):
+        self._sub = self._pub = self._worker = None
+        self.estimator = None
+        super().__init__("perception", **kwargs)
+
+    def configure(self) -> None:
+        self.estimator = build_estimator(self.parameter_values())
+        self._pub = self.create_lifecycle_publisher(FaceMotion, "user/face_motion", qos("reliable"))
+        transport = self.param("image_transport")
+        if transport not in ("raw", "compressed"):
+            raise ValueError(f"image_transport must be raw or compressed, not {transport!r}")
+        msg_type, topic = ((Image, "camera/image_raw") if transport == "raw"
+                           else (CompressedImage, "camera/image_raw/compressed"))
+        self._sub = self.create_subscription(msg_type, topic, self._on_image, qos(self.param("camera_qos")))
+        self._worker = LatestWorker(self._process, "perception",
+                                    on_stale=lambda: self.telemetry.drop("stale frame (busy)"),
+                                    on_error=lambda exc: self.telemetry.drop("processing error", repr(exc)))
+
+    def activate(self) -> None:
+        self._worker.start()
+
+    def deactivate(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+
+    def cleanup(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+        if self._sub is not None:
+            self.destroy_subscription(self._sub)
+        if self._pub is not None:
+            self.destroy_lifecycle_publisher(self._pub)
+        if self.estimator is not None:
+            self.estimator.close()
+        self._sub = self._pub = self._worker = self.estimator = None
+
+    def _on_image(self, msg) -> None:
+        self.telemetry.tick("camera")
+        if self._worker is not None and self._worker.alive:
+            self._worker.offer(msg)
+
+    def _process(self, msg) -> None:
+        start = self.now_s()
+        captured = stamp_to_s(msg.header.stamp)
+        max_age = self.param("max_frame_age_s")
+        if max_age > 0 and captured > 0 and start - captured > max_age:
+            self.telemetry.drop("stale frame (old stamp)", f"{start - captured:.2f} s old")
+            return
+        try:
+            if isinstance(msg, CompressedImage):
+                rgb = decode_compressed(msg.format, bytes(msg.data))
+            else:
+                array = image_fields_to_array(msg.height, msg.width, msg.encoding, msg.is_bigendian,
+                                              msg.step, bytes(msg.data))
+                rgb = to_rgb8(array, msg.encoding)
+        except ImageFormatError as exc:
+            self.telemetry.drop("bad image", str(exc))
+            return
+        obs = self.estimator.estimate(rgb, captured if captured > 0 else start)
+        self._pub.publish(face_motion_msg(FaceMotion, AF_MOTION_V1, obs.values, obs.confidence,
+                                          obs.face_present, captured if captured > 0 else start,
+                                          self.param("frame_id")))
+        self.telemetry.tick("user face motion")
+        self.telemetry.set("face present", obs.face_present)
+        self.telemetry.latency(self.now_s() - start)
+
+
+def main(args=None):
+    main_for(PerceptionNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Renderer node: the avatar's face motion -> images for a face screen or a video stream.
+
+Subscribes ``avatar/face_motion`` (FaceMotion); publishes ``avatar/image``
+(sensor_msgs/Image, rgb8) and ``avatar/image/compressed`` (JPEG), stamped with the motion's
+presentation time; can also show the face full-screen on a display. Renders on a worker
+thread, newest motion first: if rendering falls behind, old motions are dropped and counted.
+"""
+from __future__ import annotations
+
+import array
+
+from sensor_msgs.msg import CompressedImage, Image
+
+from ..imaging import array_to_image_fields, encode_compressed
+from ..motion import AF_MOTION_V1
+from ..msg import FaceMotion
+from ..pipeline import build_renderer
+from ..telemetry import LatestWorker
+from .common import AvatarNode, main_for, qos
+from .messages import read_face_motion
+
+
+class RendererNode(AvatarNode):
+    ROLE = "avatar renderer"
+    PARAMETERS = {
+        "renderer": ("stylised", "Which face: stylised (face screens), portrait (a photo "
+                                 "animated by warping) or neural (LivePortrait-style ONNX)."),
+        "width": (480, "Image width (px)."),
+        "height": (480, "Image height (px)."),
+        "background": ([20, 20, 30], "Stylised face: background colour, RGB 0-255."),
+        "face_colour": ([250, 212, 170], "Stylised face: skin colour, RGB."),
+        "feature_colour": ([70, 45, 40], "Stylised face: brows and outlines colour, RGB."),
+        "portrait_path": ("", "Portrait renderer: the photo to animate (empty: the public-domain "
+                              "astronaut portrait shipped with scikit-image)."),
+        "neural_model_dir": ("", "Neural renderer: directory with the LivePortrait-style ONNX "
+                                 "files (appearance_feature_extractor, motion_extractor, "
+                                 "warping_spade, stitching)."),
+        "onnx_providers": (["CPUExecutionProvider"], "Neural renderer: onnxruntime providers "
+                                                     "in order of preference."),
+        "publish_raw": (True, "Publish avatar/image (sensor_msgs/Image, rgb8)."),
+        "publish_compressed": (True, "Publish avatar/image/compressed (JPEG)."),
+        "jpeg_quality": (85, "JPEG quality of the compressed image (1-100)."),
+        "display": (False, "Also show the face in a window (needs an X display)."),
+        "display_fullscreen": (True, "Show the window full-screen (a robot's face screen)."),
+        "display_name": ("", "X display to show it on, e.g. ':0' (empty: $DISPLAY)."),
+        "frame_id": ("avatar_face", "frame_id of published images."),
+    }
+
+    def __init__(self, **kwargs):
+        self._sub = self._worker = self.renderer = self.display = None
+        self._pubs = {}
+        super().__init__("renderer", **kwargs)
+
+    def configure(self) -> None:
+        self.renderer = build_renderer(self.parameter_values())
+        if self.param("publish_raw"):
+            self._pubs["raw"] = self.create_lifecycle_publisher(Image, "avatar/image", qos("reliable", 2))
+        if self.param("publish_compressed"):
+            self._pubs["compressed"] = self.create_lifecycle_publisher(
+                CompressedImage, "avatar/image/compressed", qos("reliable", 2))
+        if self.param("display"):
+            from ..render.display import FaceScreenDisplay
+            self.display = FaceScreenDisplay(fullscreen=self.param("display_fullscreen"),
+                                             display=self.param("display_name") or None)
+        self._sub = self.create_subscription(FaceMotion, "avatar/face_motion", self._on_motion,
+                                             qos("reliable"))
+        self._worker = LatestWorker(self._render, "renderer",
+                                    on_stale=lambda: self.telemetry.drop("stale motion (busy)"),
+                                    on_error=lambda exc: self.telemetry.drop("render error", repr(exc)))
+
+    def activate(self) -> None:
+        self._worker.start()
+
+    def deactivate(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+
+    def cleanup(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+        if self._sub is not None:
+            self.destroy_subscription(self._sub)
+        for pub in self._pubs.values():
+            self.destroy_lifecycle_publisher(pub)
+        for thing in (self.display, self.renderer):
+            if thing is not None:
+                thing.close()
+        self._sub = self._worker = self.renderer = self.display = None
+        self._pubs = {}
+
+    def _on_motion(self, msg) -> None:
+        self.telemetry.tick("avatar face motion")
+        if self._worker is not None and self._worker.alive:
+            self._worker.offer(msg)
+
+    def _render(self, msg) -> None:
+        start = self.now_s()
+        try:
+            values, _, n_bad = read_face_motion(msg, AF_MOTION_V1)
+        except ValueError as exc:
+            self.telemetry.drop("face motion", str(exc))
+            return
+        if n_bad:
+            self.telemetry.drop("face motion non-finite", f"{n_bad} values replaced")
+        rgb = self.renderer.render(values)
+        if "raw" in self._pubs:
+            fields = array_to_image_fields(rgb, "rgb8")
+            img = Image(height=fields["height"], width=fields["width"], encoding="rgb8",
+                        is_bigendian=fields["is_bigendian"], step=fields["step"])
+            img.data = array.array("B", fields["data"])
+            img.header = msg.header
+            img.header.frame_id = self.param("frame_id")
+            self._pubs["raw"].publish(img)
+        if "compressed" in self._pubs:
+            comp = CompressedImage(format="jpeg")
+            comp.header = msg.header
+            comp.header.frame_id = self.param("frame_id")
+            comp.data = array.array("B", encode_compressed(rgb, "jpeg", self.param("jpeg_quality")))
+            self._pubs["compressed"].publish(comp)
+        if self.display is not None:
+            self.display.show(rgb)
+        self.telemetry.tick("avatar image")
+        self.telemetry.latency(self.now_s() - start)
+
+
+def main(args=None):
+    main_for(RendererNode, args)
+
+
+if __name__ == "__main__":
+    main()
