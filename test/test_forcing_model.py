@@ -152,3 +152,14 @@ def test_garbage_onnx_file_names_the_file(tmp_path):
     bad.write_bytes(b"not an onnx model")
     with pytest.raises(CheckpointError, match="model.onnx: onnxruntime cannot load it"):
         LearnedMotionModel(bad)
+
+
+def test_export_command_writes_onnx_with_config(ckpt, tmp_path):
+    import onnx
+
+    from avatar_forcing_ros.forcing.onnx_export import main_export
+    out = tmp_path / "step.onnx"
+    assert main_export(["--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(meta["af_forcing_config"])["config"]["block_frames"] == 2
+    assert LearnedMotionModel(out, threads=1).block_frames == 2
