@@ -98,8 +98,10 @@ class PipelineDriver:
         return msg
 
     def wait_connected(self, names, processes, timeout=30.0):
-        """Until every named publisher has a subscriber (discovery done)."""
-        wait_for(lambda: all(self.pub[n].get_subscription_count() > 0 for n in names),
+        """Until every named publisher has a subscriber besides this driver's own collectors
+        (discovery done)."""
+        own = {"user_motion": 1, "avatar_motion_in": 1}  # topics this driver also collects
+        wait_for(lambda: all(self.pub[n].get_subscription_count() > own.get(n, 0) for n in names),
                  timeout=timeout, spin=self.ros, processes=processes, what=f"subscribers on {names}")
 
     def stream(self, seconds: float, speech: np.ndarray | None = None, mic: np.ndarray | None = None,
@@ -132,7 +134,7 @@ class PipelineDriver:
         """The newest 'dropped ...' counters the node reported on /diagnostics."""
         for array_msg in reversed(self.diagnostics):
             for status in array_msg.status:
-                if status.name.startswith(f"{node_name}:") and status.hardware_id.startswith(self.ns):
+                if status.hardware_id == f"{self.ns}/{node_name}":
                     return {kv.key[len("dropped "):]: int(kv.value) for kv in status.values
                             if kv.key.startswith("dropped ")}
         return {}

@@ -94,9 +94,9 @@ class GeneratorNode(AvatarNode):
             self.create_subscription(msg_type, "avatar/speech", lambda m: self._on_audio("speech", m),
                                      qos(self.param("speech_audio_qos")), callback_group=inputs),
             self.create_subscription(AudioInfo, "user/audio_info", lambda m: self._on_info("user", m),
-                                     qos("reliable", 1), callback_group=inputs),
+                                     qos("reliable"), callback_group=inputs),
             self.create_subscription(AudioInfo, "avatar/speech_info", lambda m: self._on_info("speech", m),
-                                     qos("reliable", 1), callback_group=inputs),
+                                     qos("reliable"), callback_group=inputs),
             self.create_subscription(FaceMotion, "user/face_motion", self._on_user_motion,
                                      qos("reliable"), callback_group=inputs),
         ]

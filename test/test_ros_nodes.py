@@ -1,0 +1,88 @@
+"""The nodes as ROS components: declared parameters match the shipped YAML, and the lifecycle
+leaves nothing behind. Real rclpy, in the test process."""
+import threading
+
+import pytest
+import yaml
+
+from pipeline_driver import CONFIG
+
+NODES = {
+    "perception": "avatar_forcing_ros.ros.perception_node.PerceptionNode",
+    "generator": "avatar_forcing_ros.ros.generator_node.GeneratorNode",
+    "renderer": "avatar_forcing_ros.ros.renderer_node.RendererNode",
+}
+# Parameters every rclpy node has, not ours to ship.
+BUILTIN = {"use_sim_time", "start_type_description_service"}
+
+
+def make(ros_context, name, **overrides):
+    import importlib
+
+    from rclpy.parameter import Parameter
+
+    module, cls = NODES[name].rsplit(".", 1)
+    node_class = getattr(importlib.import_module(module), cls)
+    params = [Parameter(k, value=v) for k, v in {"autostart": False, **overrides}.items()]
+    return node_class(context=ros_context.context, parameter_overrides=params)
+
+
+@pytest.mark.parametrize("name", NODES)
+def test_every_yaml_key_is_a_declared_parameter_and_the_reverse(ros_context, name):
+    shipped = yaml.safe_load(open(CONFIG))[name]["ros__parameters"]
+    node = make(ros_context, name)
+    try:
+        declared = set(node._parameters) - BUILTIN
+        assert set(shipped) == declared, (
+            f"in YAML only: {sorted(set(shipped) - declared)}; declared only: {sorted(declared - set(shipped))}")
+        for key, value in shipped.items():  # and the YAML defaults are the declared defaults
+            if key != "autostart":  # overridden to false for this test
+                assert node.get_parameter(key).value == value, key
+        for key in declared:  # every parameter explains itself
+            assert node.describe_parameter(key).description, key
+    finally:
+        node.destroy_node()
+
+
+def our_publishers(node):
+    internal = ("/rosout", "/parameter_events", "transition_event")
+    return sorted(p.topic_name for p in node.publishers if not p.topic_name.endswith(internal))
+
+
+@pytest.mark.parametrize("name", NODES)
+def test_lifecycle_round_trip_leaves_no_publisher_timer_or_thread_behind(ros_context, name):
+    from lifecycle_msgs.msg import State
+    from rclpy.lifecycle import TransitionCallbackReturn as R
+
+    threads_before = {t.ident for t in threading.enumerate()}
+    overrides = {"model": "procedural"} if name == "generator" else {}
+    node = make(ros_context, name, **overrides)
+    assert node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+    assert our_publishers(node) == []  # autostart off: nothing until configured
+
+    assert node.trigger_configure() == R.SUCCESS
+    configured = our_publishers(node)
+    assert "/diagnostics" in configured and len(configured) >= 2
+    assert node.trigger_activate() == R.SUCCESS
+    assert node._state_machine.current_state[0] == State.PRIMARY_STATE_ACTIVE
+    assert node.trigger_deactivate() == R.SUCCESS
+    assert node.trigger_cleanup() == R.SUCCESS
+    assert our_publishers(node) == []
+    assert list(node.timers) == []
+    assert node.trigger_shutdown() == R.SUCCESS
+    assert node._state_machine.current_state[0] == State.PRIMARY_STATE_FINALIZED
+    node.destroy_node()
+    leftover = [t.name for t in threading.enumerate() if t.ident not in threads_before]
+    assert leftover == []
+
+
+def test_a_model_that_cannot_be_loaded_fails_configure_with_the_reason(ros_context):
+    from rclpy.lifecycle import TransitionCallbackReturn as R
+
+    node = make(ros_context, "generator", model="/nonexistent/model_dir")
+    try:
+        assert node.trigger_configure() == R.FAILURE
+        assert "does not exist" in node.telemetry.last_error
+        assert our_publishers(node) == []
+    finally:
+        node.destroy_node()
