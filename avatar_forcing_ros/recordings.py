@@ -12,7 +12,6 @@ motion frame rate: for each frame the newest observation not after it.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 
 from . import bags
 from .audio import SAMPLE_RATE, AudioFormat, PcmDecoder
+from .corpus.dataset import DyadicSession, write_dataset
 from .imaging import ImageFormatError
 from .motion import AF_MOTION_V1
 from .pipeline import build_estimator, load_node_parameters
@@ -262,17 +262,6 @@ def bags_topics(bag) -> set:
     return found
 
 
-def save_session(directory: Path, arrays: dict, meta: dict) -> None:
-    import soundfile as sf
-
-    directory.mkdir(parents=True, exist_ok=False)
-    for name in ("avatar_audio", "user_audio"):
-        sf.write(directory / f"{name}.wav", np.clip(arrays[name], -1, 1), SAMPLE_RATE, subtype="PCM_16")
-    for name in ("avatar_motion", "user_motion", "user_present", "avatar_viseme_targets"):
-        np.save(directory / f"{name}.npy", np.ascontiguousarray(arrays[name], dtype=np.float32))
-    (directory / "meta.json").write_text(json.dumps(meta, indent=1))
-
-
 def build_dataset(bag_paths, out, *, config=None, overrides=(), namespace: str = "",
                   topics: SourceTopics | None = None, avatar_source: str = "auto") -> dict:
     """Convert bags into an af-dyadic-v1 dataset at ``out``. A bag that cannot be used is left
@@ -282,7 +271,7 @@ def build_dataset(bag_paths, out, *, config=None, overrides=(), namespace: str =
         raise ValueError(f"{out} exists and is not empty")
     params = apply_overrides(load_node_parameters(config), overrides)
     topics = topics or SourceTopics.defaults(namespace)
-    report, names = {}, []
+    report, names, sessions = {}, [], []
     for bag in bag_paths:
         name = Path(bag).name.replace(".mcap", "").replace(".db3", "") or "session"
         while name in names:
@@ -293,16 +282,14 @@ def build_dataset(bag_paths, out, *, config=None, overrides=(), namespace: str =
             report[str(bag)] = {"used": False, "reason": str(exc)}
             log.warning("left out %s: %s", bag, exc)
             continue
-        save_session(out / name, arrays, meta)
+        sessions.append(DyadicSession(name=name, meta=meta, **arrays))
         names.append(name)
         report[str(bag)] = {"used": True, "session": name, "frames": int(arrays["avatar_motion"].shape[0]),
                             "summary": account.summary()}
     if not names:
         raise ValueError("no usable bag: " + "; ".join(r["reason"] for r in report.values()))
-    (out / "dataset.json").write_text(json.dumps({
-        "format": "af-dyadic-v1", "motion_space": AF_MOTION_V1.id, "fps": FPS, "sample_rate": SAMPLE_RATE,
-        "sessions": names,
-        "generator": {"source": "recordings", "perception": params["perception"], "bags": report}}, indent=1))
+    # the corpus module writes the files and checks every shape and annotation on the way
+    write_dataset(out, sessions, {"source": "recordings", "perception": params["perception"], "bags": report})
     return report
 
 

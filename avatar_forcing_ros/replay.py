@@ -23,7 +23,6 @@ import yaml
 from . import bags
 from .audio import SAMPLE_RATE, AudioFormat, AudioFormatError, PcmDecoder, encode_s16le
 from .imaging import ImageFormatError, decode_compressed
-from .motion import AF_MOTION_V1
 from .pipeline import build_estimator, build_generator, build_motion_model, build_renderer, load_node_parameters
 
 log = logging.getLogger("avatar_forcing.replay")

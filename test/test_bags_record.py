@@ -66,16 +66,26 @@ def test_a_live_generator_is_recorded_and_the_bag_replays(ros_context, node_proc
     ns = unique_topic("rec").strip("/")
     proc = node_process("avatar_forcing_ros.ros.recorder", "--ros-args", "-p", f"out:={tmp_path / 'bag'}",
                         "-r", f"__ns:=/{ns}")
+    received = ros_context.collect(FaceMotion, f"/{ns}/avatar/face_motion", qos=1000)  # keeps all while not spun
+    probe = ros_context.node()
+    # the recorder (and this test) listen before the generator says anything
+    wait_for(lambda: probe.count_subscribers(f"/{ns}/avatar/face_motion") >= 2, 30, spin=ros_context, processes=[proc])
     gen = node_process("avatar_forcing_ros.ros.generator_node", "--ros-args", "-p", "model:=procedural",
                        "-r", f"__ns:=/{ns}")
-    received = ros_context.collect(FaceMotion, f"/{ns}/avatar/face_motion")
-    wait_for(lambda: len(received) >= 30, 60, spin=ros_context, processes=[proc, gen])
+    wait_for(lambda: len(received) >= 125, 60, spin=ros_context, processes=[proc, gen])  # 5 s of frames
     gen.stop(check=True)
     proc.stop(check=True)
     msgs, account = read_back(tmp_path / "bag")
     counts = recorded_counts(proc.log())
     motion = [m for m in msgs if m.topic == f"/{ns}/avatar/face_motion"]
     assert len(motion) == counts[f"/{ns}/avatar/face_motion"] >= 25
+    # Once matched (discovery may let the first frames pass), the recorder missed nothing that
+    # this subscriber got, up to the generator's last frame.
+    stamp = lambda h: (h.stamp.sec, h.stamp.nanosec)  # noqa: E731
+    recorded = [stamp(m.msg.header) for m in motion]
+    wait_for(lambda: received and stamp(received[-1].header) >= recorded[-1], 10, spin=ros_context)
+    got = [stamp(m.header) for m in received]
+    assert recorded == [s for s in got if s >= recorded[0]]
     assert all(len(m.msg.values) == 28 for m in motion)
     assert not account.problems
     res = replay(tmp_path / "bag", tmp_path / "replayed", namespace=ns, overrides=["generator.model=procedural"],
