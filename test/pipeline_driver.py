@@ -42,7 +42,7 @@ def pcm16(x: np.ndarray) -> array.array:
 class PipelineDriver:
     """Publishers for the pipeline's inputs and collectors for its outputs in one namespace."""
 
-    def __init__(self, ros, namespace: str, camera_qos: str = "sensor_data"):
+    def __init__(self, ros, namespace: str, camera_qos: str = "sensor_data", compressed: bool = True):
         from audio_common_msgs.msg import AudioDataStamped, AudioInfo
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import qos_profile_sensor_data
@@ -64,7 +64,8 @@ class PipelineDriver:
             "avatar_motion_in": self.node.create_publisher(FaceMotion, f"{namespace}/avatar/face_motion", 10),
         }
         self.images = ros.collect(Image, f"{namespace}/avatar/image", 10, node=self.node)
-        self.compressed = ros.collect(CompressedImage, f"{namespace}/avatar/image/compressed", 10, node=self.node)
+        self.compressed = (ros.collect(CompressedImage, f"{namespace}/avatar/image/compressed", 10, node=self.node)
+                           if compressed else [])
         self.avatar_motion = ros.collect(FaceMotion, f"{namespace}/avatar/face_motion", 10, node=self.node)
         self.user_motion = ros.collect(FaceMotion, f"{namespace}/user/face_motion", 10, node=self.node)
         self.avatar_audio = ros.collect(AudioDataStamped, f"{namespace}/avatar/audio", 50, node=self.node)

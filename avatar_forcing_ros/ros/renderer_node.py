@@ -102,21 +102,25 @@ class RendererNode(AvatarNode):
             return
         if n_bad:
             self.telemetry.drop("face motion non-finite", f"{n_bad} values replaced")
+        # Work only for someone: an image nobody subscribes to is neither encoded nor sent.
+        wanted = {k: p for k, p in self._pubs.items() if p.get_subscription_count() > 0}
+        if not wanted and self.display is None:
+            return
         rgb = self.renderer.render(values)
-        if "raw" in self._pubs:
+        if "raw" in wanted:
             fields = array_to_image_fields(rgb, "rgb8")
             img = Image(height=fields["height"], width=fields["width"], encoding="rgb8",
                         is_bigendian=fields["is_bigendian"], step=fields["step"])
             img.data = array.array("B", fields["data"])
             img.header = msg.header
             img.header.frame_id = self.param("frame_id")
-            self._pubs["raw"].publish(img)
-        if "compressed" in self._pubs:
+            wanted["raw"].publish(img)
+        if "compressed" in wanted:
             comp = CompressedImage(format="jpeg")
             comp.header = msg.header
             comp.header.frame_id = self.param("frame_id")
             comp.data = array.array("B", encode_compressed(rgb, "jpeg", self.param("jpeg_quality")))
-            self._pubs["compressed"].publish(comp)
+            wanted["compressed"].publish(comp)
         if self.display is not None:
             self.display.show(rgb)
         self.telemetry.tick("avatar image")
