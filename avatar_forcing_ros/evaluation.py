@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,13 +69,18 @@ def best_lag(x, y, max_lag: int, min_lag: int | None = None) -> tuple[int, float
 
 
 def nod_detected(pitch: np.ndarray, start: int, frames: int, threshold: float) -> bool:
-    """A nod: the head pitch moves down by more than ``threshold`` radians from where it was
-    at ``start`` within the next ``frames`` frames (pitch > 0 is nose up)."""
-    seg = pitch[start:start + frames]
-    return seg.size > 1 and float(seg[0] - seg.min()) > threshold
+    """A nod: within ``frames`` frames from ``start`` the head pitch dips and comes back up,
+    the dip deeper than ``threshold`` radians below the lower of the highest points before
+    and after it (pitch > 0 is nose up). Slow drift, which never comes back, is no nod."""
+    seg = np.asarray(pitch[start:start + frames], np.float64)
+    if seg.size < 3:
+        return False
+    before = np.maximum.accumulate(seg)
+    after = np.maximum.accumulate(seg[::-1])[::-1]
+    return float((np.minimum(before, after) - seg).max()) > threshold
 
 
-def response_rate(pitch, moments, frames: int = 25, threshold: float = 0.04) -> float:
+def response_rate(pitch, moments, frames: int = 25, threshold: float = 0.05) -> float:
     moments = [int(m) for m in moments if 0 <= m < len(pitch) - 1]
     if not moments:
         return float("nan")
@@ -179,9 +185,11 @@ def session_metrics(motion: np.ndarray, s: EvalSession, max_lag: int = 25) -> di
     smile_lag, smile_corr = best_lag(user_smile, motion[:, SMILE].mean(1), max_lag, min_lag=0)
     user_nod = np.diff(a.user_motion[:T, PITCH])
     nod_lag, nod_corr = best_lag(user_nod, np.diff(motion[:, PITCH]), max_lag, min_lag=0)
+    # chance: the same detector at random moments while the avatar listens (not speaking)
     rng = np.random.default_rng(0)
     bc = [f for f in s.backchannel if f < T - 1]
-    chance_moments = rng.integers(0, max(1, T - 25), size=max(20, 2 * len(bc)))
+    listening = np.flatnonzero(~speaking_mask(T, s.avatar_speaking)[: max(1, T - 25)])
+    chance_moments = rng.choice(listening, size=max(20, 2 * len(bc))) if listening.size else []
     return {"lip_sync_corr": float(np.mean(lip)), "jaw_corr": lip[0], "av_offset_frames": av_offset,
             "smile_react_corr": smile_corr, "smile_react_lag": smile_lag,
             "nod_react_corr": nod_corr, "nod_react_lag": nod_lag,
@@ -266,7 +274,9 @@ def main_evaluate(argv=None) -> int:
         models["learned_after_dpo"] = lambda a, sd: generate(dpo, a, sd)
     results = evaluate_models(models, sessions, tuple(range(args.seeds)))
     info = {"data": args.data, "sessions": len(sessions), "frames": sum(s.frames for s in sessions),
-            "checkpoint": args.checkpoint, "dpo_checkpoint": args.dpo_checkpoint, "seeds": args.seeds}
+            "checkpoint": args.checkpoint, "dpo_checkpoint": args.dpo_checkpoint, "seeds": args.seeds,
+            "guidance": learned.guidance_scale if args.checkpoint else None, "threads": args.threads,
+            "command": "avatar-forcing evaluate " + " ".join(argv if argv is not None else sys.argv[2:])}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"info": info, "results": results}, indent=2))

@@ -34,12 +34,16 @@ def test_lagged_correlation_of_negative_lag_means_leading():
     assert lagged_correlation(x, x, [0])[0] == pytest.approx(1.0)
 
 
-def test_nod_is_a_downward_pitch_excursion():
+def test_nod_is_a_pitch_dip_that_comes_back():
     pitch = np.zeros(60)
     pitch[10:20] = -0.1 * np.sin(np.pi * np.arange(10) / 10)
-    assert nod_detected(pitch, 8, 25, 0.04)
-    assert not nod_detected(pitch, 30, 25, 0.04)
-    assert not nod_detected(-pitch, 8, 25, 0.04)  # looking up is not a nod
+    assert nod_detected(pitch, 8, 25, 0.05)
+    assert not nod_detected(pitch, 30, 25, 0.05)
+    assert not nod_detected(-pitch, 8, 25, 0.05)  # looking up and back is not a nod
+
+
+def test_slow_downward_drift_is_not_a_nod():
+    assert not nod_detected(-0.01 * np.arange(60), 0, 25, 0.05)
 
 
 def test_response_rate_counts_nods_after_moments():
