@@ -89,13 +89,15 @@ class _Timer:
 
 def replay(in_bag: str | Path, out_bag: str | Path, *, config: str | Path | None = None,
            overrides=(), seed: int | None = None, images: str = "params", mp4: str | Path | None = None,
-           storage: str = "mcap", namespace: str = "", parallel: bool = False) -> ReplayResult:
+           storage: str = "mcap", namespace: str = "", topics: dict | None = None,
+           parallel: bool = False) -> ReplayResult:
     """Run perception, generator and renderer over ``in_bag``; write their outputs to ``out_bag``.
 
     ``images``: which avatar images to write ("params" follows the renderer's publish_raw /
     publish_compressed). ``seed`` overrides generator.seed. ``parallel``: perception in a second
     process, running ahead (same result; faster on two or more cores). Returns counts and
-    per-stage compute times.
+    per-stage compute times. ``topics``: {stream: bag topic} for streams recorded under other
+    names than the pipeline's (streams as in ``bags.TOPICS``: camera, user_audio, speech, ...).
     """
     if images not in IMAGE_CHOICES:
         raise ValueError(f"images must be one of {IMAGE_CHOICES}, not {images!r}")
@@ -111,6 +113,10 @@ def replay(in_bag: str | Path, out_bag: str | Path, *, config: str | Path | None
     t_wall = time.perf_counter()
     account = bags.BagAccount()
     T = {k: bags.topic(k, namespace) for k in bags.TOPICS}
+    for key, name in (topics or {}).items():  # a robot's own names, as remapped at record time
+        if key not in T:
+            raise ValueError(f"unknown stream {key!r} in topics; one of {', '.join(bags.TOPICS)}")
+        T[key] = name
     camera_key = "camera" if pp["image_transport"] == "raw" else "camera_compressed"
     if pp["image_transport"] not in ("raw", "compressed"):
         raise ValueError(f"perception.image_transport must be raw or compressed, not {pp['image_transport']!r}")
@@ -406,14 +412,20 @@ def main_replay(argv=None) -> int:
                    help="avatar images to write (params: as the renderer's publish_raw/publish_compressed)")
     p.add_argument("--storage", choices=bags.STORAGES, default="mcap")
     p.add_argument("--namespace", default="", help="namespace of the recorded topics")
+    p.add_argument("--topic", action="append", default=[], metavar="STREAM=TOPIC",
+                   help="bag topic of a stream recorded under another name, e.g. "
+                        "camera=/camera/color/image_raw (streams: " + ", ".join(bags.TOPICS) + ")")
     p.add_argument("--report", help="write the accounting and timings as JSON here")
     p.add_argument("--parallel", action="store_true",
                    help="run perception in a second process, ahead of the generator (same output; "
                         "faster when a second core is free)")
     a = p.parse_args(argv)
+    topics = dict(t.split("=", 1) for t in a.topic if "=" in t)
+    if len(topics) != len(a.topic):
+        p.error("--topic takes STREAM=TOPIC")
     try:
         res = replay(a.bag, a.out, config=a.config, overrides=a.overrides, seed=a.seed, images=a.images,
-                     mp4=a.mp4, storage=a.storage, namespace=a.namespace,
+                     mp4=a.mp4, storage=a.storage, namespace=a.namespace, topics=topics,
                      parallel=a.parallel)
     except (bags.BagError, ValueError, FileNotFoundError) as exc:
         print(f"avatar-forcing replay: {exc}")

@@ -9,7 +9,7 @@ from avatar_forcing_ros import bags
 from avatar_forcing_ros.audio import encode_s16le
 from avatar_forcing_ros.motion import AF_MOTION_V1
 from avatar_forcing_ros.replay import apply_overrides, main_replay, replay
-from test_bags_io import AVATAR_SPEECH_AT, CAMERA_FPS, DURATION_S, T0, read_all, speech_tracks, write_session_bag
+from test_bags_io import CAMERA_FPS, DURATION_S, T0, face_frames, read_all, speech_tracks, write_session_bag
 
 # The shipped parameters, with the procedural model (fast, no model files) and small images.
 OVERRIDES = ["generator.model=procedural", "renderer.width=96", "renderer.height=96"]
@@ -193,6 +193,18 @@ def test_audio_info_switches_the_speech_format_and_a_non_pcm_one_is_counted(tmp_
     played = played.astype(np.float32) / 32767
     n = 24000  # the avatar replays the 48 kHz stereo voice as the same voice at 16 kHz
     assert np.corrcoef(played[:n], voice[:n])[0, 1] > 0.9
+
+
+def test_streams_recorded_under_other_names_are_found_with_topics(tmp_path):
+    with bags.BagWriter(tmp_path / "in") as w:
+        for i, rgb in enumerate(face_frames(10, 96)):
+            t = T0 + i / 10
+            w.write("/camera/color/image_raw", bags.t_to_ns(t), bags.image_msg(rgb, t))
+    res = replay(tmp_path / "in", tmp_path / "out", overrides=OVERRIDES, images="none",
+                 topics={"camera": "/camera/color/image_raw"})
+    assert res.user_motion_frames == 10 and res.account.unaccounted() == {}
+    with pytest.raises(ValueError, match="unknown stream"):
+        replay(tmp_path / "in", tmp_path / "out2", overrides=OVERRIDES, topics={"cam": "/x"})
 
 
 def test_overrides_must_name_a_node_and_parameter():
