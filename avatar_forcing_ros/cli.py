@@ -6,6 +6,10 @@
     avatar-forcing dpo         preference-tune it (losers: user conditions dropped)
     avatar-forcing evaluate    metrics of models on a held-out corpus
     avatar-forcing export      export the streaming step to ONNX
+    avatar-forcing record      record the pipeline's topics to a rosbag2 (needs ROS 2)
+    avatar-forcing replay      run a recorded bag through the exact pipeline, offline
+    avatar-forcing dataset     turn recorded bags into training data
+    avatar-forcing timeline    a figure and metrics report of a bag, replay or session
 """
 from __future__ import annotations
 

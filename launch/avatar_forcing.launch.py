@@ -34,6 +34,11 @@ def generate_launch_description():
         DeclareLaunchArgument("renderer", default_value="stylised", description="stylised, portrait or neural."),
         DeclareLaunchArgument("portrait_path", default_value="", description="Photo for the portrait renderer."),
         DeclareLaunchArgument("display", default_value="false", description="Show the face in a (full-screen) window."),
+        DeclareLaunchArgument("record", default_value="false",
+                              description="Also record the pipeline's topics to a rosbag2 (avatar-forcing replay/dataset read it)."),
+        DeclareLaunchArgument("record_path", default_value="",
+                              description="Bag directory to create (default: avatar_forcing_<date>_<time>)."),
+        DeclareLaunchArgument("record_storage", default_value="mcap", description="Bag storage: mcap or sqlite3."),
         DeclareLaunchArgument("shm_transport", default_value="true",
                               description="Use the shipped Fast DDS shared-memory profile (large images over best effort)."),
     ]
@@ -52,6 +57,13 @@ def generate_launch_description():
              parameters=[arg("config"), {"renderer": arg("renderer"), "portrait_path": arg("portrait_path"),
                                          "display": arg("display")}],
              remappings=[("avatar/image", arg("image_topic")),
+                         ("avatar/image/compressed", [arg("image_topic"), "/compressed"])], **common),
+        Node(executable="recorder_node", name="recorder", condition=IfCondition(arg("record")),
+             parameters=[{"out": arg("record_path"), "storage": arg("record_storage")}],
+             remappings=[("camera/image_raw", arg("camera_topic")),
+                         ("camera/image_raw/compressed", [arg("camera_topic"), "/compressed"]),
+                         ("user/audio", arg("mic_topic")), ("avatar/speech", arg("speech_topic")),
+                         ("avatar/image", arg("image_topic")),
                          ("avatar/image/compressed", [arg("image_topic"), "/compressed"])], **common),
     ]
     return LaunchDescription(args + env + nodes)

@@ -45,4 +45,5 @@ def test_launch_file_starts_the_three_nodes_with_the_shipped_config():
     spec.loader.exec_module(module)
     description = module.generate_launch_description()
     nodes = [e for e in description.entities if isinstance(e, Node)]
-    assert sorted(n.node_executable for n in nodes) == ["generator_node", "perception_node", "renderer_node"]
+    assert sorted(n.node_executable for n in nodes) == ["generator_node", "perception_node", "recorder_node",
+                                                        "renderer_node"]
