@@ -1,7 +1,7 @@
 """The face-screen display, on a virtual X screen (Xvfb): what is shown is what is on the screen.
 
-The window runs in a child process so Qt (which owns a process-wide application and display)
-never starts inside the test runner; the child grabs the screen with Pillow's XCB grabber.
+Each screen test runs a child "node" process that shows frames from a worker thread (as the
+renderer node does) and grabs the screen with Pillow's XCB grabber.
 """
 import os
 import random
@@ -19,7 +19,7 @@ from avatar_forcing_ros.render.display import FaceScreenDisplay, highgui_backend
 SCREEN = (800, 600)
 
 SHOW_AND_GRAB = r"""
-import sys, time
+import sys, threading, time
 import numpy as np
 import cv2
 from PIL import ImageGrab
@@ -29,13 +29,20 @@ display, frame_path, expected_path, shot_path, keep_aspect = sys.argv[1:6]
 frame = cv2.cvtColor(cv2.imread(frame_path), cv2.COLOR_BGR2RGB)
 expected = cv2.cvtColor(cv2.imread(expected_path), cv2.COLOR_BGR2RGB).astype(np.int16)
 screen = FaceScreenDisplay(display=display, keep_aspect=keep_aspect == "1")
-# the window maps and resizes asynchronously: keep showing until the screen settles
+stop = threading.Event()
+
+def renderer_worker():  # as in the renderer node: frames come from a worker thread
+    while not stop.is_set():
+        screen.show(frame)
+        time.sleep(0.02)
+
+worker = threading.Thread(target=renderer_worker)
+worker.start()
+# the window maps and resizes asynchronously: grab until the screen settles
 deadline = time.monotonic() + 15
 rounds = 0
 while True:
-    for _ in range(5):
-        screen.show(frame)
-        time.sleep(0.02)
+    time.sleep(0.1)
     rounds += 1
     try:
         shot = np.asarray(ImageGrab.grab(xdisplay=display))[..., :3]
@@ -44,9 +51,11 @@ while True:
     diff = np.abs(shot.astype(np.int16) - expected).mean()
     if diff < 3 or time.monotonic() > deadline:
         break
-print(f"rounds {rounds} mean difference {diff:.2f} screen {screen.screen_size} window {cv2.getWindowImageRect(screen.window_name)}")
+stop.set()
+worker.join()
 cv2.imwrite(shot_path, cv2.cvtColor(shot, cv2.COLOR_RGB2BGR))
-screen.close()
+print(f"rounds {rounds} mean difference {diff:.2f} screen {screen.screen_size} shown {screen.frames_shown}")
+print("closed", screen.close())  # from the main thread, neither the worker nor the GUI thread
 """
 
 
@@ -76,7 +85,8 @@ def show_and_grab(display, frame, expected, tmp_path, keep_aspect):
     done = subprocess.run([sys.executable, "-c", SHOW_AND_GRAB, display, *paths, "1" if keep_aspect else "0"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
-    print(done.stdout)
+    assert "closed True" in done.stdout, done.stdout
+    print(done.stdout, done.stderr[-2000:])
     return cv2.cvtColor(cv2.imread(paths[2]), cv2.COLOR_BGR2RGB)
 
 
@@ -123,7 +133,10 @@ def test_bad_frame_is_rejected_before_any_window_opens(xvfb):
         screen.show(np.zeros((48, 64), np.uint8))
     with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8 RGB"):
         screen.show(np.zeros((48, 64, 3), np.float32))
-    assert screen.frames_shown == 0 and not screen._open
+    assert screen.frames_shown == 0 and screen._process is None
+    screen.close()
+    with pytest.raises(RuntimeError, match="is closed"):
+        screen.show(np.zeros((48, 64, 3), np.uint8))
 
 
 def test_screen_size_is_read_from_the_x_server(xvfb):

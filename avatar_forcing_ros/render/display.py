@@ -1,19 +1,29 @@
 """Show rendered frames on the robot's face screen: one borderless full-screen OpenCV window.
 
-OpenCV's HighGUI (Qt in the opencv-contrib wheel that mediapipe brings) draws the window.
-Qt aborts the whole process when it cannot open the X display, so the display is checked
-first and a missing one is a clear RuntimeError instead. HighGUI is not thread-safe: call
-``show`` from one thread only (the renderer node's timer).
+OpenCV's HighGUI (Qt in the opencv-contrib wheel that mediapipe brings) draws the window in a
+child process whose main thread owns Qt: Qt does not paint reliably from a non-main thread
+(the renderer node renders on a worker thread), one Qt application can open only one X
+display, and a Qt abort (lost X server) then ends the child, not the node. Frames go to the
+child through a pipe, newest first; ``show`` never blocks on the screen. The X display is
+checked before anything starts, so a missing one is a clear RuntimeError.
 """
 from __future__ import annotations
 
+import json
+import logging
 import os
+import select
 import socket
 import struct
+import subprocess
+import sys
+import threading
 import time
 
 import cv2
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def highgui_backend() -> str | None:
@@ -108,23 +118,103 @@ def x_screen_size(name: str) -> tuple[int, int] | None:
     return None
 
 
-class FaceScreenDisplay:
-    """A full-screen window that shows RGB frames.
+def fit_to_screen(bgr: np.ndarray, screen_size, keep_aspect: bool) -> np.ndarray:
+    """Scale a frame to the screen (letterboxed in black when keeping its aspect). Done here
+    because Qt's HighGUI does not enlarge images in a full-screen window."""
+    if screen_size is None:
+        return bgr
+    sw, sh = screen_size
+    h, w = bgr.shape[:2]
+    if not keep_aspect:
+        return cv2.resize(bgr, (sw, sh), interpolation=cv2.INTER_LINEAR)
+    k = min(sw / w, sh / h)
+    fw, fh = max(1, round(w * k)), max(1, round(h * k))
+    canvas = np.zeros((sh, sw, 3), np.uint8)
+    x0, y0 = (sw - fw) // 2, (sh - fh) // 2
+    canvas[y0:y0 + fh, x0:x0 + fw] = cv2.resize(bgr, (fw, fh), interpolation=cv2.INTER_LINEAR)
+    return canvas
 
-    display: X display name (e.g. ":0"); None uses $DISPLAY. Qt opens one display per process,
-    so the first window decides it. position: top-left (x, y) of the screen to use on a
-    multi-monitor desktop; the window goes there before it turns full-screen.
+
+_SHOWN, _KEY = 0, 1  # status messages from the window process: (kind, value)
+_CLOSE = struct.pack("<II", 0, 0)  # a frame header of height 0
+
+
+def _read_exact(stream, n):
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        k = stream.readinto(view[got:])
+        if not k:
+            raise EOFError
+        got += k
+    return bytes(buf)
+
+
+def _window_main(settings):
+    """The window process: frames (8-byte header h, w; then h*w*3 RGB bytes; h = 0 closes) on
+    stdin, newest painted; (kind, value) int32 pairs on stdout."""
+    # status goes on our own copy of stdout; anything a library prints goes to stderr instead
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    inp = sys.stdin.buffer
+    name = settings["window_name"]
+    size = None if settings["screen_size"] is None else tuple(settings["screen_size"])
+    shown = 0
+    while True:
+        rgb = None
+        try:
+            while select.select([inp], [], [], 0.01 if rgb is None else 0)[0]:
+                h, w = struct.unpack("<II", _read_exact(inp, 8))
+                if h == 0:
+                    raise EOFError
+                rgb = np.frombuffer(_read_exact(inp, h * w * 3), np.uint8).reshape(h, w, 3)
+        except EOFError:  # closed, or the node went away
+            break
+        if rgb is not None:
+            bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+            if settings["fullscreen"]:
+                bgr = fit_to_screen(bgr, size, settings["keep_aspect"])
+            if shown == 0:
+                ratio = cv2.WINDOW_KEEPRATIO if settings["keep_aspect"] else cv2.WINDOW_FREERATIO
+                cv2.namedWindow(name, cv2.WINDOW_NORMAL | cv2.WINDOW_GUI_NORMAL | ratio)
+                cv2.moveWindow(name, *settings["position"])
+            cv2.imshow(name, bgr)
+            if shown == 0 and settings["fullscreen"]:
+                # only after the first imshow: Qt sizes a new window to its first image
+                cv2.moveWindow(name, *settings["position"])
+                if size is not None:
+                    cv2.resizeWindow(name, *size)
+                cv2.setWindowProperty(name, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_FULLSCREEN)
+            shown += 1
+            out.write(struct.pack("<ii", _SHOWN, shown))
+            out.flush()
+        if shown:
+            key = cv2.waitKey(1)  # lets Qt paint and read the keyboard
+            if key != -1:
+                out.write(struct.pack("<ii", _KEY, key))
+                out.flush()
+    if shown:
+        cv2.destroyWindow(name)
+        cv2.waitKey(1)
+
+
+class FaceScreenDisplay:
+    """A full-screen window that shows RGB frames; ``show`` and ``close`` from any thread.
+
+    display: X display name (e.g. ":0"); None uses $DISPLAY. position: top-left (x, y) of the
+    screen to use on a multi-monitor desktop; the window goes there before it turns full-screen.
     screen_size: (width, height) the full-screen window must cover. Without a window manager
     (a bare X server on a robot, or Xvfb) Qt does not resize a full-screen window itself, so the
     window is also sized explicitly; None reads the X root window's size (all monitors).
     keep_aspect: letterbox (black bars) instead of stretching frames whose aspect differs from
     the screen. Frames are scaled to the screen here, so the toolkit shows them 1:1.
+    A frame not yet sent when the next arrives is replaced (counted in ``frames_replaced``).
+    If the window process dies (Qt aborts when its X connection fails), the next ``show``
+    starts a new one, up to ``max_restarts`` times; then ``show`` raises RuntimeError.
     """
 
-    _qt_display: str | None = None  # the display Qt opened in this process
-
     def __init__(self, window_name="avatar_face", fullscreen=True, display=None, position=(0, 0),
-                 keep_aspect=True, screen_size=None):
+                 keep_aspect=True, screen_size=None, max_restarts=3):
         backend = highgui_backend()
         if backend is None:
             raise RuntimeError("this OpenCV has no GUI backend (opencv-python-headless?): install "
@@ -135,9 +225,6 @@ class FaceScreenDisplay:
         if not x_display_reachable(name):
             raise RuntimeError(f"cannot reach X display {name!r}: is the X server running and "
                                f"is this user allowed on it?")
-        if FaceScreenDisplay._qt_display not in (None, name):
-            raise RuntimeError(f"this process already shows windows on {FaceScreenDisplay._qt_display!r}; "
-                               f"one process cannot switch to {name!r}")
         self.display = name
         self.window_name = str(window_name)
         self.fullscreen = bool(fullscreen)
@@ -147,54 +234,137 @@ class FaceScreenDisplay:
             screen_size = x_screen_size(name)
         self.screen_size = None if screen_size is None else (int(screen_size[0]), int(screen_size[1]))
         self.backend = backend
-        self.frames_shown = 0
-        self._open = False
+        self.frames_replaced = 0
+        self._status_buf = b""
+        self._frames_shown = 0
+        self._last_key = -1
+        self._lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._pending: bytes | None = None
+        self._wake = threading.Event()
+        self._process = self._sender = None
+        self._generation = 0  # of the window process; an old sender thread sees it change
+        self.max_restarts = int(max_restarts)
+        self.restarts = 0
+        self._closed = False
 
-    def _open_window(self):
-        os.environ["DISPLAY"] = self.display  # Qt reads it when its application starts
-        FaceScreenDisplay._qt_display = self.display
-        ratio = cv2.WINDOW_KEEPRATIO if self.keep_aspect else cv2.WINDOW_FREERATIO
-        cv2.namedWindow(self.window_name, cv2.WINDOW_NORMAL | cv2.WINDOW_GUI_NORMAL | ratio)
-        cv2.moveWindow(self.window_name, *self.position)
-        self._open = True
+    def _start(self):
+        settings = dict(window_name=self.window_name, fullscreen=self.fullscreen, position=self.position,
+                        keep_aspect=self.keep_aspect, screen_size=self.screen_size)
+        env = dict(os.environ, DISPLAY=self.display)  # Qt reads it when its application starts
+        process = subprocess.Popen([sys.executable, "-m", __name__, json.dumps(settings)], env=env,
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        os.set_blocking(process.stdout.fileno(), False)
+        self._status_buf = b""
+        self._generation += 1
+        self._sender = threading.Thread(target=self._send_loop, args=(process.stdin, self._generation),
+                                        name="display sender", daemon=True)
+        self._sender.start()
+        self._process = process  # last: other threads read the status once this is set
 
-    def _go_full_screen(self):
-        # only after the first imshow: Qt sizes a new window to its first image
-        cv2.moveWindow(self.window_name, *self.position)
-        if self.screen_size is not None:
-            cv2.resizeWindow(self.window_name, *self.screen_size)
-        cv2.setWindowProperty(self.window_name, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_FULLSCREEN)
+    def _send_loop(self, pipe, generation):
+        # the pipe blocks while the window process is busy; the caller of show() never does
+        while generation == self._generation:
+            if not self._wake.wait(0.2):
+                continue
+            with self._lock:
+                if generation != self._generation:
+                    return
+                msg, self._pending = self._pending, None
+                self._wake.clear()
+            if msg is None:
+                continue
+            try:
+                pipe.write(msg)
+                pipe.flush()
+            except OSError:
+                return  # the window process is gone; show() restarts or reports it
+            if msg == _CLOSE:
+                return
 
-    def _fit(self, bgr):
-        """Scale to the screen ourselves: Qt's HighGUI does not enlarge images in full screen."""
-        if not self.fullscreen or self.screen_size is None:
-            return bgr
-        sw, sh = self.screen_size
-        h, w = bgr.shape[:2]
-        if not self.keep_aspect:
-            return cv2.resize(bgr, (sw, sh), interpolation=cv2.INTER_LINEAR)
-        k = min(sw / w, sh / h)
-        fw, fh = max(1, round(w * k)), max(1, round(h * k))
-        canvas = np.zeros((sh, sw, 3), np.uint8)  # black bars
-        x0, y0 = (sw - fw) // 2, (sh - fh) // 2
-        canvas[y0:y0 + fh, x0:x0 + fw] = cv2.resize(bgr, (fw, fh), interpolation=cv2.INTER_LINEAR)
-        return canvas
+    def _read_status(self):
+        with self._lock:
+            try:
+                data = self._process.stdout.read()
+            except OSError:
+                data = None
+            if not data:
+                return
+            data = self._status_buf + data
+            n = len(data) // 8 * 8
+            self._status_buf = data[n:]
+            for kind, value in struct.iter_unpack("<ii", data[:n]):
+                if kind == _SHOWN:
+                    self._frames_shown = value
+                else:
+                    self._last_key = value
 
-    def show(self, frame: np.ndarray) -> int:
-        """Show one (H, W, 3) uint8 RGB frame; returns the key pressed meanwhile, or -1."""
+    @property
+    def frames_shown(self) -> int:
+        """Frames the window process has put on the screen so far."""
+        if self._process is not None:
+            self._read_status()
+        return self._frames_shown
+
+    @property
+    def last_key(self) -> int:
+        """The last key pressed in the window (cv2.waitKey code), or -1."""
+        if self._process is not None:
+            self._read_status()
+        return self._last_key
+
+    def show(self, frame: np.ndarray) -> None:
+        """Send one (H, W, 3) uint8 RGB frame to the screen (the newest one wins)."""
         frame = np.asarray(frame)
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"frame must be an (H, W, 3) uint8 RGB array, got {frame.shape} {frame.dtype}")
-        if not self._open:
-            self._open_window()
-        cv2.imshow(self.window_name, self._fit(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)))
-        if self.frames_shown == 0 and self.fullscreen:
-            self._go_full_screen()
-        self.frames_shown += 1
-        return cv2.waitKey(1)  # lets Qt paint and read the keyboard
+        if self._closed:
+            raise RuntimeError(f"display window {self.window_name!r} is closed")
+        with self._start_lock:
+            if self._process is None:
+                self._start()
+            elif self._process.poll() is not None:
+                code = self._process.returncode
+                if self.restarts >= self.max_restarts:
+                    raise RuntimeError(f"the display process of {self.window_name!r} on {self.display!r} "
+                                       f"exited with code {code} (X server gone?), {self.restarts} restarts")
+                self.restarts += 1
+                log.warning("display process of %r exited with code %s; restarting (%d/%d)",
+                            self.window_name, code, self.restarts, self.max_restarts)
+                self._frames_shown = 0
+                self._start()
+        msg = struct.pack("<II", frame.shape[0], frame.shape[1]) + np.ascontiguousarray(frame).tobytes()
+        with self._lock:
+            if self._pending is not None:
+                self.frames_replaced += 1
+            self._pending = msg
+            self._wake.set()
 
-    def close(self):
-        if self._open:
-            cv2.destroyWindow(self.window_name)
-            cv2.waitKey(1)
-            self._open = False
+    def close(self, timeout: float = 5.0) -> bool:
+        """Close the window; False if its process had to be killed."""
+        if self._closed:
+            return True
+        self._closed = True
+        if self._process is None:
+            return True
+        with self._lock:
+            self._pending = _CLOSE
+            self._wake.set()
+        self._sender.join(timeout)
+        try:
+            clean = self._process.wait(timeout) == 0
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait(timeout)
+            clean = False
+        self._read_status()
+        for pipe in (self._process.stdin, self._process.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+        return clean
+
+
+if __name__ == "__main__":
+    _window_main(json.loads(sys.argv[1]))
