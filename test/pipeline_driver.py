@@ -131,14 +131,18 @@ class PipelineDriver:
                 assert p.poll() is None, f"{p.name} exited\n{p.log_tail()}"
         return start
 
-    def drops(self, node_name: str) -> dict[str, int]:
-        """The newest 'dropped ...' counters the node reported on /diagnostics."""
+    def status_values(self, node_name: str) -> dict[str, str]:
+        """The newest key/values the node reported on /diagnostics."""
         for array_msg in reversed(self.diagnostics):
             for status in array_msg.status:
                 if status.hardware_id == f"{self.ns}/{node_name}":
-                    return {kv.key[len("dropped "):]: int(kv.value) for kv in status.values
-                            if kv.key.startswith("dropped ")}
+                    return {kv.key: kv.value for kv in status.values}
         return {}
+
+    def drops(self, node_name: str) -> dict[str, int]:
+        """The newest 'dropped ...' counters the node reported on /diagnostics."""
+        return {k[len("dropped "):]: int(v) for k, v in self.status_values(node_name).items()
+                if k.startswith("dropped ")}
 
 
 def mouth_cavity_pixels(img_msg, renderer) -> int:

@@ -22,6 +22,11 @@ def wait_drop(drv, node, reason, at_least, processes):
              processes=processes, what=f"{node} to report {at_least} x '{reason}'")
 
 
+def wait_format(drv, expected, processes):
+    wait_for(lambda: drv.status_values("generator").get("speech audio format") == expected, timeout=15,
+             spin=drv.ros, processes=processes, what=f"the generator to report speech format {expected}")
+
+
 def test_perception_drops_bad_images_with_a_count_and_keeps_tracking(ros_context, node_process):
     from sensor_msgs.msg import CompressedImage, Image
 
@@ -90,6 +95,7 @@ def test_generator_repairs_or_counts_bad_audio_and_motion_and_idles_when_inputs_
         wait_for(lambda: len(drv.avatar_motion) > before + 25, timeout=10, spin=ros_context, processes=[gen])
         return max(m.values[JAW] for m in drv.avatar_motion[before:])
 
+    wait_format(drv, "S16LE 16000 Hz x1", [gen])  # the parameters, until an AudioInfo says otherwise
     # Odd byte counts: a 16-bit stream split at odd offsets is re-aligned, not garbled.
     pcm = bytes(pcm16(tone(1.0)))
     odd = [pcm[i:i + 641] for i in range(0, len(pcm), 641)]
@@ -104,14 +110,17 @@ def test_generator_repairs_or_counts_bad_audio_and_motion_and_idles_when_inputs_
     drv.pub["speech_info"].publish(AudioInfo(channels=1, sample_rate=16000, sample_format="G722", coding_format="wave"))
     wait_drop(drv, "generator", "speech audio info", 2, [gen])
 
-    # Another sample rate, announced by AudioInfo: resampled, lips still move.
+    # Another sample rate, announced by AudioInfo: resampled, lips still move. (Info and audio
+    # are separate topics with no order between them: wait until the node reports the format.)
     drv.pub["speech_info"].publish(AudioInfo(channels=2, sample_rate=48000, sample_format="S16LE", coding_format="wave"))
+    wait_format(drv, "S16LE 48000 Hz x2", [gen])
     stereo48 = np.repeat(tone(1.0, rate=48000), 2)
     chunks48 = [bytes(pcm16(stereo48[i:i + 1920])) for i in range(0, stereo48.size, 1920)]
     assert jaw_during(lambda: [drv.pub["speech"].publish(drv.audio_msg(c)) for c in chunks48]) > 0.3
 
     # Float samples with NaN/inf: zeroed and counted.
     drv.pub["speech_info"].publish(AudioInfo(channels=1, sample_rate=16000, sample_format="F32LE", coding_format="wave"))
+    wait_format(drv, "F32LE 16000 Hz x1", [gen])
     bad = tone(0.1)
     bad[::7] = np.nan
     bad[::11] = np.inf

@@ -80,6 +80,8 @@ class GeneratorNode(AvatarNode):
                                          self.param(f"{side}_audio_channels"),
                                          self.param(f"{side}_audio_sample_format")))
             for side in ("user", "speech")}
+        for side in self.decoders:
+            self._report_format(side)
         msg_type = _AUDIO_TYPES.get(self.param("audio_message_type"))
         if msg_type is None:
             raise ValueError(f"audio_message_type must be one of {sorted(_AUDIO_TYPES)}")
@@ -139,8 +141,13 @@ class GeneratorNode(AvatarNode):
         try:
             decoder.set_format(fmt)
             self.get_logger().info(f"{side} audio format: {fmt}")
+            self._report_format(side)
         except AudioFormatError as exc:
             self.telemetry.drop(f"{side} audio info", str(exc))
+
+    def _report_format(self, side: str) -> None:
+        f = self.decoders[side].format
+        self.telemetry.set(f"{side} audio format", f"{f.sample_format} {f.sample_rate} Hz x{f.channels}")
 
     def _on_audio(self, side: str, msg) -> None:
         if not self._active():
