@@ -36,7 +36,7 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
-        *share_data_files("launch", "config", "models"),
+        *share_data_files("launch", "config", "models", "msg"),
     ],
     install_requires=[
         "numpy>=1.24",
@@ -68,6 +68,7 @@ setup(
             "generator_node = avatar_forcing_ros.ros.generator_node:main",
             "renderer_node = avatar_forcing_ros.ros.renderer_node:main",
             "avatar_forcing_all = avatar_forcing_ros.ros.all_in_one:main",
+            "recorder_node = avatar_forcing_ros.ros.recorder:main",
         ],
     },
 )
