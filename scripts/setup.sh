@@ -7,7 +7,7 @@
 #   1. apt packages: espeak-ng (speech synthesis), ffmpeg, xvfb, and the compilers and headers
 #      the message build needs;
 #   2. a venv in .venv with requirements.txt (real ROS 2 Kilted rclpy + Fast DDS from PyPI
-#      wheels, the rosidl generators, the ML stack) and requirements-extra.txt if present;
+#      wheels, the rosidl generators, the ML stack);
 #   3. the ROS message packages built with cmake from those wheels and installed into the venv:
 #      third_party/audio_common_msgs (only when no real audio_common_msgs is importable) and this
 #      package's msg/ (FaceMotion);
@@ -55,9 +55,6 @@ fi
 py=$venv/bin/python
 step "pip install -r requirements.txt"
 "$py" -m pip install -q -r "$repo/requirements.txt"
-if [ -f "$repo/requirements-extra.txt" ]; then
-  "$py" -m pip install -q -r "$repo/requirements-extra.txt"
-fi
 
 # --- 3. messages -----------------------------------------------------------------------------
 # The wheels' CMake export files name the include folders of the machine that built them
