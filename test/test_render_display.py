@@ -54,7 +54,7 @@ while True:
 stop.set()
 worker.join()
 cv2.imwrite(shot_path, cv2.cvtColor(shot, cv2.COLOR_RGB2BGR))
-print(f"rounds {rounds} mean difference {diff:.2f} screen {screen.screen_size} shown {screen.frames_shown}")
+print(f"rounds {rounds} mean difference {diff:.2f} screen {screen.screen_size} shown {screen.frames_shown} restarts {screen.restarts} child {screen._process.poll()}")
 print("closed", screen.close())  # from the main thread, neither the worker nor the GUI thread
 """
 
@@ -86,7 +86,7 @@ def show_and_grab(display, frame, expected, tmp_path, keep_aspect):
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "closed True" in done.stdout, done.stdout
-    print(done.stdout, done.stderr[-2000:])
+    print(done.stdout, done.stderr[-2000:])  # shown by pytest when the comparison fails
     return cv2.cvtColor(cv2.imread(paths[2]), cv2.COLOR_BGR2RGB)
 
 
@@ -143,3 +143,29 @@ def test_screen_size_is_read_from_the_x_server(xvfb):
     from avatar_forcing_ros.render.display import x_screen_size
     assert x_screen_size(xvfb) == SCREEN
     assert FaceScreenDisplay(display=xvfb).screen_size == SCREEN
+
+
+def _wait_until(predicate, seconds=15.0):
+    deadline = time.monotonic() + seconds
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_a_dead_window_process_is_restarted_then_reported(xvfb):
+    frame = np.full((120, 160, 3), 90, np.uint8)
+    screen = FaceScreenDisplay(display=xvfb, max_restarts=1)
+    try:
+        screen.show(frame)
+        assert _wait_until(lambda: screen.frames_shown > 0)
+        screen._process.kill()  # as when Qt aborts on a lost X connection
+        screen._process.wait()
+        screen.show(frame)
+        assert screen.restarts == 1
+        assert _wait_until(lambda: screen.frames_shown > 0)
+        screen._process.kill()
+        screen._process.wait()
+        with pytest.raises(RuntimeError, match="exited with code -9"):
+            screen.show(frame)
+    finally:
+        screen.close()

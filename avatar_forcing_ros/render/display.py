@@ -179,8 +179,12 @@ def _window_main(settings):
                 cv2.namedWindow(name, cv2.WINDOW_NORMAL | cv2.WINDOW_GUI_NORMAL | ratio)
                 cv2.moveWindow(name, *settings["position"])
             cv2.imshow(name, bgr)
-            if shown == 0 and settings["fullscreen"]:
-                # only after the first imshow: Qt sizes a new window to its first image
+            if shown in (0, 5, 25) and settings["fullscreen"]:
+                # only after the first imshow: Qt sizes a new window to its first image. Done
+                # again a little later: without a window manager the first full-screen switch
+                # can race the window's mapping and leave it unmapped
+                if shown:
+                    cv2.setWindowProperty(name, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_NORMAL)
                 cv2.moveWindow(name, *settings["position"])
                 if size is not None:
                     cv2.resizeWindow(name, *size)
