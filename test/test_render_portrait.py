@@ -74,7 +74,7 @@ def test_jaw_open_moves_the_chin_down(renderer):
 def test_full_blink_covers_each_eye_with_lid_colour(renderer):
     for side in ("Left", "Right"):
         mask = eye_mask(renderer, side)
-        lid = np.array(renderer._lid_colour[side], np.int16)
+        lid = np.array(renderer.lid_colours[side], np.int16)
         close_to_lid = lambda img: (np.abs(img.astype(np.int16) - lid).max(2) < 20)[mask].mean()
         assert close_to_lid(draw(renderer)) < 0.5
         assert close_to_lid(draw(renderer, **{"eyeBlink" + side: 1.0})) > 0.95

@@ -256,6 +256,9 @@ class FaceScreenDisplay:
         settings = dict(window_name=self.window_name, fullscreen=self.fullscreen, position=self.position,
                         keep_aspect=self.keep_aspect, screen_size=self.screen_size)
         env = dict(os.environ, DISPLAY=self.display)  # Qt reads it when its application starts
+        # the child imports this module by name: make sure it finds the same package
+        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH", "")) if p)
         process = subprocess.Popen([sys.executable, "-m", __name__, json.dumps(settings)], env=env,
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         os.set_blocking(process.stdout.fileno(), False)

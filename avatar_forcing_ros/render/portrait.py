@@ -136,7 +136,7 @@ class PortraitRenderer:
         self.pivot = np.array([lm[FACE_OVAL, 0].mean(), lm[FACE_OVAL, 1].mean(),
                                np.percentile(lm[FACE_OVAL, 2], 15)])
         self.patterns, self._pattern_channels = self._expression_patterns()  # (20, 478, 2), (20,)
-        self._lid_colour = {s: self._skin_above_eye(s) for s in ("Left", "Right")}
+        self.lid_colours = {s: self._skin_above_eye(s) for s in ("Left", "Right")}
 
         # still anchors: the image border and a row across the shoulders
         n = 8
@@ -325,7 +325,7 @@ class PortraitRenderer:
             edge = upper + min(1.0, blink / 0.95) * (lower - upper)
             lift = np.array([0.0, 0.03 * self.eye_distance])  # cover the lash line of the open eye too
             lid = np.concatenate([upper - lift, edge[::-1]])
-            cv2.fillPoly(frame, [np.round(lid * _ONE).astype(np.int32)], self._lid_colour[side], cv2.LINE_AA, _SHIFT)
+            cv2.fillPoly(frame, [np.round(lid * _ONE).astype(np.int32)], self.lid_colours[side], cv2.LINE_AA, _SHIFT)
             thickness = max(1, int(round(0.03 * self.eye_distance)))
             cv2.polylines(frame, [np.round(edge * _ONE).astype(np.int32)], False, self.lash_colour, thickness, cv2.LINE_AA, _SHIFT)
 
