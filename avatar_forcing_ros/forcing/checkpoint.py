@@ -36,6 +36,7 @@ def _write_json(path: Path, obj) -> None:
 def _save_tensors(path: Path, tensors: dict) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    os.chmod(tmp, 0o644)  # a model file is shared (installed, committed), like the JSON beside it
     os.replace(tmp, path)  # a crash mid-write never leaves a truncated checkpoint behind
 
 
