@@ -65,3 +65,25 @@ def test_three_node_processes_turn_camera_mic_and_speech_into_avatar_images(ros_
     assert all(len(m.audio.data) == 1280 for m in drv.avatar_audio)
     heard = np.concatenate([np.frombuffer(bytes(m.audio.data), "<i2") for m in drv.avatar_audio])
     assert np.abs(heard).max() > 3000
+
+
+def test_generator_node_loads_the_shipped_learned_model_by_default_and_lip_syncs(ros_context, node_process, utterance):
+    ns = unique_topic("learned")
+    gen = node_process("avatar_forcing_ros.ros.generator_node", *node_args(ns))  # model: default
+    drv = PipelineDriver(ros_context, ns)
+    drv.wait_connected(["speech", "mic"], [gen])
+    wait_for(lambda: drv.avatar_motion, timeout=60, spin=ros_context, processes=[gen], what="motion")
+    assert "motion model: af-forcing" in gen.log()
+
+    lead, tail = 1.0, 1.0
+    speech = np.concatenate([np.zeros(int(lead * 16000), np.float32), utterance.audio])
+    t0 = drv.stream(lead + utterance.duration_s + tail, speech=speech, camera_hz=0, processes=[gen])
+    gen.stop(check=True)
+
+    frames = [m for m in drv.avatar_motion if m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 >= t0]
+    t = np.array([m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in frames]) - 0.1 - t0
+    jaw = np.array([m.values[8] for m in frames])
+    speaking = (t > lead + 0.2) & (t < lead + utterance.duration_s - 0.2)
+    silent = t < lead - 0.2
+    assert speaking.sum() > 10 and silent.sum() > 5
+    assert jaw[speaking].mean() > jaw[silent].mean() + 0.1

@@ -5,19 +5,14 @@ launch file: for machines without ``ros2 launch``.
 """
 from __future__ import annotations
 
-import sys
-
-import rclpy
-
-from .common import spin_nodes
+from .common import run_nodes
 from .generator_node import GeneratorNode
 from .perception_node import PerceptionNode
 from .renderer_node import RendererNode
 
 
 def main(args=None):
-    rclpy.init(args=sys.argv if args is None else args)
-    spin_nodes([PerceptionNode(), GeneratorNode(), RendererNode()])
+    run_nodes([PerceptionNode, GeneratorNode, RendererNode], args)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from typing import Any
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
@@ -73,6 +74,8 @@ class AvatarNode(LifecycleNode):
         try:
             self.configure()
         except Exception as exc:  # a bad model file or parameter: say what, stay unconfigured
+            if not self.context.ok():
+                return FAILURE  # interrupted (Ctrl-C) while loading: nothing to report
             self.get_logger().error(f"configure failed: {exc}")
             self.telemetry.last_error = str(exc)
             self.cleanup()
@@ -157,23 +160,33 @@ def s_to_stamp(t: float, stamp) -> None:
     stamp.sec, stamp.nanosec = sec, int(round((t - sec) * 1e9)) % 1_000_000_000
 
 
-def spin_nodes(nodes: list, threads: int | None = None) -> None:
-    """Spin nodes on one multi-threaded executor until shutdown (Ctrl-C / SIGTERM)."""
-    executor = MultiThreadedExecutor(num_threads=threads)
-    for node in nodes:
-        executor.add_node(node)
+def run_nodes(node_classes, args=None, threads: int | None = None) -> None:
+    """Init rclpy, make the nodes and spin them on one multi-threaded executor until Ctrl-C or
+    SIGTERM; then stop dispatching callbacks, finalize the nodes and shut down. A signal during
+    start-up (loading a model can take seconds) ends the process quietly too."""
+    rclpy.init(args=sys.argv if args is None else args)
+    nodes, executor = [], None
     try:
+        for cls in node_classes:
+            nodes.append(cls())
+        if not rclpy.ok():
+            return  # interrupted while starting
+        executor = MultiThreadedExecutor(num_threads=threads)
+        for node in nodes:
+            executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RCLError:
+        if rclpy.ok():  # a real error, not the context going away under a signal
+            raise
     finally:
+        if executor is not None:
+            executor.shutdown()  # waits for running callbacks: none races the clean-up below
         for node in nodes:
             node.finalize()
-        executor.shutdown()
-        if rclpy.ok():
-            rclpy.try_shutdown()
+        rclpy.try_shutdown()
 
 
 def main_for(node_class, args=None) -> None:
-    rclpy.init(args=sys.argv if args is None else args)
-    spin_nodes([node_class()])
+    run_nodes([node_class], args)

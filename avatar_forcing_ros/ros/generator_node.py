@@ -15,8 +15,9 @@ from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 
 from ..audio import SAMPLE_RATE, AudioFormat, AudioFormatError, PcmDecoder, encode_s16le
-from ..pipeline import build_generator, build_motion_model
+from ..motion import AF_MOTION_V1
 from ..msg import FaceMotion
+from ..pipeline import build_generator, build_motion_model
 from .common import AvatarNode, main_for, qos, s_to_stamp
 from .messages import audio_bytes, face_motion_msg, read_face_motion
 
@@ -26,14 +27,16 @@ _AUDIO_TYPES = {"AudioDataStamped": AudioDataStamped, "AudioData": AudioData}
 class GeneratorNode(AvatarNode):
     ROLE = "avatar motion generator"
     PARAMETERS = {
-        "model": ("default", "Motion model: 'default' (the shipped learned model, falling back "
-                             "to procedural if it is missing), 'procedural', a checkpoint "
+        "model": ("default", "Motion model: 'default' (the shipped learned model: its ONNX step "
+                             "with onnx_providers when device is cpu, else torch on device; "
+                             "procedural if it is missing), 'procedural', a checkpoint "
                              "directory, or an .onnx file."),
         "device": ("cpu", "Torch device for a learned model: cpu, cuda, cuda:N."),
         "onnx_providers": (["CPUExecutionProvider"], "onnxruntime providers in order of "
                            "preference (e.g. TensorrtExecutionProvider, CUDAExecutionProvider)."),
-        "guidance_scale": (1.0, "Classifier-free guidance over the user conditions (learned "
-                                "model; 1 = off, >1 = more reactive)."),
+        "guidance_scale": (1.5, "Classifier-free guidance over the user conditions (learned "
+                                "model; 1 = off, >1 = more reactive; the shipped model was "
+                                "evaluated at 1.5)."),
         "torch_threads": (2, "CPU threads for the learned model."),
         "fps": (25.0, "Output frame rate of the avatar motion (Hz)."),
         "block_frames": (2, "Frames per generated block for the procedural model (a learned "
@@ -113,16 +116,18 @@ class GeneratorNode(AvatarNode):
                                                    sample_format="S16LE", coding_format="wave"))
 
     def deactivate(self) -> None:
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-            self._timer = None
+        with self._lock:
+            if self._timer is not None:
+                self.destroy_timer(self._timer)
+                self._timer = None
 
     def cleanup(self) -> None:
-        for sub in self._subs:
-            self.destroy_subscription(sub)
-        for pub in self._pubs.values():
-            self.destroy_lifecycle_publisher(pub)
-        self._subs, self._pubs, self.generator = [], {}, None
+        with self._lock:
+            for sub in self._subs:
+                self.destroy_subscription(sub)
+            for pub in self._pubs.values():
+                self.destroy_lifecycle_publisher(pub)
+            self._subs, self._pubs, self.generator = [], {}, None
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -164,11 +169,14 @@ class GeneratorNode(AvatarNode):
                                 f"{decoder.nonfinite_samples - before} zeroed")
         self.telemetry.tick(f"{side} audio")
         with self._lock:
+            gen = self.generator
+            if gen is None:
+                return  # cleaned up while this message was queued
             if side == "user":
-                self.generator.push_user_audio(samples, self.now_s())
+                gen.push_user_audio(samples, self.now_s())
             else:
-                self.generator.push_avatar_audio(samples, self.now_s())
-            dropped = self.generator.avatar_audio.dropped_samples + self.generator.user_audio.dropped_samples
+                gen.push_avatar_audio(samples, self.now_s())
+            dropped = gen.avatar_audio.dropped_samples + gen.user_audio.dropped_samples
         if dropped:
             self.telemetry.set("audio samples over buffer", dropped)
 
@@ -176,7 +184,7 @@ class GeneratorNode(AvatarNode):
         if not self._active():
             return
         try:
-            values, conf, n_bad = read_face_motion(msg, self.generator.model.space)
+            values, conf, n_bad = read_face_motion(msg, AF_MOTION_V1)
         except ValueError as exc:
             self.telemetry.drop("user face motion", str(exc))
             return
@@ -184,31 +192,33 @@ class GeneratorNode(AvatarNode):
             self.telemetry.drop("user face motion non-finite", f"{n_bad} values replaced")
         self.telemetry.tick("user face motion")
         with self._lock:
-            self.generator.push_user_motion(values, conf, self.now_s())
+            if self.generator is not None:
+                self.generator.push_user_motion(values, conf, self.now_s())
 
     # -- output -----------------------------------------------------------------------------
 
     def _tick(self) -> None:
-        now = self.now_s()
+        # Under the lock throughout: a lifecycle transition from a manager waits for the tick.
         with self._lock:
+            if self._timer is None or self.generator is None:
+                return  # deactivated while this tick was queued
+            now = self.now_s()
             gen = self.generator
             made = gen.step(now)
             frames = gen.pop_due(now)
-            stats = gen.stats
-        if made:
-            self.telemetry.latency(stats.last_block_compute_s)
-        self.telemetry.set("frames skipped (late)", stats.skipped_frames)
-        frame_id = self.param("frame_id")
-        for f in frames:
-            self._pubs["motion"].publish(face_motion_msg(
-                FaceMotion, gen.model.space, f.values, 1.0, True, f.presentation_time, frame_id))
-            audio = AudioDataStamped()
-            s_to_stamp(f.presentation_time, audio.header.stamp)
-            audio.header.frame_id = frame_id
-            audio.audio.data = array.array("B", encode_s16le(f.speech))
-            self._pubs["audio"].publish(audio)
-            self.telemetry.tick("avatar face motion")
-
+            if made:
+                self.telemetry.latency(gen.stats.last_block_compute_s)
+            self.telemetry.set("frames skipped (late)", gen.stats.skipped_frames)
+            frame_id = self.param("frame_id")
+            for f in frames:
+                self._pubs["motion"].publish(face_motion_msg(
+                    FaceMotion, gen.model.space, f.values, 1.0, True, f.presentation_time, frame_id))
+                audio = AudioDataStamped()
+                s_to_stamp(f.presentation_time, audio.header.stamp)
+                audio.header.frame_id = frame_id
+                audio.audio.data = array.array("B", encode_s16le(f.speech))
+                self._pubs["audio"].publish(audio)
+                self.telemetry.tick("avatar face motion")
 
 def main(args=None):
     main_for(GeneratorNode, args)
