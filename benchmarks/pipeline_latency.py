@@ -70,8 +70,12 @@ def main() -> int:
         from avatar_forcing_ros.render.stylised import StylisedFaceRenderer
 
         renderer = StylisedFaceRenderer()
-        t = np.arange(int(0.4 * SR)) / SR
-        burst = (0.4 * np.sin(2 * np.pi * 180 * t)).astype(np.float32)
+        from avatar_forcing_ros.speech import synthesize
+
+        # A spoken "ah" (espeak-ng), so that the learned model, trained on speech, opens up too.
+        ah = synthesize("Ah!", voice="en-us").audio
+        start = int(np.argmax(np.abs(ah) > 0.02))
+        burst = ah[start:start + int(0.4 * SR)]
         silence = pcm16(np.zeros(CHUNK, np.float32))
         latencies, presented = [], []
         drv.stream(1.0, processes=nodes)  # warm up: camera + silence

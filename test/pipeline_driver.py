@@ -74,6 +74,7 @@ class PipelineDriver:
         self.node.create_subscription(Image, f"{namespace}/avatar/image",
                                       lambda m: self.image_times.append(time.time()), 10)
         self._face = None
+        self._face_msg = None
 
     def now(self) -> float:
         return self.node.get_clock().now().nanoseconds * 1e-9
@@ -124,7 +125,10 @@ class PipelineDriver:
                     self.pub[key].publish(self.audio_msg(pcm16(chunk)))
                 sent += 1
             if camera_hz and elapsed >= next_frame:
-                self.pub["camera"].publish(self.image_msg(self._face))
+                if self._face_msg is None:  # converted once: the driver must not be the bottleneck
+                    self._face_msg = self.image_msg(self._face)
+                self._face_msg.header.stamp = self.node.get_clock().now().to_msg()
+                self.pub["camera"].publish(self._face_msg)
                 next_frame += 1.0 / camera_hz
             self.ros.spin_once(timeout_sec=0.002)
             for p in processes:
