@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -49,11 +50,10 @@ class MotionModel(ABC):
 SHIPPED_MODEL = "af_forcing_v1"
 
 
-def shipped_model_dir() -> "Path | None":
+def shipped_model_dir() -> Path | None:
     """Where the checkpoint shipped in the repo's ``models/`` lives: beside the package in a
     source tree or pip install, or in ``share/avatar_forcing_ros/models`` of a ROS install."""
     import os
-    from pathlib import Path
 
     candidates = [Path(__file__).resolve().parent.parent / "models" / SHIPPED_MODEL]
     for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
@@ -73,8 +73,6 @@ def load_motion_model(spec: str = "default", *, fps: float = 25.0, block_frames:
     Returns (model, note); the note says why a fallback happened (empty if none). A model the
     user named explicitly that cannot be loaded is an error, never a silent fallback.
     """
-    from pathlib import Path
-
     from .procedural import ProceduralMotionModel
 
     if spec == "procedural":

@@ -11,27 +11,13 @@ import time
 
 import cv2
 import numpy as np
-import skimage.data
 
 from avatar_forcing_ros.perception import FaceMotionEstimator
-
-
-def frames(width, height, n):
-    """n frames of the portrait drifting a few pixels, so tracking mode has something to track."""
-    face = np.ascontiguousarray(skimage.data.astronaut()[0:250, 100:350])
-    side = int(0.8 * min(width, height))
-    face = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
-    canvas = np.full((height, width, 3), 200, np.uint8)
-    x0, y0 = (width - side) // 2, (height - side) // 2
-    canvas[y0:y0 + side, x0:x0 + side] = face
-    for i in range(n):
-        dx, dy = 8 * np.sin(i / 15), 5 * np.cos(i / 20)
-        shift = np.float32([[1, 0, dx], [0, 1, dy]])
-        yield cv2.warpAffine(canvas, shift, (width, height), borderMode=cv2.BORDER_REPLICATE)
+from camera import drifting_face_frames  # benchmarks/camera.py
 
 
 def bench(width, height, n):
-    images = list(frames(width, height, n + 10))
+    images = list(drifting_face_frames(width, height, n + 10))
     with FaceMotionEstimator(auto_calibration_frames=0) as est:
         for i, img in enumerate(images[:10]):  # warm-up: graph start, first detection
             est.estimate(img, i / 25)

@@ -14,26 +14,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import skimage.data
 
 from avatar_forcing_ros import bags
 from avatar_forcing_ros.audio import SAMPLE_RATE, encode_s16le
 from avatar_forcing_ros.demo import build_conversation
 from avatar_forcing_ros.replay import replay
+from camera import drifting_face_frames  # benchmarks/camera.py
 
 CHUNK = 320
-
-
-def camera_frames(width, height, n):
-    face = np.ascontiguousarray(skimage.data.astronaut()[0:250, 100:350])
-    side = int(0.8 * min(width, height))
-    face = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
-    canvas = np.full((height, width, 3), 200, np.uint8)
-    x0, y0 = (width - side) // 2, (height - side) // 2
-    canvas[y0:y0 + side, x0:x0 + side] = face
-    for i in range(n):
-        shift = np.float32([[1, 0, 8 * np.sin(i / 15)], [0, 1, 5 * np.cos(i / 20)]])
-        yield cv2.warpAffine(canvas, shift, (width, height), borderMode=cv2.BORDER_REPLICATE)
 
 
 def session_bag(path, width, height):
@@ -41,7 +29,7 @@ def session_bag(path, width, height):
     duration = user_audio.size / SAMPLE_RATE
     t0 = 100.0
     events = []
-    for i, rgb in enumerate(camera_frames(width, height, int(duration * 25))):
+    for i, rgb in enumerate(drifting_face_frames(width, height, int(duration * 25))):
         events.append((t0 + i / 25, bags.topic("camera"), rgb))
     for k in range(user_audio.size // CHUNK):
         t = t0 + k * CHUNK / SAMPLE_RATE

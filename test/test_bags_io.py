@@ -6,8 +6,6 @@ moving), the user's microphone, and the robot's speech (espeak-ng).
 """
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 
 import cv2
 import numpy as np

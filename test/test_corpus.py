@@ -1,6 +1,5 @@
 """The dyadic corpus: visemes, the conversation simulator, the dataset format and generator."""
 import json
-import shutil
 
 import numpy as np
 import pytest

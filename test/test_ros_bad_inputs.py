@@ -28,7 +28,7 @@ def wait_format(drv, expected, processes):
 
 
 def test_perception_drops_bad_images_with_a_count_and_keeps_tracking(ros_context, node_process):
-    from sensor_msgs.msg import CompressedImage, Image
+    from sensor_msgs.msg import CompressedImage
 
     ns = unique_topic("bad_camera")
     raw = node_process("avatar_forcing_ros.ros.perception_node",

@@ -174,7 +174,7 @@ class StylisedFaceRenderer:
         z = FACE_DEPTH * np.sqrt(np.clip(1.0 - (x / FACE_A) ** 2 - (y / FACE_B) ** 2, 0.0, 1.0))
         if extra_z is not None:
             z = z + extra_z
-        yaw, pitch, roll = v[_I["head_yaw"]], v[_I["head_pitch"]], v[_I["head_roll"]]
+        yaw, pitch = v[_I["head_yaw"]], v[_I["head_pitch"]]  # roll: in _to_pixels
         # yaw > 0 turns the nose (z) toward +x; pitch > 0 turns it up (-y)
         x1 = x * np.cos(yaw) + z * np.sin(yaw)
         z1 = -x * np.sin(yaw) + z * np.cos(yaw)

@@ -14,7 +14,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 
-from ..telemetry import Telemetry
+from ..telemetry import LatestWorker, Telemetry
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
@@ -148,6 +148,34 @@ class AvatarNode(LifecycleNode):
         self._diag_pub.publish(msg)
 
     ROLE = "stage"
+
+
+class NewestFirstNode(AvatarNode):
+    """A node whose input is processed on a worker thread, newest message first: callbacks
+    only hand messages over, so a slow stage drops stale input (counted) instead of queueing
+    it, and the executor's threads stay free."""
+
+    _worker: LatestWorker | None = None
+
+    def make_worker(self, work, what: str) -> None:
+        self._worker = LatestWorker(work, self.get_name(),
+                                    on_stale=lambda: self.telemetry.drop(f"stale {what} (busy)"),
+                                    on_error=lambda exc: self.telemetry.drop("processing error", repr(exc)))
+
+    def offer(self, stream: str, msg) -> None:
+        self.telemetry.tick(stream)
+        if self._worker is not None and self._worker.alive:
+            self._worker.offer(msg)
+
+    def activate(self) -> None:
+        self._worker.start()
+
+    def deactivate(self) -> None:
+        self.stop_worker()
+
+    def stop_worker(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
 
 
 def stamp_to_s(stamp) -> float:

@@ -13,12 +13,11 @@ from ..imaging import ImageFormatError, decode_compressed, image_fields_to_array
 from ..motion import AF_MOTION_V1
 from ..msg import FaceMotion
 from ..pipeline import build_estimator
-from ..telemetry import LatestWorker
-from .common import AvatarNode, main_for, qos, stamp_to_s
+from .common import NewestFirstNode, main_for, qos, stamp_to_s
 from .messages import face_motion_msg
 
 
-class PerceptionNode(AvatarNode):
+class PerceptionNode(NewestFirstNode):
     ROLE = "user face perception"
     PARAMETERS = {
         "image_transport": ("raw", "Which camera topic to read: raw (camera/image_raw) or "
@@ -46,20 +45,10 @@ class PerceptionNode(AvatarNode):
         msg_type, topic = ((Image, "camera/image_raw") if transport == "raw"
                            else (CompressedImage, "camera/image_raw/compressed"))
         self._sub = self.create_subscription(msg_type, topic, self._on_image, qos(self.param("camera_qos")))
-        self._worker = LatestWorker(self._process, "perception",
-                                    on_stale=lambda: self.telemetry.drop("stale frame (busy)"),
-                                    on_error=lambda exc: self.telemetry.drop("processing error", repr(exc)))
-
-    def activate(self) -> None:
-        self._worker.start()
-
-    def deactivate(self) -> None:
-        if self._worker is not None:
-            self._worker.stop()
+        self.make_worker(self._process, "frame")
 
     def cleanup(self) -> None:
-        if self._worker is not None:
-            self._worker.stop()
+        self.stop_worker()
         if self._sub is not None:
             self.destroy_subscription(self._sub)
         if self._pub is not None:
@@ -69,9 +58,7 @@ class PerceptionNode(AvatarNode):
         self._sub = self._pub = self._worker = self.estimator = None
 
     def _on_image(self, msg) -> None:
-        self.telemetry.tick("camera")
-        if self._worker is not None and self._worker.alive:
-            self._worker.offer(msg)
+        self.offer("camera", msg)
 
     def _process(self, msg) -> None:
         start = self.now_s()

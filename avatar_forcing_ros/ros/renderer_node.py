@@ -15,12 +15,11 @@ from ..imaging import array_to_image_fields, encode_compressed
 from ..motion import AF_MOTION_V1
 from ..msg import FaceMotion
 from ..pipeline import build_renderer
-from ..telemetry import LatestWorker
-from .common import AvatarNode, main_for, qos
+from .common import NewestFirstNode, main_for, qos
 from .messages import read_face_motion
 
 
-class RendererNode(AvatarNode):
+class RendererNode(NewestFirstNode):
     ROLE = "avatar renderer"
     PARAMETERS = {
         "renderer": ("stylised", "Which face: stylised (face screens), portrait (a photo "
@@ -64,20 +63,10 @@ class RendererNode(AvatarNode):
                                              display=self.param("display_name") or None)
         self._sub = self.create_subscription(FaceMotion, "avatar/face_motion", self._on_motion,
                                              qos("reliable"))
-        self._worker = LatestWorker(self._render, "renderer",
-                                    on_stale=lambda: self.telemetry.drop("stale motion (busy)"),
-                                    on_error=lambda exc: self.telemetry.drop("render error", repr(exc)))
-
-    def activate(self) -> None:
-        self._worker.start()
-
-    def deactivate(self) -> None:
-        if self._worker is not None:
-            self._worker.stop()
+        self.make_worker(self._render, "motion")
 
     def cleanup(self) -> None:
-        if self._worker is not None:
-            self._worker.stop()
+        self.stop_worker()
         if self._sub is not None:
             self.destroy_subscription(self._sub)
         for pub in self._pubs.values():
@@ -89,9 +78,7 @@ class RendererNode(AvatarNode):
         self._pubs = {}
 
     def _on_motion(self, msg) -> None:
-        self.telemetry.tick("avatar face motion")
-        if self._worker is not None and self._worker.alive:
-            self._worker.offer(msg)
+        self.offer("avatar face motion", msg)
 
     def _render(self, msg) -> None:
         start = self.now_s()
