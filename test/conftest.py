@@ -25,11 +25,15 @@ A test with three node processes, end to end::
 """
 import os
 import random
+import shutil
+import subprocess
+import time
 
 import pytest
 
 from ros_helpers import NodeProcess, RosTestContext, ros_test_environment
 
+XVFB_SCREEN = (800, 600)
 ROS_DOMAIN_ID = random.SystemRandom().randint(1, 100)
 os.environ.update(ros_test_environment(ROS_DOMAIN_ID))
 
@@ -65,3 +69,22 @@ def node_process(tmp_path):
     yield start
     for process in reversed(started):
         process.stop()
+
+
+@pytest.fixture(scope="module")
+def xvfb():
+    """A virtual X screen of XVFB_SCREEN pixels for display tests; yields its name (':N')."""
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (apt-get install xvfb): no virtual screen to show on")
+    number = next(n for n in random.sample(range(100, 1000), 50) if not os.path.exists(f"/tmp/.X11-unix/X{n}"))
+    server = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", f"{XVFB_SCREEN[0]}x{XVFB_SCREEN[1]}x24", "-nolisten", "tcp"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        if os.path.exists(f"/tmp/.X11-unix/X{number}") or server.poll() is not None:
+            break
+        time.sleep(0.1)
+    if server.poll() is not None:
+        pytest.fail(f"Xvfb :{number} exited with {server.returncode}")
+    yield f":{number}"
+    server.terminate()
+    server.wait(timeout=10)

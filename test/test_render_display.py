@@ -4,8 +4,6 @@ Each screen test runs a child "node" process that shows frames from a worker thr
 renderer node does) and grabs the screen with Pillow's XCB grabber.
 """
 import os
-import random
-import shutil
 import subprocess
 import sys
 import time
@@ -16,7 +14,7 @@ import pytest
 
 from avatar_forcing_ros.render.display import FaceScreenDisplay, highgui_backend
 
-SCREEN = (800, 600)
+from conftest import XVFB_SCREEN as SCREEN  # the virtual screen of the xvfb fixture
 
 SHOW_AND_GRAB = r"""
 import sys, threading, time
@@ -57,24 +55,6 @@ cv2.imwrite(shot_path, cv2.cvtColor(shot, cv2.COLOR_RGB2BGR))
 print(f"rounds {rounds} mean difference {diff:.2f} screen {screen.screen_size} shown {screen.frames_shown} restarts {screen.restarts} child {screen._process.poll()}")
 print("closed", screen.close())  # from the main thread, neither the worker nor the GUI thread
 """
-
-
-@pytest.fixture(scope="module")
-def xvfb():
-    if shutil.which("Xvfb") is None:
-        pytest.skip("Xvfb is not installed (apt-get install xvfb): no virtual screen to show on")
-    number = next(n for n in random.sample(range(100, 1000), 50) if not os.path.exists(f"/tmp/.X11-unix/X{n}"))
-    server = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        if os.path.exists(f"/tmp/.X11-unix/X{number}") or server.poll() is not None:
-            break
-        time.sleep(0.1)
-    if server.poll() is not None:
-        pytest.fail(f"Xvfb :{number} exited with {server.returncode}")
-    yield f":{number}"
-    server.terminate()
-    server.wait(timeout=10)
 
 
 def show_and_grab(display, frame, expected, tmp_path, keep_aspect):
