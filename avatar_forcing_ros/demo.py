@@ -63,6 +63,12 @@ def build_conversation(user_text=USER_TEXT, avatar_text=AVATAR_TEXT, gap_s=0.8):
     return avatar_audio, user_audio, user_motion, info
 
 
+def label(canvas: np.ndarray, text: str, org: tuple[int, int]) -> None:
+    """Light text with a dark outline: readable on the dark face screen and on a photo."""
+    for colour, thickness in (((0, 0, 0), 3), ((230, 230, 230), 1)):
+        cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, thickness, cv2.LINE_AA)
+
+
 def run_demo(out: str | Path = "avatar_forcing_demo.mp4", model: str = "default",
              renderer: str = "stylised", size: int = 480, seed: int = 0) -> dict:
     avatar_audio, user_audio, user_motion, info = build_conversation()
@@ -80,9 +86,8 @@ def run_demo(out: str | Path = "avatar_forcing_demo.mp4", model: str = "default"
             canvas = np.zeros((size, size + size // 2, 3), np.uint8)
             canvas[:, size // 2:] = avatar_face.render(f.values)
             canvas[size // 4:size // 4 + size // 2, :size // 2] = user_face.render(user_motion(f.content_time)[0])
-            cv2.putText(canvas, "user", (10, size // 4 - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (200, 200, 200), 1, cv2.LINE_AA)
-            cv2.putText(canvas, f"avatar ({motion_model.name})", (size // 2 + 10, 24),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.6, (200, 200, 200), 1, cv2.LINE_AA)
+            label(canvas, "user", (10, size // 4 - 10))
+            label(canvas, f"avatar ({motion_model.name})", (size // 2 + 10, 24))
             yield canvas
 
     # What a viewer hears: the user live, the avatar's speech as the generator republishes it.
