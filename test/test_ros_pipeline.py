@@ -38,6 +38,14 @@ def test_three_node_processes_turn_camera_mic_and_speech_into_avatar_images(ros_
     speech = np.concatenate([np.zeros(int(lead * 16000), np.float32), utterance.audio])
     t0 = drv.stream(lead + utterance.duration_s + tail, speech=speech, processes=nodes)
     wait_for(lambda: drv.user_motion, timeout=10, spin=ros_context, processes=nodes, what="user face motion")
+    # The republished speech is described by a latched AudioInfo that a late subscriber still gets.
+    from audio_common_msgs.msg import AudioInfo
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+
+    info = ros_context.collect(AudioInfo, f"{ns}/avatar/audio_info",
+                               QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    wait_for(lambda: info, timeout=10, spin=ros_context, processes=nodes, what="the latched avatar/audio_info")
+    assert (info[0].sample_rate, info[0].channels, info[0].sample_format) == (16000, 1, "S16LE")
     for node in nodes:
         node.stop(check=True)
 

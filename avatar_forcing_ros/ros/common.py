@@ -21,9 +21,13 @@ FAILURE = TransitionCallbackReturn.FAILURE
 
 
 def qos(kind: str, depth: int = 10) -> QoSProfile:
-    """'sensor_data' (best effort, shallow: camera, mic) or 'reliable' (motion, outputs)."""
+    """'sensor_data' (best effort, shallow: camera, mic), 'reliable' (motion, outputs) or
+    'latched' (reliable + transient local: format descriptions that late joiners need)."""
     if kind == "sensor_data":
         return qos_profile_sensor_data
+    if kind == "latched":
+        return QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
+                          depth=depth, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     if kind == "reliable":
         return QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
                           depth=depth, durability=DurabilityPolicy.VOLATILE)
@@ -85,8 +89,9 @@ class AvatarNode(LifecycleNode):
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = super().on_activate(state)  # lifecycle publishers first, so activate() can publish
         self.activate()
-        return super().on_activate(state)
+        return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.deactivate()

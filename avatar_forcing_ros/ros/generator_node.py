@@ -91,7 +91,7 @@ class GeneratorNode(AvatarNode):
         self._pubs["motion"] = self.create_lifecycle_publisher(FaceMotion, "avatar/face_motion", qos("reliable"))
         self._pubs["audio"] = self.create_lifecycle_publisher(AudioDataStamped, "avatar/audio", qos("reliable"))
         self._pubs["audio_info"] = self.create_lifecycle_publisher(
-            AudioInfo, "avatar/audio_info", qos("reliable", 1))
+            AudioInfo, "avatar/audio_info", qos("latched", 1))
         inputs = MutuallyExclusiveCallbackGroup()
         self._subs = [
             self.create_subscription(msg_type, "user/audio", lambda m: self._on_audio("user", m),
