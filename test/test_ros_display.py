@@ -34,8 +34,16 @@ def test_renderer_node_shows_the_published_face_full_screen(xvfb, ros_context, n
     smiling_open = M.from_dict({"jawOpen": 0.7, "mouthSmileLeft": 0.8, "mouthSmileRight": 0.8,
                                 "head_roll": 0.2})
     msg = FaceMotion(motion_space=M.id, values=smiling_open.tolist(), confidence=1.0, face_present=True)
-    drv.pub["avatar_motion_in"].publish(msg)
-    wait_for(lambda: drv.images, timeout=30, spin=ros_context, processes=[ren], what="the published image")
+
+    def published_image():
+        # Sent again until an image comes back: the node renders only for matched image
+        # subscribers, and it may not have discovered this test's subscriber yet.
+        if not drv.images:
+            drv.pub["avatar_motion_in"].publish(msg)
+        return drv.images
+
+    wait_for(published_image, timeout=30, spin=ros_context, processes=[ren], what="the published image",
+             interval=0.1)
     img = drv.images[-1]
     published = np.frombuffer(bytes(img.data), np.uint8).reshape(img.height, img.width, 3)
 

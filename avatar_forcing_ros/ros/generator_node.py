@@ -34,9 +34,9 @@ class GeneratorNode(AvatarNode):
         "device": ("cpu", "Torch device for a learned model: cpu, cuda, cuda:N."),
         "onnx_providers": (["CPUExecutionProvider"], "onnxruntime providers in order of "
                            "preference (e.g. TensorrtExecutionProvider, CUDAExecutionProvider)."),
-        "guidance_scale": (1.5, "Classifier-free guidance over the user conditions (learned "
-                                "model; 1 = off, >1 = more reactive; the shipped model was "
-                                "evaluated at 1.5)."),
+        "guidance_scale": (5.0, "Classifier-free guidance over the user conditions (learned "
+                                "model; 1 = off, >1 = more reactive; 5.0 is the shipped model's "
+                                "tuned value, see models/af_forcing_v1/README.md)."),
         "torch_threads": (2, "CPU threads for the learned model."),
         "fps": (25.0, "Output frame rate of the avatar motion (Hz)."),
         "block_frames": (2, "Frames per generated block for the procedural model (a learned "
