@@ -110,10 +110,13 @@ def encode_s16le(x: np.ndarray) -> bytes:
 class AudioTimeline:
     """One audio stream laid on the generator's sample clock.
 
-    Chunks are queued to play back to back from ``max(now, end of what is queued)``: a
-    microphone that delivers in real time lands at "now"; a TTS that bursts a whole utterance
-    is spread over real time, as a speaker would play it. Storage is a fixed-size ring (no
-    unbounded growth); audio queued further ahead than the ring holds is dropped and counted.
+    A chunk is laid to end where it belongs on the clock (its arrival, or where its stamp maps
+    to): a microphone's chunk exists only once its last sample is captured, so placing it after
+    its arrival would add a chunk of latency to every frame made from it. It never overlaps
+    what is already queued, so a TTS that bursts a whole utterance is spread over real time as a
+    speaker would play it, and never lands before ``earliest`` (time already turned into frames,
+    where it would be lost). Storage is a fixed-size ring (no unbounded growth); audio queued
+    further ahead than the ring holds is dropped and counted.
     """
 
     def __init__(self, capacity_s: float = 30.0, sample_rate: int = SAMPLE_RATE):
@@ -123,9 +126,15 @@ class AudioTimeline:
         self.write_head = 0  # absolute sample index where the next chunk starts
         self.dropped_samples = 0
 
-    def push(self, x: np.ndarray, now_sample: int) -> int:
-        """Queue samples; returns the absolute index where they start."""
-        start = max(int(now_sample), self.write_head)
+    def push(self, x: np.ndarray, now_sample: int, earliest: int | None = None,
+             end_sample: int | None = None, rewind: int = 0) -> int:
+        """Queue samples that arrived at ``now_sample`` and end at ``end_sample`` (default: on
+        arrival); returns the absolute index where they start. ``rewind``: how many queued
+        samples they may overwrite (the sender's clock estimate moved back by that much, so
+        what was queued last sits that much too late)."""
+        end = now_sample if end_sample is None else min(int(end_sample), now_sample)
+        start = max(end - x.size, self.write_head - max(int(rewind), 0),
+                    earliest if earliest is not None else end - x.size)
         # Everything older than now_sample - capacity/2 may be overwritten; keep room for reads.
         room = now_sample + self.capacity // 2 - start
         if room <= 0:
@@ -216,3 +225,12 @@ def _mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) 
         down = (hi - bins) / (hi - c)
         fb[m] = np.maximum(0.0, np.minimum(up, down))
     return fb
+
+
+def audio_stamp(msg) -> float | None:
+    """The sender's time of an AudioDataStamped chunk (s), from a ROS or a bag message; None for
+    AudioData or an unset stamp, which are placed by arrival."""
+    header = getattr(msg, "header", None)
+    if header is None:
+        return None
+    return (header.stamp.sec + header.stamp.nanosec * 1e-9) or None

@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 
 from . import bags
-from .audio import SAMPLE_RATE, AudioFormat, AudioFormatError, PcmDecoder, encode_s16le
+from .audio import SAMPLE_RATE, AudioFormat, AudioFormatError, PcmDecoder, audio_stamp, encode_s16le
 from .imaging import ImageFormatError, decode_compressed
 from .pipeline import build_estimator, build_generator, build_motion_model, build_renderer, load_node_parameters
 
@@ -229,10 +229,8 @@ def replay(in_bag: str | Path, out_bag: str | Path, *, config: str | Path | None
                     continue
                 samples = decoders[side].decode(data)
                 with _Timer(stage, "generator"):
-                    if side == "user":
-                        gen.push_user_audio(samples, now)
-                    else:
-                        gen.push_avatar_audio(samples, now)
+                    push = gen.push_user_audio if side == "user" else gen.push_avatar_audio
+                    push(samples, now, audio_stamp(m.msg))
                 account.use(m.topic)
             elif m.topic in (T["user_audio_info"], T["speech_info"]):
                 side = "user" if m.topic == T["user_audio_info"] else "speech"

@@ -1,8 +1,9 @@
 """The streaming runtime: input streams in, the avatar's motion frames out, on one clock.
 
-Everything is laid on the generator's sample clock (16 kHz from ``start``); inputs are placed
-at their arrival time (robots' clocks differ, so capture stamps are not trusted for
-alignment). Frame i covers samples [i*hop, (i+1)*hop). Blocks of B frames are handed to the
+Everything is laid on the generator's sample clock (16 kHz from ``start``). Inputs are placed
+by arrival; stamped audio by its stamps mapped onto this clock through the smallest delay seen
+(SourceClock), so a late or bursty delivery does not add latency, while a sender whose clock
+differs from ours still lines up. Frame i covers samples [i*hop, (i+1)*hop). Blocks of B frames are handed to the
 motion model as soon as their last sample has arrived; each frame is released at its
 presentation time = content time + ``output_delay_s``, together with the avatar speech it was
 made from, so a node that republishes that speech keeps voice and face in sync.
@@ -66,10 +67,38 @@ class UserMotionTrack:
         return self.neutral, 0.0
 
 
+class SourceClock:
+    """Maps one sender's audio stamps onto the local clock.
+
+    The offset is the smallest (arrival - stamp) among the last ``window`` chunks: the least
+    delayed chunk is taken to have arrived the moment its last sample was captured. A chunk that
+    was delayed (a busy executor, a stalled sender flushing its backlog) then still lands where
+    it was captured instead of pushing all later audio back, and a sender whose clock is offset
+    from ours is absorbed. Which end of its chunk a sender stamps drops out of the difference.
+    """
+
+    def __init__(self, window: int = 100, backwards_reset_s: float = 0.5):
+        self._offsets: deque[float] = deque(maxlen=window)
+        self._last_end: float | None = None
+        self.backwards_reset_s = backwards_reset_s
+
+    def place(self, stamp_end: float, arrival: float) -> tuple[float, float]:
+        """Clock time the chunk whose stamp (+ its duration) is ``stamp_end`` ends at, and how
+        much earlier the offset estimate now puts the sender's clock than it did before."""
+        if self._last_end is not None and stamp_end < self._last_end - self.backwards_reset_s:
+            self._offsets.clear()  # the sender's clock went back (restart, looped bag): relearn
+        before = min(self._offsets) if self._offsets else None
+        self._last_end = stamp_end
+        self._offsets.append(arrival - stamp_end)
+        offset = min(self._offsets)
+        return stamp_end + offset, max(before - offset, 0.0) if before is not None else 0.0
+
+
 class StreamingGenerator:
     def __init__(self, model: MotionModel, output_delay_s: float | None = None,
                  user_motion_timeout_s: float = 0.5, audio_capacity_s: float = 30.0,
-                 max_lag_s: float = 1.0, max_queued_frames: int | None = None):
+                 max_lag_s: float = 1.0, max_queued_frames: int | None = None,
+                 schedule_margin_s: float = 0.01):
         self.model = model
         self.fps = model.fps
         self.block = model.block_frames
@@ -83,6 +112,8 @@ class StreamingGenerator:
         self.avatar_audio = AudioTimeline(audio_capacity_s)
         self.user_audio = AudioTimeline(audio_capacity_s)
         self.user_motion = UserMotionTrack(model.space.neutral(), user_motion_timeout_s)
+        self._avatar_clock, self._user_clock = SourceClock(), SourceClock()
+        self.schedule_margin_s = schedule_margin_s
         self._queue: deque[GeneratedFrame] = deque(
             maxlen=max_queued_frames or self.block + int(self.output_delay_s * self.fps) + 2 * self.block)
         self.stats = RuntimeStats()
@@ -98,6 +129,7 @@ class StreamingGenerator:
     def start(self, now: float, seed: int | None = None) -> None:
         self._t0 = now
         self._next_frame = 0
+        self._avatar_clock, self._user_clock = SourceClock(), SourceClock()
         self.model.reset(seed)
 
     def sample_at(self, now: float) -> int:
@@ -108,14 +140,35 @@ class StreamingGenerator:
 
     # -- inputs -----------------------------------------------------------------------------
 
-    def push_avatar_audio(self, samples: np.ndarray, now: float) -> None:
-        self.avatar_audio.push(samples, self.sample_at(now))
+    def push_avatar_audio(self, samples: np.ndarray, now: float, stamp: float | None = None) -> None:
+        """Robot speech that arrived at ``now``; ``stamp``: its sender's time of the chunk, if
+        it has one (None or 0: placed by arrival)."""
+        self._push_audio(self.avatar_audio, self._avatar_clock, samples, now, stamp)
 
-    def push_user_audio(self, samples: np.ndarray, now: float) -> None:
-        self.user_audio.push(samples, self.sample_at(now))
+    def push_user_audio(self, samples: np.ndarray, now: float, stamp: float | None = None) -> None:
+        self._push_audio(self.user_audio, self._user_clock, samples, now, stamp)
+
+    def _push_audio(self, timeline: AudioTimeline, clock: SourceClock, samples: np.ndarray,
+                    now: float, stamp: float | None) -> None:
+        end, rewind = None, 0
+        if stamp:
+            end_t, correction = clock.place(stamp + samples.size / SAMPLE_RATE, now)
+            # a better clock estimate moves the stream back to where it belongs; a burst whose
+            # stamps overlap (a TTS handing over a whole utterance) still queues back to back
+            end, rewind = self.sample_at(end_t), int(round(correction * SAMPLE_RATE))
+        # never into blocks already made: those samples would be lost to features and playback
+        timeline.push(samples, self.sample_at(now), earliest=self._next_frame * self.hop,
+                      end_sample=end, rewind=rewind)
 
     def push_user_motion(self, values: np.ndarray, confidence: float, now: float) -> None:
         self.user_motion.push(now, values, confidence)
+
+    def audio_lead_s(self, now: float) -> dict[str, float]:
+        """How far each audio stream is queued beyond ``now`` (s): a real-time source keeps this
+        near one chunk; more is latency every frame made from it pays."""
+        at = self.sample_at(now)
+        return {name: max(tl.write_head - at, 0) / SAMPLE_RATE
+                for name, tl in (("speech", self.avatar_audio), ("user", self.user_audio))}
 
     # -- generation -------------------------------------------------------------------------
 
@@ -129,10 +182,22 @@ class StreamingGenerator:
             skip = (now_frame - self._next_frame) // self.block * self.block - self.block
             self.stats.skipped_frames += skip
             self._next_frame += skip
-        while (self._next_frame + self.block) <= now_frame:
+        while (self._next_frame + self.block) <= now_frame and self._block_due(self._next_frame, now):
             made += self._generate_block(self._next_frame)
             self._next_frame += self.block
         return made
+
+    def _block_due(self, start: int, now: float) -> bool:
+        """A block whose time has passed is made once its audio has arrived, or at the latest
+        moment that still presents its first frame on time. Made at the clock alone, the chunk
+        that completes it (always a little behind the clock) would miss it and, played in the
+        next block instead, push all later speech back."""
+        end = (start + self.block) * self.hop
+        if self.avatar_audio.write_head >= end and self.user_audio.write_head >= end:
+            return True
+        _, compute_p95 = self.stats.compute_percentiles()
+        deadline = self.frame_time(start) + self.output_delay_s - compute_p95 - self.schedule_margin_s
+        return now >= deadline
 
     def _generate_block(self, start: int) -> int:
         b, hop, ctx = self.block, self.hop, self.features.context

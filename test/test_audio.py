@@ -49,14 +49,25 @@ def test_undecodable_formats_are_a_clear_error(fmt):
         PcmDecoder(fmt)
 
 
-def test_timeline_plays_a_burst_back_to_back_from_now():
+def test_timeline_lays_a_chunk_to_end_on_arrival_and_a_burst_back_to_back():
     tl = AudioTimeline(capacity_s=4.0)
     a, b = np.ones(100, np.float32), 2 * np.ones(100, np.float32)
-    assert tl.push(a, now_sample=1000) == 1000
-    assert tl.push(b, now_sample=1010) == 1100  # queued after the first chunk, not overlapping
+    assert tl.push(a, now_sample=1100) == 1000  # a captured chunk ends when it arrives
+    assert tl.push(b, now_sample=1110) == 1100  # queued after the first chunk, not overlapping
     out = tl.read(990, 1210)
     assert np.all(out[:10] == 0) and np.all(out[10:110] == 1) and np.all(out[110:210] == 2)
     assert np.all(out[210:] == 0)
+
+
+def test_timeline_never_lays_audio_before_earliest_or_after_arrival():
+    tl = AudioTimeline(capacity_s=4.0)
+    # a whole utterance at once starts at the earliest sample not yet turned into frames
+    assert tl.push(np.ones(8000, np.float32), now_sample=5000, earliest=4800) == 4800
+    assert tl.write_head == 12800
+    tl2 = AudioTimeline(capacity_s=4.0)
+    # a stamp mapped into the future is held at the arrival: audio cannot come from the future
+    assert tl2.push(np.ones(100, np.float32), now_sample=1000, end_sample=3000) == 900
+    assert tl2.push(np.ones(100, np.float32), now_sample=1200, end_sample=1150) == 1050
 
 
 def test_timeline_memory_is_bounded_and_overflow_is_counted():

@@ -46,6 +46,11 @@ def test_three_node_processes_turn_camera_mic_and_speech_into_avatar_images(ros_
                                QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
     wait_for(lambda: info, timeout=10, spin=ros_context, processes=nodes, what="the latched avatar/audio_info")
     assert (info[0].sample_rate, info[0].channels, info[0].sample_format) == (16000, 1, "S16LE")
+    # How far audio is queued beyond the present (latency every frame pays) is on /diagnostics.
+    wait_for(lambda: "speech audio queued ahead (ms)" in drv.status_values("generator"), timeout=10,
+             spin=ros_context, processes=nodes, what="the generator's audio lead on /diagnostics")
+    values = drv.status_values("generator")
+    assert all(float(values[f"{side} audio queued ahead (ms)"]) >= 0 for side in ("speech", "user"))
     for node in nodes:
         node.stop(check=True)
 

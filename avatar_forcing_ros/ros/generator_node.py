@@ -14,7 +14,7 @@ import threading
 from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 
-from ..audio import SAMPLE_RATE, AudioFormat, AudioFormatError, PcmDecoder, encode_s16le
+from ..audio import SAMPLE_RATE, AudioFormat, AudioFormatError, PcmDecoder, audio_stamp, encode_s16le
 from ..motion import AF_MOTION_V1
 from ..msg import FaceMotion
 from ..pipeline import build_generator, build_motion_model
@@ -43,7 +43,7 @@ class GeneratorNode(AvatarNode):
                             "model uses its own). Latency grows with it."),
         "seed": (0, "Random seed of the motion model (same seed + input = same motion)."),
         "output_delay_s": (0.1, "Presentation delay of frames and speech after their input "
-                                "(s); at least one block. Covers compute jitter."),
+                                "(s); at least one block. The rest covers compute and late audio."),
         "tick_rate_hz": (100.0, "How often the generator checks for complete blocks (Hz)."),
         "user_motion_timeout_s": (0.5, "The user counts as absent when no face motion newer "
                                        "than this has arrived (s)."),
@@ -172,10 +172,8 @@ class GeneratorNode(AvatarNode):
             gen = self.generator
             if gen is None:
                 return  # cleaned up while this message was queued
-            if side == "user":
-                gen.push_user_audio(samples, self.now_s())
-            else:
-                gen.push_avatar_audio(samples, self.now_s())
+            push = gen.push_user_audio if side == "user" else gen.push_avatar_audio
+            push(samples, self.now_s(), audio_stamp(msg))
             dropped = gen.avatar_audio.dropped_samples + gen.user_audio.dropped_samples
         if dropped:
             self.telemetry.set("audio samples over buffer", dropped)
@@ -209,6 +207,8 @@ class GeneratorNode(AvatarNode):
             if made:
                 self.telemetry.latency(gen.stats.last_block_compute_s)
             self.telemetry.set("frames skipped (late)", gen.stats.skipped_frames)
+            for side, lead in gen.audio_lead_s(now).items():  # audio queued beyond "now" adds latency
+                self.telemetry.set(f"{side} audio queued ahead (ms)", f"{lead * 1e3:.0f}")
             frame_id = self.param("frame_id")
             for f in frames:
                 self._pubs["motion"].publish(face_motion_msg(
