@@ -53,9 +53,10 @@ def build_motion_model(p: dict) -> tuple[MotionModel, str]:
         guidance_scale=float(p["guidance_scale"]), threads=int(p["torch_threads"]))
 
 
-def build_generator(p: dict, model: MotionModel) -> StreamingGenerator:
+def build_generator(p: dict, model: MotionModel, compute_budget_s: float | None = None) -> StreamingGenerator:
     return StreamingGenerator(model, output_delay_s=float(p["output_delay_s"]),
-                              user_motion_timeout_s=float(p["user_motion_timeout_s"]))
+                              user_motion_timeout_s=float(p["user_motion_timeout_s"]),
+                              compute_budget_s=compute_budget_s)
 
 
 def build_renderer(p: dict):

@@ -133,7 +133,7 @@ def replay(in_bag: str | Path, out_bag: str | Path, *, config: str | Path | None
     perception = _PerceptionProcess(in_bag, camera_topic, pp) if parallel else _Perception(pp)
     try:
         model, note = build_motion_model(gp)
-        gen = build_generator(gp, model)
+        gen = build_generator(gp, model, compute_budget_s=0.0)  # bag time stands still while computing
         renderer = build_renderer(rp)
     except Exception:
         perception.close(abort=True)

@@ -3,8 +3,9 @@
 Everything is laid on the generator's sample clock (16 kHz from ``start``). Inputs are placed
 by arrival; stamped audio by its stamps mapped onto this clock through the smallest delay seen
 (SourceClock), so a late or bursty delivery does not add latency, while a sender whose clock
-differs from ours still lines up. Frame i covers samples [i*hop, (i+1)*hop). Blocks of B frames are handed to the
-motion model as soon as their last sample has arrived; each frame is released at its
+differs from ours still lines up. Frame i covers samples [i*hop, (i+1)*hop). Blocks of B
+frames are handed to the motion model as soon as their last sample has arrived (or at their
+deadline, if some never does); each frame is released at its
 presentation time = content time + ``output_delay_s``, together with the avatar speech it was
 made from, so a node that republishes that speech keeps voice and face in sync.
 """
@@ -98,7 +99,7 @@ class StreamingGenerator:
     def __init__(self, model: MotionModel, output_delay_s: float | None = None,
                  user_motion_timeout_s: float = 0.5, audio_capacity_s: float = 30.0,
                  max_lag_s: float = 1.0, max_queued_frames: int | None = None,
-                 schedule_margin_s: float = 0.01):
+                 schedule_margin_s: float = 0.01, compute_budget_s: float | None = None):
         self.model = model
         self.fps = model.fps
         self.block = model.block_frames
@@ -113,7 +114,9 @@ class StreamingGenerator:
         self.user_audio = AudioTimeline(audio_capacity_s)
         self.user_motion = UserMotionTrack(model.space.neutral(), user_motion_timeout_s)
         self._avatar_clock, self._user_clock = SourceClock(), SourceClock()
-        self.schedule_margin_s = schedule_margin_s
+        # time kept for computing a block before its deadline: None = the measured p95 (live);
+        # a fixed figure where the clock stands still while computing (replay in bag time)
+        self.schedule_margin_s, self.compute_budget_s = schedule_margin_s, compute_budget_s
         self._queue: deque[GeneratedFrame] = deque(
             maxlen=max_queued_frames or self.block + int(self.output_delay_s * self.fps) + 2 * self.block)
         self.stats = RuntimeStats()
@@ -195,8 +198,10 @@ class StreamingGenerator:
         end = (start + self.block) * self.hop
         if self.avatar_audio.write_head >= end and self.user_audio.write_head >= end:
             return True
-        _, compute_p95 = self.stats.compute_percentiles()
-        deadline = self.frame_time(start) + self.output_delay_s - compute_p95 - self.schedule_margin_s
+        budget = self.compute_budget_s
+        if budget is None:
+            _, budget = self.stats.compute_percentiles()
+        deadline = self.frame_time(start) + self.output_delay_s - budget - self.schedule_margin_s
         return now >= deadline
 
     def _generate_block(self, start: int) -> int:

@@ -175,6 +175,12 @@ def test_a_block_waits_for_its_last_chunk_but_not_past_its_deadline():
     assert gen.step(0.09) == 2  # all in: made at once
     assert gen.step(0.2) == 0  # second block (0.08-0.16 s), no audio: waits ...
     assert gen.step(0.215) == 2  # ... until its first frame (shown at 0.22 s) would be late
+    # A fixed compute budget (replay: bag time stands still) moves the deadline by that much.
+    fixed = StreamingGenerator(ProceduralMotionModel(block_frames=2), output_delay_s=0.14,
+                               compute_budget_s=0.03)
+    fixed.start(0.0)
+    assert fixed.step(0.175) == 2  # the first block, long overdue
+    assert fixed.step(0.178) == 0 and fixed.step(0.181) == 2  # the second: 0.08 + 0.14 - 0.04
 
 
 def test_a_sender_clock_going_back_is_relearned():
