@@ -153,11 +153,12 @@ def test_renderer_counts_bad_motion_and_keeps_rendering(ros_context, node_proces
     drv = PipelineDriver(ros_context, ns)
     drv.wait_connected(["avatar_motion_in"], [ren])
     pub = drv.pub["avatar_motion_in"]
-    for msg in (FaceMotion(motion_space="af-motion-v1", values=[0.0] * 3),
-                FaceMotion(motion_space="af-motion-v9", values=[0.0] * 28)):
+    # One at a time: the renderer works newest-first, so a second message sent before it took
+    # the first would retire the first as "stale motion (busy)" instead.
+    for count, msg in enumerate((FaceMotion(motion_space="af-motion-v1", values=[0.0] * 3),
+                                 FaceMotion(motion_space="af-motion-v9", values=[0.0] * 28)), 1):
         pub.publish(msg)
-        ros_context.spin_once(0.05)
-    wait_drop(drv, "renderer", "face motion", 2, [ren])
+        wait_drop(drv, "renderer", "face motion", count, [ren])
     assert not drv.images, "a bad motion must not produce an image"
 
     values = [float("nan")] * 28
