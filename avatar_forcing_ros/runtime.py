@@ -168,7 +168,7 @@ class StreamingGenerator:
 
     def audio_lead_s(self, now: float) -> dict[str, float]:
         """How far each audio stream is queued beyond ``now`` (s): a real-time source keeps this
-        near one chunk; more is latency every frame made from it pays."""
+        near zero; more is latency every frame made from it pays."""
         at = self.sample_at(now)
         return {name: max(tl.write_head - at, 0) / SAMPLE_RATE
                 for name, tl in (("speech", self.avatar_audio), ("user", self.user_audio))}

@@ -50,7 +50,8 @@ def test_three_node_processes_turn_camera_mic_and_speech_into_avatar_images(ros_
     wait_for(lambda: "speech audio queued ahead (ms)" in drv.status_values("generator"), timeout=10,
              spin=ros_context, processes=nodes, what="the generator's audio lead on /diagnostics")
     values = drv.status_values("generator")
-    assert all(float(values[f"{side} audio queued ahead (ms)"]) >= 0 for side in ("speech", "user"))
+    for side in ("speech", "user"):
+        assert values[f"{side} audio queued ahead (ms)"].isdigit(), values  # whole milliseconds
     for node in nodes:
         node.stop(check=True)
 

@@ -154,7 +154,7 @@ def test_stamped_audio_keeps_its_place_when_delivery_jitters():
         return StreamingGenerator(ProceduralMotionModel(block_frames=2), output_delay_s=0.14)
 
     stamped, lead_stamped = _deliver(generator(), chunks, arrivals, sender)
-    by_arrival, lead_arrival = _deliver(generator(), chunks, arrivals, [None] * 200)
+    _, lead_arrival = _deliver(generator(), chunks, arrivals, [None] * 200)
     assert lead_arrival > 0.02  # the worst jitter so far stays queued ahead of the present
     assert lead_stamped < 0.002  # nothing queued beyond the chunk that just arrived
     out = np.concatenate([f.speech for f in stamped])
