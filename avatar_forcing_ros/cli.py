@@ -21,14 +21,14 @@ import sys
 COMMANDS = {
     "demo": ("avatar_forcing_ros.demo", "main"),
     "corpus": ("avatar_forcing_ros.corpus.dataset", "main_generate"),
-    "train": ("avatar_forcing_ros.forcing.train", "main_train"),
-    "dpo": ("avatar_forcing_ros.forcing.dpo", "main_dpo"),
-    "evaluate": ("avatar_forcing_ros.evaluation", "main_evaluate"),
-    "export": ("avatar_forcing_ros.forcing.onnx_export", "main_export"),
+    "train": ("avatar_forcing_ros.generation.forcing.train", "main_train"),
+    "dpo": ("avatar_forcing_ros.generation.forcing.dpo", "main_dpo"),
+    "evaluate": ("avatar_forcing_ros.generation.evaluation", "main_evaluate"),
+    "export": ("avatar_forcing_ros.generation.forcing.onnx_export", "main_export"),
     "record": ("avatar_forcing_ros.ros.recorder", "main_record"),
-    "replay": ("avatar_forcing_ros.replay", "main_replay"),
-    "dataset": ("avatar_forcing_ros.recordings", "main_dataset"),
-    "timeline": ("avatar_forcing_ros.timeline", "main_timeline"),
+    "replay": ("avatar_forcing_ros.offline.replay", "main_replay"),
+    "dataset": ("avatar_forcing_ros.offline.recordings", "main_dataset"),
+    "timeline": ("avatar_forcing_ros.offline.timeline", "main_timeline"),
 }
 
 

@@ -14,14 +14,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .audio import SAMPLE_RATE
-from .motion import AF_MOTION_V1 as M
-from .motion_model import load_motion_model
+from .core.audio import SAMPLE_RATE
+from .core.motion import AF_MOTION_V1 as M
+from .generation.factory import load_motion_model
 from .render import make_renderer
 from .render.stylised import StylisedFaceRenderer
-from .runtime import StreamingGenerator, generate_offline
-from .speech import synthesize
-from .video import write_mp4
+from .core.runtime import StreamingGenerator, generate_offline
+from .corpus.speech import synthesize
+from .offline.video import write_mp4
 
 log = logging.getLogger("avatar_forcing.demo")
 

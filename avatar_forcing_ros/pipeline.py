@@ -9,21 +9,17 @@ from pathlib import Path
 
 import yaml
 
-from .motion_model import MotionModel, load_motion_model
-from .runtime import StreamingGenerator
+from .core.motion_model import MotionModel
+from .core.paths import find_share
+from .generation.factory import load_motion_model
+from .core.runtime import StreamingGenerator
 
 NODES = ("perception", "generator", "renderer")
 
 
 def default_config_path() -> Path | None:
     """config/avatar_forcing.yaml of a source tree, pip install or ROS install."""
-    import os
-
-    candidates = [Path(__file__).resolve().parent.parent / "config" / "avatar_forcing.yaml"]
-    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
-        if prefix:
-            candidates.append(Path(prefix) / "share" / "avatar_forcing_ros" / "config" / "avatar_forcing.yaml")
-    return next((c for c in candidates if c.is_file()), None)
+    return find_share("config", "avatar_forcing.yaml")
 
 
 def load_node_parameters(path: str | Path | None = None) -> dict[str, dict]:
@@ -40,7 +36,7 @@ def load_node_parameters(path: str | Path | None = None) -> dict[str, dict]:
 
 
 def build_estimator(p: dict):
-    from .perception import FaceMotionEstimator
+    from .core.perception import FaceMotionEstimator
 
     return FaceMotionEstimator(auto_calibration_frames=int(p["calibration_frames"]),
                                decay_tau_s=float(p["no_face_decay_s"]))

@@ -20,11 +20,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from avatar_forcing_ros.forcing.checkpoint import load_checkpoint  # noqa: E402
-from avatar_forcing_ros.forcing.config import ForcingConfig  # noqa: E402
-from avatar_forcing_ros.forcing.flow import euler_times  # noqa: E402
-from avatar_forcing_ros.forcing.network import AvatarForcingNet, block_causal_mask  # noqa: E402
-from avatar_forcing_ros.forcing.sampler import StreamingSampler, _guide, _with_null_user  # noqa: E402
+from avatar_forcing_ros.generation.forcing.checkpoint import load_checkpoint  # noqa: E402
+from avatar_forcing_ros.generation.forcing.config import ForcingConfig  # noqa: E402
+from avatar_forcing_ros.generation.forcing.flow import euler_times  # noqa: E402
+from avatar_forcing_ros.generation.forcing.network import AvatarForcingNet, block_causal_mask  # noqa: E402
+from avatar_forcing_ros.generation.forcing.sampler import StreamingSampler, _guide, _with_null_user  # noqa: E402
 
 
 def timed_blocks(step_fn, n_blocks: int) -> np.ndarray:
@@ -139,7 +139,7 @@ def main(argv=None):
 
     import onnxruntime as ort
 
-    from avatar_forcing_ros.forcing.onnx_export import OnnxStreamingRunner, export_onnx, export_window_onnx
+    from avatar_forcing_ros.generation.forcing.onnx_export import OnnxStreamingRunner, export_onnx, export_window_onnx
     net.to("cpu")
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(args.checkpoint) / "model.onnx"

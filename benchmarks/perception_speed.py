@@ -12,7 +12,7 @@ import time
 import cv2
 import numpy as np
 
-from avatar_forcing_ros.perception import FaceMotionEstimator
+from avatar_forcing_ros.core.perception import FaceMotionEstimator
 from camera import drifting_face_frames  # benchmarks/camera.py
 
 

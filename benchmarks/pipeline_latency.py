@@ -33,7 +33,7 @@ from pipeline_driver import CHUNK, SR, PipelineDriver, mouth_cavity_pixels, node
 def renderer_fps(seconds: float = 3.0) -> float:
     import cv2
 
-    from avatar_forcing_ros.motion import AF_MOTION_V1 as M
+    from avatar_forcing_ros.core.motion import AF_MOTION_V1 as M
     from avatar_forcing_ros.render.stylised import StylisedFaceRenderer
 
     cv2.setNumThreads(1)
@@ -70,7 +70,7 @@ def main() -> int:
         from avatar_forcing_ros.render.stylised import StylisedFaceRenderer
 
         renderer = StylisedFaceRenderer()
-        from avatar_forcing_ros.speech import synthesize
+        from avatar_forcing_ros.corpus.speech import synthesize
 
         # A spoken "ah" (espeak-ng), so that the learned model, trained on speech, opens up too.
         ah = synthesize("Ah!", voice="en-us").audio

@@ -25,7 +25,7 @@ def parse_args():
 
 def motion_walk(n, seed=0):
     import numpy as np
-    from avatar_forcing_ros.motion import AF_MOTION_V1 as M
+    from avatar_forcing_ros.core.motion import AF_MOTION_V1 as M
     rng = np.random.default_rng(seed)
     v = M.neutral()
     span = (M.high - M.low) * 0.03

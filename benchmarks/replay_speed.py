@@ -15,10 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from avatar_forcing_ros import bags
-from avatar_forcing_ros.audio import SAMPLE_RATE, encode_s16le
+from avatar_forcing_ros.offline import bags
+from avatar_forcing_ros.core.audio import SAMPLE_RATE, encode_s16le
 from avatar_forcing_ros.demo import build_conversation
-from avatar_forcing_ros.replay import replay
+from avatar_forcing_ros.offline.replay import replay
 from camera import drifting_face_frames  # benchmarks/camera.py
 
 CHUNK = 320

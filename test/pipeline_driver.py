@@ -82,7 +82,7 @@ class PipelineDriver:
     def image_msg(self, rgb: np.ndarray, encoding: str = "rgb8"):
         from sensor_msgs.msg import Image
 
-        from avatar_forcing_ros.imaging import array_to_image_fields
+        from avatar_forcing_ros.core.imaging import array_to_image_fields
 
         f = array_to_image_fields(rgb, encoding)
         msg = Image(height=f["height"], width=f["width"], encoding=f["encoding"],

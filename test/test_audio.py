@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from avatar_forcing_ros.audio import (SAMPLE_RATE, AudioFormat, AudioFormatError, AudioTimeline,
+from avatar_forcing_ros.core.audio import (SAMPLE_RATE, AudioFormat, AudioFormatError, AudioTimeline,
                                       LogMelFeatures, PcmDecoder, encode_s16le)
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from avatar_forcing_ros import bags
-from avatar_forcing_ros.audio import SAMPLE_RATE
-from avatar_forcing_ros.motion import AF_MOTION_V1
-from avatar_forcing_ros.recordings import build_dataset, main_dataset
+from avatar_forcing_ros.offline import bags
+from avatar_forcing_ros.core.audio import SAMPLE_RATE
+from avatar_forcing_ros.core.motion import AF_MOTION_V1
+from avatar_forcing_ros.offline.recordings import build_dataset, main_dataset
 from test_bags_io import AVATAR_SPEECH_AT, DURATION_S, T0, USER_SPEECH_AT, face_frames, speech_tracks, write_session_bag
 
 JAW = AF_MOTION_V1.index("jawOpen")
@@ -116,7 +116,7 @@ def test_dataset_command_refuses_a_non_empty_output(tmp_path, capsys):
                     reason="the dataset loader (corpus/dataset.py) has not landed")
 def test_a_dataset_from_bags_trains_for_a_few_steps(dataset, tmp_path):
     from avatar_forcing_ros.corpus.dataset import load_dataset
-    from avatar_forcing_ros.forcing.train import main_train
+    from avatar_forcing_ros.generation.forcing.train import main_train
 
     sessions = load_dataset(dataset[0])
     assert len(sessions) == 2

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import skimage.data
 
-from avatar_forcing_ros import bags
-from avatar_forcing_ros.audio import SAMPLE_RATE, encode_s16le
-from avatar_forcing_ros.imaging import ImageFormatError
-from avatar_forcing_ros.motion import AF_MOTION_V1
-from avatar_forcing_ros.speech import synthesize
+from avatar_forcing_ros.offline import bags
+from avatar_forcing_ros.core.audio import SAMPLE_RATE, encode_s16le
+from avatar_forcing_ros.core.imaging import ImageFormatError
+from avatar_forcing_ros.core.motion import AF_MOTION_V1
+from avatar_forcing_ros.corpus.speech import synthesize
 
 DURATION_S = 4.0
 CAMERA_FPS = 15.0

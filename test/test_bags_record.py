@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from avatar_forcing_ros import bags
+from avatar_forcing_ros.offline import bags
 from ros_helpers import unique_topic, wait_for
 
 pytest.importorskip("rclpy", reason="rclpy is not installed: run scripts/setup.sh")
@@ -61,7 +61,7 @@ def test_recorded_images_read_back_with_their_count_and_content(ros_context, nod
                     reason="message packages are not built (scripts/setup.sh)")
 def test_a_live_generator_is_recorded_and_the_bag_replays(ros_context, node_process, tmp_path):
     from avatar_forcing_ros.msg import FaceMotion
-    from avatar_forcing_ros.replay import replay
+    from avatar_forcing_ros.offline.replay import replay
 
     ns = unique_topic("rec").strip("/")
     proc = node_process("avatar_forcing_ros.ros.recorder", "--ros-args", "-p", f"out:={tmp_path / 'bag'}",

@@ -5,10 +5,10 @@ import cv2
 import numpy as np
 import pytest
 
-from avatar_forcing_ros import bags
-from avatar_forcing_ros.audio import encode_s16le
-from avatar_forcing_ros.motion import AF_MOTION_V1
-from avatar_forcing_ros.replay import apply_overrides, main_replay, replay
+from avatar_forcing_ros.offline import bags
+from avatar_forcing_ros.core.audio import encode_s16le
+from avatar_forcing_ros.core.motion import AF_MOTION_V1
+from avatar_forcing_ros.offline.replay import apply_overrides, main_replay, replay
 from test_bags_io import CAMERA_FPS, DURATION_S, T0, face_frames, read_all, speech_tracks, write_session_bag
 
 # The shipped parameters, with the procedural model (fast, no model files) and small images.
@@ -171,7 +171,7 @@ def test_a_bag_without_camera_still_drives_the_avatar_and_says_so(tmp_path):
 
 
 def test_audio_info_switches_the_speech_format_and_a_non_pcm_one_is_counted(tmp_path):
-    from avatar_forcing_ros.audio import resample
+    from avatar_forcing_ros.core.audio import resample
 
     voice, _ = speech_tracks()
     voice = voice[:32000]

@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from avatar_forcing_ros import bags
-from avatar_forcing_ros.recordings import build_dataset
-from avatar_forcing_ros.replay import replay
-from avatar_forcing_ros.timeline import from_bags, from_session, main_timeline, metrics, plot
+from avatar_forcing_ros.offline import bags
+from avatar_forcing_ros.offline.recordings import build_dataset
+from avatar_forcing_ros.offline.replay import replay
+from avatar_forcing_ros.offline.timeline import from_bags, from_session, main_timeline, metrics, plot
 from test_bags_dataset import avatar_face_motion
 from test_bags_io import AVATAR_SPEECH_AT, DURATION_S, write_session_bag
 

@@ -10,8 +10,8 @@ from avatar_forcing_ros.corpus.simulator import (TEST_VOICES, TRAIN_VOICES, Pers
                                                  frame_intonation, sentences, simulate_session,
                                                  voices)
 from avatar_forcing_ros.corpus.visemes import viseme_targets, viseme_track
-from avatar_forcing_ros.motion import AF_MOTION_V1
-from avatar_forcing_ros.speech import Phoneme, synthesize
+from avatar_forcing_ros.core.motion import AF_MOTION_V1
+from avatar_forcing_ros.corpus.speech import Phoneme, synthesize
 
 FPS = 25
 JAW, FUNNEL, PUCKER = 0, 1, 2

@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from avatar_forcing_ros.evaluation import (JAW, EvalSession, best_lag, evaluate_motions,
+from avatar_forcing_ros.generation.evaluation import (JAW, EvalSession, best_lag, evaluate_motions,
                                            frechet_distance, generate, lagged_correlation, nod_detected,
                                            pearson, response_rate, session_metrics, window_features)
-from avatar_forcing_ros.forcing.synthetic import toy_session
-from avatar_forcing_ros.procedural import ProceduralMotionModel
+from avatar_forcing_ros.generation.forcing.synthetic import toy_session
+from avatar_forcing_ros.generation.procedural import ProceduralMotionModel
 
 
 def smooth_noise(T, seed):

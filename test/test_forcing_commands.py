@@ -4,11 +4,11 @@ import json
 import numpy as np
 
 from avatar_forcing_ros.corpus.dataset import FRAME_KEYS, SEGMENT_KEYS, DyadicSession, write_dataset
-from avatar_forcing_ros.forcing.dpo import main_dpo
-from avatar_forcing_ros.forcing.learned_model import LearnedMotionModel
-from avatar_forcing_ros.forcing.synthetic import toy_session
-from avatar_forcing_ros.forcing.train import main_train
-from avatar_forcing_ros.motion import AF_MOTION_V1
+from avatar_forcing_ros.generation.forcing.dpo import main_dpo
+from avatar_forcing_ros.generation.forcing.learned_model import LearnedMotionModel
+from avatar_forcing_ros.generation.forcing.synthetic import toy_session
+from avatar_forcing_ros.generation.forcing.train import main_train
+from avatar_forcing_ros.core.motion import AF_MOTION_V1
 
 JAW = AF_MOTION_V1.index("jawOpen")
 
@@ -47,7 +47,7 @@ def test_train_then_dpo_then_load_each_checkpoint(tmp_path):
 
 
 def test_evaluate_writes_markdown_and_json_reports(tmp_path):
-    from avatar_forcing_ros.evaluation import main_evaluate
+    from avatar_forcing_ros.generation.evaluation import main_evaluate
     data = tiny_dataset(tmp_path / "data", n=1, frames=80)
     main_train(["--data", str(data), "--out", str(tmp_path / "ck"), "--steps", "1", "--batch", "2", *TINY_FLAGS])
     assert main_evaluate(["--data", str(data), "--checkpoint", str(tmp_path / "ck"), "--out",

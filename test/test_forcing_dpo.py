@@ -4,12 +4,12 @@ import math
 
 import torch
 
-from avatar_forcing_ros.forcing.config import ForcingConfig
-from avatar_forcing_ros.forcing.dpo import dpo_loss, dpo_train, generate_losers, normalised_batch
-from avatar_forcing_ros.forcing.flow import block_noise_levels, flow_matching_loss
-from avatar_forcing_ros.forcing.network import AvatarForcingNet, block_causal_mask
-from avatar_forcing_ros.forcing.synthetic import toy_sessions
-from avatar_forcing_ros.forcing.train import WindowSampler, compute_stats, set_stats
+from avatar_forcing_ros.generation.forcing.config import ForcingConfig
+from avatar_forcing_ros.generation.forcing.dpo import dpo_loss, dpo_train, generate_losers, normalised_batch
+from avatar_forcing_ros.generation.forcing.flow import block_noise_levels, flow_matching_loss
+from avatar_forcing_ros.generation.forcing.network import AvatarForcingNet, block_causal_mask
+from avatar_forcing_ros.generation.forcing.synthetic import toy_sessions
+from avatar_forcing_ros.generation.forcing.train import WindowSampler, compute_stats, set_stats
 
 TINY = dict(n_layer=2, n_embd=32, n_head=2, block_frames=2, window_frames=16, max_cache_frames=14)
 

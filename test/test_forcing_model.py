@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from avatar_forcing_ros.forcing.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from avatar_forcing_ros.forcing.config import ForcingConfig
-from avatar_forcing_ros.forcing.learned_model import LearnedMotionModel
-from avatar_forcing_ros.forcing.network import AvatarForcingNet
-from avatar_forcing_ros.forcing.onnx_export import (INPUTS, OnnxStreamingRunner, StreamingStep, empty_state,
+from avatar_forcing_ros.generation.forcing.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from avatar_forcing_ros.generation.forcing.config import ForcingConfig
+from avatar_forcing_ros.generation.forcing.learned_model import LearnedMotionModel
+from avatar_forcing_ros.generation.forcing.network import AvatarForcingNet
+from avatar_forcing_ros.generation.forcing.onnx_export import (INPUTS, OnnxStreamingRunner, StreamingStep, empty_state,
                                                     example_inputs, export_onnx)
-from avatar_forcing_ros.motion_model import BlockConditions
+from avatar_forcing_ros.core.motion_model import BlockConditions
 
 TINY = dict(n_layer=2, n_embd=32, n_head=2, block_frames=2, window_frames=8, max_cache_frames=6)
 
@@ -157,7 +157,7 @@ def test_garbage_onnx_file_names_the_file(tmp_path):
 def test_export_command_writes_onnx_with_config(ckpt, tmp_path):
     import onnx
 
-    from avatar_forcing_ros.forcing.onnx_export import main_export
+    from avatar_forcing_ros.generation.forcing.onnx_export import main_export
     out = tmp_path / "step.onnx"
     assert main_export(["--checkpoint", str(ckpt), "--out", str(out)]) == 0
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}

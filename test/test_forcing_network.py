@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from avatar_forcing_ros.forcing.config import ForcingConfig
-from avatar_forcing_ros.forcing.network import AvatarForcingNet, block_causal_mask
-from avatar_forcing_ros.forcing.sampler import (StreamingSampler, sample_offline, sample_streaming,
+from avatar_forcing_ros.generation.forcing.config import ForcingConfig
+from avatar_forcing_ros.generation.forcing.network import AvatarForcingNet, block_causal_mask
+from avatar_forcing_ros.generation.forcing.sampler import (StreamingSampler, sample_offline, sample_streaming,
                                                 sample_window)
 
 

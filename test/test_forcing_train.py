@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from avatar_forcing_ros.forcing.checkpoint import load_checkpoint
-from avatar_forcing_ros.forcing.config import ForcingConfig
-from avatar_forcing_ros.forcing.flow import block_noise_levels
-from avatar_forcing_ros.forcing.synthetic import toy_sessions
-from avatar_forcing_ros.forcing.train import (SessionArrays, WindowSampler, compute_stats, main_train,
+from avatar_forcing_ros.generation.forcing.checkpoint import load_checkpoint
+from avatar_forcing_ros.generation.forcing.config import ForcingConfig
+from avatar_forcing_ros.generation.forcing.flow import block_noise_levels
+from avatar_forcing_ros.generation.forcing.synthetic import toy_sessions
+from avatar_forcing_ros.generation.forcing.train import (SessionArrays, WindowSampler, compute_stats, main_train,
                                               train, training_loss)
 
 TINY = dict(n_layer=2, n_embd=32, n_head=2, block_frames=2, window_frames=16, max_cache_frames=14)
@@ -82,7 +82,7 @@ def test_session_with_misaligned_arrays_is_rejected():
 def test_training_loss_is_finite_with_user_stream_dropped():
     sessions = toy_sessions(1, 40)
     cfg = ForcingConfig(**{**TINY, "cond_drop": 1.0})
-    from avatar_forcing_ros.forcing.network import AvatarForcingNet
+    from avatar_forcing_ros.generation.forcing.network import AvatarForcingNet
     loss = training_loss(AvatarForcingNet(cfg), WindowSampler(sessions, 16).batch(3))
     assert torch.isfinite(loss)
 

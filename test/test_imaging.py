@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from avatar_forcing_ros.imaging import (ImageFormatError, array_to_image_fields, decode_compressed,
+from avatar_forcing_ros.core.imaging import (ImageFormatError, array_to_image_fields, decode_compressed,
                                         encode_compressed, image_fields_to_array, to_rgb8)
 
 # encoding -> (dtype, channels) of the array cv_bridge would return

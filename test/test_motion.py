@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from avatar_forcing_ros.motion import AF_MOTION_V1 as M, get_motion_space
+from avatar_forcing_ros.core.motion import AF_MOTION_V1 as M, get_motion_space
 
 
 def test_af_motion_v1_layout_is_frozen():

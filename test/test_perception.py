@@ -13,9 +13,9 @@ import pytest
 import skimage.data
 from skimage.transform import PiecewiseAffineTransform, warp
 
-from avatar_forcing_ros.imaging import ImageFormatError
-from avatar_forcing_ros.motion import AF_MOTION_V1 as SPACE
-from avatar_forcing_ros.perception import FaceMotionEstimator, FaceObservation, FaceTracker
+from avatar_forcing_ros.core.imaging import ImageFormatError
+from avatar_forcing_ros.core.motion import AF_MOTION_V1 as SPACE
+from avatar_forcing_ros.core.perception import FaceMotionEstimator, FaceObservation, FaceTracker
 
 RIGHT_EYE = (33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7)
 LEFT_EYE = (263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249)

@@ -75,7 +75,7 @@ def test_opencv_has_a_gui_backend():
 
 
 def test_full_screen_window_covers_the_screen_with_the_frame(xvfb, tmp_path):
-    from avatar_forcing_ros.motion import AF_MOTION_V1 as M
+    from avatar_forcing_ros.core.motion import AF_MOTION_V1 as M
     from avatar_forcing_ros.render.stylised import StylisedFaceRenderer
     frame = StylisedFaceRenderer(width=400, height=300).render(M.from_dict({"jawOpen": 0.7, "head_roll": 0.2}))
     expected = cv2.resize(frame, SCREEN, interpolation=cv2.INTER_LINEAR)

@@ -12,7 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from avatar_forcing_ros.motion import AF_MOTION_V1 as M
+from avatar_forcing_ros.core.motion import AF_MOTION_V1 as M
 from avatar_forcing_ros.render import make_renderer
 from avatar_forcing_ros.render.neural import (MAP_CHANNELS, NeuralPortraitRenderer, bins_to_degrees,
                                               default_expression_map, rotation_matrix)

@@ -6,8 +6,8 @@ perception reads it back with the same signs and orderings.
 import numpy as np
 import pytest
 
-from avatar_forcing_ros.motion import AF_MOTION_V1 as M
-from avatar_forcing_ros.perception import FaceMotionEstimator, FaceTracker
+from avatar_forcing_ros.core.motion import AF_MOTION_V1 as M
+from avatar_forcing_ros.core.perception import FaceMotionEstimator, FaceTracker
 from avatar_forcing_ros.render.portrait import PortraitRenderer
 
 

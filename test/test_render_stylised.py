@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from avatar_forcing_ros.motion import AF_MOTION_V1 as M
+from avatar_forcing_ros.core.motion import AF_MOTION_V1 as M
 from avatar_forcing_ros.render import make_renderer
 from avatar_forcing_ros.render.stylised import StylisedFaceRenderer
 

@@ -15,7 +15,7 @@ LAUNCH_FILE = Path(__file__).resolve().parent.parent / "launch" / "avatar_forcin
 @pytest.mark.timeout(180)
 def test_all_in_one_process_runs_the_three_nodes_from_the_shipped_yaml(ros_context, node_process):
     from avatar_forcing_ros.render.stylised import StylisedFaceRenderer
-    from avatar_forcing_ros.speech import synthesize
+    from avatar_forcing_ros.corpus.speech import synthesize
 
     ns = unique_topic("all_in_one")
     proc = node_process("avatar_forcing_ros.ros.all_in_one", *node_args(ns, "model:=procedural"))

@@ -23,7 +23,7 @@ def grab(display):
 
 
 def test_renderer_node_shows_the_published_face_full_screen(xvfb, ros_context, node_process):
-    from avatar_forcing_ros.motion import AF_MOTION_V1 as M
+    from avatar_forcing_ros.core.motion import AF_MOTION_V1 as M
     from avatar_forcing_ros.msg import FaceMotion
 
     ns = unique_topic("screen")

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.timeout(240)
 
 @pytest.fixture(scope="module")
 def utterance():
-    from avatar_forcing_ros.speech import synthesize
+    from avatar_forcing_ros.corpus.speech import synthesize
 
     return synthesize("Hello there! It is lovely to meet you today.", voice="en-us", rate_wpm=170)
 

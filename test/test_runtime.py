@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from avatar_forcing_ros.motion import AF_MOTION_V1 as M
-from avatar_forcing_ros.procedural import ProceduralMotionModel
-from avatar_forcing_ros.runtime import StreamingGenerator
+from avatar_forcing_ros.core.motion import AF_MOTION_V1 as M
+from avatar_forcing_ros.generation.procedural import ProceduralMotionModel
+from avatar_forcing_ros.core.runtime import StreamingGenerator
 
 SR = 16000
 JAW = M.index("jawOpen")
@@ -184,7 +184,7 @@ def test_a_block_waits_for_its_last_chunk_but_not_past_its_deadline():
 
 
 def test_a_sender_clock_going_back_is_relearned():
-    from avatar_forcing_ros.runtime import SourceClock
+    from avatar_forcing_ros.core.runtime import SourceClock
 
     clock = SourceClock()
     assert clock.place(100.02, 5.03) == pytest.approx((5.03, 0.0))

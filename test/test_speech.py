@@ -4,7 +4,7 @@ import threading
 import numpy as np
 import pytest
 
-from avatar_forcing_ros.speech import SpeechError, available_voices, synthesize
+from avatar_forcing_ros.corpus.speech import SpeechError, available_voices, synthesize
 
 
 def _rms(x):

@@ -1,7 +1,7 @@
 """Counting drops, latencies and working on the newest item only."""
 import threading
 
-from avatar_forcing_ros.telemetry import ERROR, OK, WARN, LatestWorker, Telemetry
+from avatar_forcing_ros.core.telemetry import ERROR, OK, WARN, LatestWorker, Telemetry
 
 
 def test_a_drop_reason_is_logged_once_then_every_nth_and_counted():

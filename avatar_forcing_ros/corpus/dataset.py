@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE
-from ..motion import AF_MOTION_V1
+from ..core.audio import SAMPLE_RATE
+from ..core.motion import AF_MOTION_V1
 
 FORMAT = "af-dyadic-v1"
 FPS = 25

@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy.signal import butter, lfilter, medfilt
 
-from ..audio import SAMPLE_RATE
-from ..motion import AF_MOTION_V1
-from ..speech import Phoneme, synthesize
+from ..core.audio import SAMPLE_RATE
+from ..core.motion import AF_MOTION_V1
+from .speech import Phoneme, synthesize
 from .visemes import viseme_targets, viseme_track
 
 FPS = 25

@@ -29,7 +29,7 @@ import os
 import cv2
 import numpy as np
 
-from ..motion import AF_MOTION_V1
+from ..core.motion import AF_MOTION_V1
 
 log = logging.getLogger(__name__)
 

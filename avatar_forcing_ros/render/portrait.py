@@ -18,7 +18,7 @@ import os
 import cv2
 import numpy as np
 
-from ..motion import AF_MOTION_V1
+from ..core.motion import AF_MOTION_V1
 
 _M = AF_MOTION_V1
 _I = {n: _M.index(n) for n in _M.names}

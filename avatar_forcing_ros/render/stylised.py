@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..motion import AF_MOTION_V1
+from ..core.motion import AF_MOTION_V1
 
 _M = AF_MOTION_V1
 _I = {n: _M.index(n) for n in _M.names}

@@ -14,8 +14,8 @@ import threading
 from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 
-from ..audio import SAMPLE_RATE, AudioFormat, AudioFormatError, PcmDecoder, audio_stamp, encode_s16le
-from ..motion import AF_MOTION_V1
+from ..core.audio import SAMPLE_RATE, AudioFormat, AudioFormatError, PcmDecoder, audio_stamp, encode_s16le
+from ..core.motion import AF_MOTION_V1
 from ..msg import FaceMotion
 from ..pipeline import build_generator, build_motion_model
 from .common import AvatarNode, main_for, qos, s_to_stamp

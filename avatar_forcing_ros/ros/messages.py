@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..motion import MotionSpace
+from ..core.motion import MotionSpace
 from .common import s_to_stamp
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from sensor_msgs.msg import CompressedImage, Image
 
-from ..imaging import ImageFormatError, decode_compressed, image_fields_to_array, to_rgb8
-from ..motion import AF_MOTION_V1
+from ..core.imaging import ImageFormatError, decode_compressed, image_fields_to_array, to_rgb8
+from ..core.motion import AF_MOTION_V1
 from ..msg import FaceMotion
 from ..pipeline import build_estimator
 from .common import NewestFirstNode, main_for, qos, stamp_to_s

@@ -22,7 +22,7 @@ from rclpy.signals import SignalHandlerOptions
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, qos_profile_sensor_data
 
-from .. import bags
+from ..offline import bags
 
 # relative topic -> message type: the pipeline's inputs and outputs
 DEFAULT_TOPICS = [name.lstrip("/") for name, _ in bags.TOPICS.values() if name != "/diagnostics"] + ["/diagnostics"]

@@ -11,8 +11,8 @@ import array
 
 from sensor_msgs.msg import CompressedImage, Image
 
-from ..imaging import array_to_image_fields, encode_compressed
-from ..motion import AF_MOTION_V1
+from ..core.imaging import array_to_image_fields, encode_compressed
+from ..core.motion import AF_MOTION_V1
 from ..msg import FaceMotion
 from ..pipeline import build_renderer
 from .common import NewestFirstNode, main_for, qos

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from . import bags
-from .audio import SAMPLE_RATE, AudioFormat, PcmDecoder
-from .corpus.dataset import DyadicSession, write_dataset
-from .imaging import ImageFormatError
-from .motion import AF_MOTION_V1
-from .pipeline import build_estimator, load_node_parameters
+from ..core.audio import SAMPLE_RATE, AudioFormat, PcmDecoder
+from ..corpus.dataset import DyadicSession, write_dataset
+from ..core.imaging import ImageFormatError
+from ..core.motion import AF_MOTION_V1
+from ..pipeline import build_estimator, load_node_parameters
 from .replay import _apply_info, apply_overrides
 
 log = logging.getLogger("avatar_forcing.recordings")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio import LogMelFeatures
+from ...core.audio import LogMelFeatures
 from .checkpoint import load_checkpoint, load_optimizer_state, read_config, save_checkpoint
 from .config import ForcingConfig
 from .flow import block_noise_levels, flow_matching_loss
@@ -82,7 +82,7 @@ def session_arrays(session, features: LogMelFeatures | None = None) -> SessionAr
 def load_sessions(path) -> list[SessionArrays]:
     if not (Path(path) / "dataset.json").is_file():
         raise FileNotFoundError(f"{path}: no dataset.json (expected an af-dyadic-v1 dataset directory)")
-    from ..corpus.dataset import load_dataset  # the dataset module validates files and shapes
+    from ...corpus.dataset import load_dataset  # the dataset module validates files and shapes
     return [session_arrays(s) for s in load_dataset(path)]
 
 

@@ -20,8 +20,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from . import bags
-from .audio import SAMPLE_RATE, AudioFormat
-from .motion import AF_MOTION_V1 as M
+from ..core.audio import SAMPLE_RATE, AudioFormat
+from ..core.motion import AF_MOTION_V1 as M
 from .recordings import FPS, HOP, _AudioTrack, _Track, annotate
 
 MOTION_TIMEOUT_S = 0.5
@@ -123,7 +123,7 @@ def from_session(directory) -> Timeline:
 
 def metrics(tl: Timeline) -> dict:
     """The evaluation's per-session metrics where their ground truth exists."""
-    from .evaluation import EvalSession, session_metrics
+    from ..generation.evaluation import EvalSession, session_metrics
 
     if tl.avatar_motion is None or tl.user_motion is None:
         return {"note": "needs both the user's and the avatar's face motion"}

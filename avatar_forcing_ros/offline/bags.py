@@ -7,19 +7,17 @@ install. Custom types (FaceMotion, audio_common_msgs) are registered from the pa
 """
 from __future__ import annotations
 
-import os
-import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .imaging import (ImageFormatError, array_to_image_fields, decode_compressed, encode_compressed,
+from ..core.imaging import (ImageFormatError, array_to_image_fields, decode_compressed, encode_compressed,
                       image_fields_to_array, to_rgb8)
-from .motion import MotionSpace
+from ..core.motion import MotionSpace
+from ..core.paths import PACKAGE, SOURCE_ROOT, share_candidates
 
-PACKAGE = "avatar_forcing_ros"
 FACE_MOTION = "avatar_forcing_ros/msg/FaceMotion"
 AUDIO_DATA = "audio_common_msgs/msg/AudioData"
 AUDIO_STAMPED = "audio_common_msgs/msg/AudioDataStamped"
@@ -62,13 +60,9 @@ def topic(key: str, namespace: str = "") -> str:
 
 def _msg_dirs() -> list[tuple[str, Path]]:
     """(package, msg dir) of our custom types: the source tree first, then ROS installs."""
-    root = Path(__file__).resolve().parent.parent
-    dirs = [(PACKAGE, root / "msg"), ("audio_common_msgs", root / "third_party" / "audio_common_msgs" / "msg")]
-    # colcon installs (AMENT_PREFIX_PATH) and pip's data_files (sys.prefix/share)
-    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) + [sys.prefix]:
-        if prefix:
-            for pkg in (PACKAGE, "audio_common_msgs"):
-                dirs.append((pkg, Path(prefix) / "share" / pkg / "msg"))
+    dirs = [("audio_common_msgs", SOURCE_ROOT / "third_party" / "audio_common_msgs" / "msg")]
+    for pkg in (PACKAGE, "audio_common_msgs"):
+        dirs += [(pkg, d) for d in share_candidates("msg", package=pkg)]
     return dirs
 
 

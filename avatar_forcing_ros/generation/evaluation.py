@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 from scipy import linalg
 
-from .motion import AF_MOTION_V1
-from .motion_model import BlockConditions, MotionModel
+from ..core.motion import AF_MOTION_V1
+from ..core.motion_model import BlockConditions, MotionModel
 
 log = logging.getLogger("avatar_forcing.evaluate")
 
@@ -121,7 +121,7 @@ class EvalSession:
 
 
 def load_eval_sessions(path, max_sessions: int | None = None, max_frames: int | None = None) -> list[EvalSession]:
-    from .corpus.dataset import load_dataset
+    from ..corpus.dataset import load_dataset
     from .forcing.train import SessionArrays, session_arrays
     out = []
     for s in load_dataset(path)[:max_sessions]:

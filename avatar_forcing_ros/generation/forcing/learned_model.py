@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..motion import get_motion_space
-from ..motion_model import BlockConditions, MotionModel
+from ...core.motion import get_motion_space
+from ...core.motion_model import BlockConditions, MotionModel
 from .checkpoint import CONFIG_FILE, CheckpointError, load_checkpoint
 from .sampler import StreamingSampler
 

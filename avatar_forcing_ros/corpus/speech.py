@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, resample
+from ..core.audio import SAMPLE_RATE, resample
 
 LIBRARY = "libespeak-ng.so.1"
 

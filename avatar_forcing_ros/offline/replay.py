@@ -21,9 +21,9 @@ import numpy as np
 import yaml
 
 from . import bags
-from .audio import SAMPLE_RATE, AudioFormat, AudioFormatError, PcmDecoder, audio_stamp, encode_s16le
-from .imaging import ImageFormatError, decode_compressed
-from .pipeline import build_estimator, build_generator, build_motion_model, build_renderer, load_node_parameters
+from ..core.audio import SAMPLE_RATE, AudioFormat, AudioFormatError, PcmDecoder, audio_stamp, encode_s16le
+from ..core.imaging import ImageFormatError, decode_compressed
+from ..pipeline import build_estimator, build_generator, build_motion_model, build_renderer, load_node_parameters
 
 log = logging.getLogger("avatar_forcing.replay")
 

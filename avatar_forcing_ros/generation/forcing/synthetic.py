@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..motion import AF_MOTION_V1
+from ...core.motion import AF_MOTION_V1
 from .train import SessionArrays
 
 JAW = AF_MOTION_V1.index("jawOpen")

@@ -15,8 +15,8 @@ from collections import deque
 
 import numpy as np
 
-from .motion import AF_MOTION_V1, MotionSpace
-from .motion_model import BlockConditions, MotionModel
+from ..core.motion import AF_MOTION_V1, MotionSpace
+from ..core.motion_model import BlockConditions, MotionModel
 
 # Log-RMS (natural log, full scale 1.0) that counts as speech; -4.6 is about -40 dBFS.
 SPEECH_LOG_RMS = -4.6

@@ -1,0 +1,46 @@
+"""The motion-model slot of the generator: what a model is given per block and must return.
+
+The streaming runtime asks the model for one block of B frames at a time, as soon as the
+conditions of those frames have arrived. Any model (procedural baseline, learned diffusion
+forcing, ONNX) implements ``MotionModel``; the runtime knows nothing else about it.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from .motion import AF_MOTION_V1, MotionSpace
+
+
+@dataclass
+class BlockConditions:
+    """Conditions of frames [start_frame, start_frame + B), all at the video frame rate."""
+    start_frame: int
+    avatar_audio: np.ndarray  # (B, F) audio features of the avatar's own speech (LogMelFeatures)
+    user_audio: np.ndarray    # (B, F) audio features of the user's microphone
+    user_motion: np.ndarray   # (B, D) the user's face in the motion space (neutral if absent)
+    user_present: np.ndarray  # (B,) tracker confidence in [0, 1]; 0 = no face seen
+
+    @property
+    def frames(self) -> int:
+        return int(self.avatar_audio.shape[0])
+
+
+class MotionModel(ABC):
+    """Produces the avatar's motion block by block, causally (only past and current inputs)."""
+
+    name: str = "model"
+    space: MotionSpace = AF_MOTION_V1
+    fps: float = 25.0
+    block_frames: int = 2
+
+    @abstractmethod
+    def reset(self, seed: int | None = None) -> None:
+        """Forget all history (new conversation); ``seed`` (default: the model's own) makes
+        sampling reproducible."""
+
+    @abstractmethod
+    def next_block(self, cond: BlockConditions) -> np.ndarray:
+        """Motion of the next ``cond.frames`` frames, shape (B, space.dim), within range."""
