@@ -9,10 +9,13 @@ from pathlib import Path
 
 import yaml
 
+from .core.audio import AudioFormat
 from .core.motion_model import MotionModel
 from .core.paths import find_share
 from .generation.factory import load_motion_model
 from .core.runtime import StreamingGenerator
+from .core.stages import GeneratorStage, PerceptionStage, RendererStage
+from .core.telemetry import Telemetry
 
 NODES = ("perception", "generator", "renderer")
 
@@ -69,3 +72,28 @@ def build_renderer(p: dict):
         params["model_dir"] = p["neural_model_dir"]
         params["providers"] = list(p["onnx_providers"])
     return make_renderer(kind, **params)
+
+
+def audio_format(p: dict, side: str) -> AudioFormat:
+    """The configured format of one audio input ("user" or "speech") until an AudioInfo says
+    otherwise; an AudioFormatError names what is wrong."""
+    return AudioFormat(int(p[f"{side}_audio_sample_rate"]), int(p[f"{side}_audio_channels"]),
+                       str(p[f"{side}_audio_sample_format"])).validate()
+
+
+def build_perception_stage(p: dict, telemetry: Telemetry | None = None) -> PerceptionStage:
+    return PerceptionStage(build_estimator(p), float(p["max_frame_age_s"]), telemetry)
+
+
+def build_generator_stage(p: dict, telemetry: Telemetry | None = None,
+                          compute_budget_s: float | None = None) -> tuple[GeneratorStage, str]:
+    """The generator stage and a note on a model fallback ('' if none)."""
+    model, note = build_motion_model(p)
+    generator = build_generator(p, model, compute_budget_s)
+    return GeneratorStage(generator, audio_format(p, "user"), audio_format(p, "speech"), telemetry), note
+
+
+def build_renderer_stage(p: dict, model_space=None, telemetry: Telemetry | None = None) -> RendererStage:
+    from .core.motion import AF_MOTION_V1
+
+    return RendererStage(build_renderer(p), model_space or AF_MOTION_V1, telemetry)

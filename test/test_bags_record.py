@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 
+from avatar_forcing_ros.core.messages import image_to_rgb
 from avatar_forcing_ros.offline import bags
 from ros_helpers import unique_topic, wait_for
 
@@ -53,7 +54,7 @@ def test_recorded_images_read_back_with_their_count_and_content(ros_context, nod
     msgs, account = read_back(tmp_path / "bag")
     assert account.read[topic] == N == recorded_counts(proc.log())[topic]
     assert [m.msg.header.stamp.sec for m in msgs] == list(range(100, 100 + N))
-    np.testing.assert_array_equal(bags.image_to_rgb(msgs[-1].msg), rgb)
+    np.testing.assert_array_equal(image_to_rgb(msgs[-1].msg), rgb)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("audio_common_msgs") is None

@@ -105,10 +105,20 @@ def test_generator_repairs_or_counts_bad_audio_and_motion_and_idles_when_inputs_
     drv.pub["speech"].publish(drv.audio_msg(b""))
     wait_drop(drv, "generator", "speech audio empty", 1, [gen])
 
-    # A non-PCM coding or an unknown sample format in AudioInfo: counted, the old format is kept.
+    # A non-PCM coding (audio_capture's default MP3) mutes the stream until a PCM AudioInfo:
+    # its bytes are counted, never heard as noise. An unknown sample format is counted and
+    # changes nothing (still muted).
     drv.pub["speech_info"].publish(AudioInfo(channels=1, sample_rate=16000, sample_format="S16LE", coding_format="mp3"))
+    wait_drop(drv, "generator", "speech audio info not PCM", 1, [gen])
+    noise = [bytes(np.random.default_rng(0).integers(0, 256, 640, dtype=np.uint8)) for _ in range(25)]
+
+    def send_muted():  # one at a time, at a rate the node keeps up with: each one is counted
+        for i, chunk in enumerate(noise):
+            drv.pub["speech"].publish(drv.audio_msg(chunk))
+            wait_drop(drv, "generator", "speech audio muted (not PCM)", i + 1, [gen])
+    assert jaw_during(send_muted) < 0.1
     drv.pub["speech_info"].publish(AudioInfo(channels=1, sample_rate=16000, sample_format="G722", coding_format="wave"))
-    wait_drop(drv, "generator", "speech audio info", 2, [gen])
+    wait_drop(drv, "generator", "speech audio info", 1, [gen])
 
     # Another sample rate, announced by AudioInfo: resampled, lips still move. (Info and audio
     # are separate topics with no order between them: wait until the node reports the format.)

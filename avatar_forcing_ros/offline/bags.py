@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.imaging import (ImageFormatError, array_to_image_fields, decode_compressed, encode_compressed,
-                      image_fields_to_array, to_rgb8)
+from ..core import messages
+from ..core.imaging import encode_compressed
 from ..core.motion import MotionSpace
 from ..core.paths import PACKAGE, SOURCE_ROOT, share_candidates
 
@@ -292,6 +292,18 @@ def read_bag(path: str | Path, account: BagAccount, topics=None):
                 pass
 
 
+def topic_types(path) -> dict:
+    """{topic: message type} from a bag's metadata; {} if it cannot be opened (``read_bag``
+    salvages and reports such a bag)."""
+    from rosbags.rosbag2 import Reader
+
+    try:
+        with Reader(path) as r:
+            return {c.topic: c.msgtype for c in r.connections}
+    except Exception:  # rosbags raises several kinds on a damaged or foreign file
+        return {}
+
+
 @dataclass
 class _Conn:
     topic: str
@@ -397,77 +409,51 @@ def _split_msgdef(text: str, msgtype: str, parse) -> dict:
     return types
 
 
-# -- conversions -------------------------------------------------------------------------------
+# -- conversions (core.messages with the rosbags classes) ----------------------------------------
 
 def t_to_ns(t: float) -> int:
     return int(round(t * 1e9))
 
 
-def stamp_s(header) -> float:
-    return header.stamp.sec + header.stamp.nanosec * 1e-9
+def kit() -> messages.MessageKit:
+    """The rosbags flavour of the package's messages (built on first use: it reads the .msg files)."""
+    global _KIT
+    if _KIT is None:
+        types = typestore().types
+        _KIT = messages.MessageKit(
+            time=types["builtin_interfaces/msg/Time"], header=types["std_msgs/msg/Header"],
+            face_motion=types[FACE_MOTION], audio_data=types[AUDIO_DATA], audio_stamped=types[AUDIO_STAMPED],
+            audio_info=types[AUDIO_INFO], image=types[IMAGE], compressed_image=types[COMPRESSED_IMAGE],
+            u8=lambda data: np.frombuffer(bytes(data), np.uint8),
+            f32=lambda values: np.asarray(values, np.float32))
+    return _KIT
+
+
+_KIT: messages.MessageKit | None = None
 
 
 def header(t: float, frame_id: str = ""):
-    types = typestore().types
-    ns = max(t_to_ns(t), 0)
-    return types["std_msgs/msg/Header"](stamp=types["builtin_interfaces/msg/Time"](
-        sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000), frame_id=frame_id)
+    return messages.make_header(kit(), t, frame_id)
 
 
 def image_msg(rgb: np.ndarray, t: float, frame_id: str = "", encoding: str = "rgb8"):
-    f = array_to_image_fields(rgb, encoding)
-    return typestore().types[IMAGE](
-        header=header(t, frame_id), height=f["height"], width=f["width"], encoding=f["encoding"],
-        is_bigendian=f["is_bigendian"], step=f["step"], data=np.frombuffer(f["data"], np.uint8))
+    return messages.image_msg(kit(), rgb, t, frame_id, encoding)
 
 
 def compressed_image_msg(rgb: np.ndarray, t: float, frame_id: str = "", fmt: str = "jpeg",
                          quality: int = 85):
-    data = encode_compressed(rgb, fmt, quality)
-    return typestore().types[COMPRESSED_IMAGE](
-        header=header(t, frame_id), format=fmt, data=np.frombuffer(data, np.uint8))
-
-
-def image_to_rgb(msg) -> np.ndarray:
-    """An Image or CompressedImage -> HxWx3 uint8 RGB; ImageFormatError if it is not one."""
-    if msg.__msgtype__ == COMPRESSED_IMAGE:
-        return decode_compressed(msg.format, bytes(msg.data))
-    if msg.__msgtype__ == IMAGE:
-        arr = image_fields_to_array(msg.height, msg.width, msg.encoding, msg.is_bigendian, msg.step,
-                                    bytes(msg.data))
-        return to_rgb8(arr, msg.encoding)
-    raise ImageFormatError(f"{msg.__msgtype__} is not an image")
+    return messages.compressed_image_msg(kit(), encode_compressed(rgb, fmt, quality), fmt, t, frame_id)
 
 
 def audio_msg(pcm: bytes, t: float, frame_id: str = ""):
-    types = typestore().types
-    return types[AUDIO_STAMPED](header=header(t, frame_id),
-                                audio=types[AUDIO_DATA](data=np.frombuffer(pcm, np.uint8)))
+    return messages.audio_stamped_msg(kit(), pcm, t, frame_id)
 
 
-def audio_info_msg(sample_rate: int = 16000, channels: int = 1, sample_format: str = "S16LE"):
-    return typestore().types[AUDIO_INFO](channels=channels, sample_rate=sample_rate,
-                                         sample_format=sample_format, bitrate=0, coding_format="wave")
-
-
-def audio_payload(msg) -> bytes:
-    """PCM bytes of an AudioDataStamped or AudioData."""
-    audio = msg.audio if msg.__msgtype__ == AUDIO_STAMPED else msg
-    return bytes(np.asarray(audio.data, dtype=np.uint8))
+def audio_info_msg(sample_rate: int = 16000, channels: int = 1, sample_format: str = "S16LE",
+                   coding_format: str = "wave"):
+    return messages.audio_info_msg(kit(), sample_rate, channels, sample_format, coding_format)
 
 
 def face_motion_msg(space: MotionSpace, values: np.ndarray, confidence: float, face_present: bool,
                     t: float, frame_id: str = ""):
-    return typestore().types[FACE_MOTION](
-        header=header(t, frame_id), motion_space=space.id,
-        values=np.asarray(values, dtype=np.float32), confidence=float(confidence),
-        face_present=bool(face_present))
-
-
-def read_face_motion(msg, space: MotionSpace) -> tuple[np.ndarray, float]:
-    """(values, confidence) of a FaceMotion; ValueError for another space or length."""
-    if msg.motion_space and msg.motion_space != space.id:
-        raise ValueError(f"motion space {msg.motion_space!r}, expected {space.id!r}")
-    values, _ = space.sanitize(np.asarray(msg.values, dtype=np.float32))
-    conf = float(msg.confidence) if np.isfinite(msg.confidence) and msg.face_present else 0.0
-    return values, float(np.clip(conf, 0.0, 1.0))
+    return messages.face_motion_msg(kit(), space, values, confidence, face_present, t, frame_id)

@@ -19,12 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from . import bags
-from ..core.audio import SAMPLE_RATE, AudioFormat, PcmDecoder
+from ..core.audio import SAMPLE_RATE, AudioFormat
+from ..core.messages import audio_payload, image_to_rgb, read_face_motion
+from ..core.stages import AudioInput
 from ..corpus.dataset import DyadicSession, write_dataset
 from ..core.imaging import ImageFormatError
 from ..core.motion import AF_MOTION_V1
 from ..pipeline import build_estimator, load_node_parameters
-from .replay import _apply_info, apply_overrides
+from .replay import apply_overrides
 
 log = logging.getLogger("avatar_forcing.recordings")
 
@@ -55,7 +57,7 @@ class SourceTopics:
                    avatar_motion=[t("avatar_motion")])
 
 
-class _Track:
+class FaceTrack:
     """(time, values, confidence) observations of one face."""
 
     def __init__(self):
@@ -82,16 +84,16 @@ class _Track:
         return values, conf
 
 
-class _AudioTrack:
+class AudioTrack:
     """Chunks placed at their arrival time, back to back, as the generator's timeline does."""
 
-    def __init__(self, fmt: AudioFormat):
-        self.decoder = PcmDecoder(fmt)
+    def __init__(self, fmt: AudioFormat, side: str = "audio"):
+        self.input = AudioInput(side, fmt)  # AudioInfo handling as in the generator
         self.chunks = []  # (start sample from t0, samples)
         self.cursor = None
 
     def add(self, t_rel: float, data: bytes):
-        x = self.decoder.decode(data)
+        x = self.input.decoder.decode(data)
         start = int(round(t_rel * SAMPLE_RATE))
         start = start if self.cursor is None else max(start, self.cursor)
         self.chunks.append((start, x))
@@ -157,8 +159,8 @@ def bag_to_session(bag, params: dict, topics: SourceTopics, avatar_source: str =
     pp, gp = params["perception"], params["generator"]
     account = bags.BagAccount()
     estimators = {"user": build_estimator(pp), "avatar": build_estimator(pp)}
-    faces = {"user": _Track(), "avatar": _Track()}
-    audio = {side: _AudioTrack(AudioFormat(int(gp[f"{key}_audio_sample_rate"]), int(gp[f"{key}_audio_channels"]),
+    faces = {"user": FaceTrack(), "avatar": FaceTrack()}
+    audio = {side: AudioTrack(AudioFormat(int(gp[f"{key}_audio_sample_rate"]), int(gp[f"{key}_audio_channels"]),
                                            str(gp[f"{key}_audio_sample_format"])))
              for side, key in (("user", "user"), ("avatar", "speech"))}
     info_topics = {bags.topic("user_audio_info"): "user", bags.topic("speech_info"): "avatar"}
@@ -185,8 +187,8 @@ def bag_to_session(bag, params: dict, topics: SourceTopics, avatar_source: str =
             now = m.t_ns / 1e9
             kind = role.get(m.topic)
             if m.topic in info_topics:
-                reason = _apply_info(audio[info_topics[m.topic]].decoder, m.msg)
-                account.skip(m.topic, reason) if reason else account.use(m.topic)
+                skip = audio[info_topics[m.topic]].input.on_info(m.msg)
+                account.skip(m.topic, skip.reason) if skip else account.use(m.topic)
                 continue
             if kind is None:
                 account.skip(m.topic, "not a stream of the dataset")
@@ -198,21 +200,21 @@ def bag_to_session(bag, params: dict, topics: SourceTopics, avatar_source: str =
                     account.skip(m.topic, "time went backwards")
                     continue
                 try:
-                    rgb = bags.image_to_rgb(m.msg)
+                    rgb = image_to_rgb(m.msg)
                 except ImageFormatError as exc:
                     account.skip(m.topic, f"bad image: {str(exc)[:80]}")
                     continue
                 obs = estimators[side].estimate(rgb, now)
                 faces[side].add(now, obs.values, obs.confidence if obs.face_present else 0.0)
             elif kind.endswith("audio"):
-                data = bags.audio_payload(m.msg) if m.msgtype in (bags.AUDIO_STAMPED, bags.AUDIO_DATA) else b""
+                data = audio_payload(m.msg) if m.msgtype in (bags.AUDIO_STAMPED, bags.AUDIO_DATA) else b""
                 if not data:
                     account.skip(m.topic, "empty or not audio")
                     continue
                 audio[side].add(now - t0, data)
             else:
                 try:
-                    values, conf = bags.read_face_motion(m.msg, AF_MOTION_V1)
+                    values, _, _ = read_face_motion(m.msg, AF_MOTION_V1)
                 except (ValueError, AttributeError) as exc:
                     account.skip(m.topic, f"bad face motion: {exc}")
                     continue
@@ -248,9 +250,7 @@ def bag_to_session(bag, params: dict, topics: SourceTopics, avatar_source: str =
 
 
 def bags_topics(bag) -> set:
-    from .replay import _topic_types
-
-    found = set(_topic_types(bag))
+    found = set(bags.topic_types(bag))
     if not found:  # a damaged bag: read_bag salvages what it can; find its topics the same way
         acc = bags.BagAccount()
         try:

@@ -20,15 +20,16 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ..core.audio import SAMPLE_RATE, encode_s16le
+from ..core.imaging import decode_compressed
+from ..core.stages import Skip
+from ..pipeline import build_generator_stage, build_perception_stage, build_renderer_stage, load_node_parameters
 from . import bags
-from ..core.audio import SAMPLE_RATE, AudioFormat, AudioFormatError, PcmDecoder, audio_stamp, encode_s16le
-from ..core.imaging import ImageFormatError, decode_compressed
-from ..pipeline import build_estimator, build_generator, build_motion_model, build_renderer, load_node_parameters
 
 log = logging.getLogger("avatar_forcing.replay")
 
 IMAGE_CHOICES = ("params", "raw", "compressed", "both", "none")
-STAGES = ("read", "decode", "perception", "generator", "renderer", "write", "mp4")
+STAGES = ("read", "perception", "generator", "renderer", "write", "mp4")
 
 
 def apply_overrides(params: dict, overrides) -> dict:
@@ -51,6 +52,7 @@ class ReplayResult:
     frames: int = 0
     user_motion_frames: int = 0
     written: dict = field(default_factory=dict)           # output topic -> messages
+    skips: dict = field(default_factory=dict)             # generator skip reason -> messages
     stage_s: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     wall_s: float = 0.0
 
@@ -117,13 +119,13 @@ def replay(in_bag: str | Path, out_bag: str | Path, *, config: str | Path | None
         if key not in T:
             raise ValueError(f"unknown stream {key!r} in topics; one of {', '.join(bags.TOPICS)}")
         T[key] = name
-    camera_key = "camera" if pp["image_transport"] == "raw" else "camera_compressed"
     if pp["image_transport"] not in ("raw", "compressed"):
         raise ValueError(f"perception.image_transport must be raw or compressed, not {pp['image_transport']!r}")
+    camera_key = "camera" if pp["image_transport"] == "raw" else "camera_compressed"
     camera_topic = T[camera_key]
     other_camera = T["camera_compressed" if camera_key == "camera" else "camera"]
     # A bag with only the other camera transport: use it rather than ignore the user.
-    in_topics = _topic_types(in_bag)
+    in_topics = bags.topic_types(in_bag)
     if camera_topic not in in_topics and other_camera in in_topics:
         account.problems.append(f"no {camera_topic} in the bag: used {other_camera} instead")
         camera_topic, other_camera = other_camera, camera_topic
@@ -132,122 +134,121 @@ def replay(in_bag: str | Path, out_bag: str | Path, *, config: str | Path | None
 
     perception = _PerceptionProcess(in_bag, camera_topic, pp) if parallel else _Perception(pp)
     try:
-        model, note = build_motion_model(gp)
-        gen = build_generator(gp, model, compute_budget_s=0.0)  # bag time stands still while computing
-        renderer = build_renderer(rp)
+        # bag time stands still while computing: no compute budget before a block's deadline
+        generator, note = build_generator_stage(gp, compute_budget_s=0.0)
+        renderer = build_renderer_stage(rp, generator.space)
     except Exception:
         perception.close(abort=True)
         raise
     if note:
         log.warning(note)
-    decoders = {side: PcmDecoder(AudioFormat(int(gp[f"{side}_audio_sample_rate"]), int(gp[f"{side}_audio_channels"]),
-                                             str(gp[f"{side}_audio_sample_format"])))
-                for side in ("user", "speech")}
-    space = model.space
-    tick = 1.0 / float(gp["tick_rate_hz"])
-    result = ReplayResult(account, str(out_bag), str(mp4) if mp4 else None, model.name)
+    gen = generator.generator
+    space = generator.space
+    tick_ns = int(round(1e9 / float(gp["tick_rate_hz"])))
+    result = ReplayResult(account, str(out_bag), str(mp4) if mp4 else None, gen.model.name)
     stage = result.stage_s
     video_jpegs: list[bytes] = []
     speech: list[np.ndarray] = []
     render = write_raw or write_jpeg or bool(mp4)  # images nobody keeps are not drawn
     writer = bags.BagWriter(out_bag, storage)
-    state = {"next_tick": None}
+    state = {"next_tick_ns": None}
 
-    def emit(now: float) -> None:
+    def emit(t_ns: int) -> None:
+        """One generator tick at bag time ``t_ns``, as the node's timer fires it."""
         with _Timer(stage, "generator"):
-            gen.step(now)
-            frames = gen.pop_due(now)
+            frames = generator.tick(t_ns / 1e9)
         for f in frames:
-            t_ns = bags.t_to_ns(now)  # logged when published, stamped with presentation time
-            if render:
-                with _Timer(stage, "renderer"):
-                    rgb = renderer.render(f.values)
+            # logged when published, stamped with presentation time; the renderer reads the
+            # message the generator published, as the renderer node does
             with _Timer(stage, "write"):
-                writer.write(T["avatar_motion"], t_ns, bags.face_motion_msg(
-                    space, f.values, 1.0, True, f.presentation_time, gp["frame_id"]))
+                motion = bags.face_motion_msg(space, f.values, 1.0, True, f.presentation_time, gp["frame_id"])
+                writer.write(T["avatar_motion"], t_ns, motion)
                 writer.write(T["avatar_audio"], t_ns, bags.audio_msg(
                     encode_s16le(f.speech), f.presentation_time, gp["frame_id"]))
-                if write_raw:
-                    writer.write(T["avatar_image"], t_ns, bags.image_msg(rgb, f.presentation_time, rp["frame_id"]))
-                jpeg = None
-                if write_jpeg or mp4:
-                    msg = bags.compressed_image_msg(rgb, f.presentation_time, rp["frame_id"],
-                                                    quality=int(rp["jpeg_quality"]) if not mp4 else 95)
-                    jpeg = bytes(msg.data)
-                    if write_jpeg:
-                        writer.write(T["avatar_image_compressed"], t_ns, msg)
-                if mp4:
-                    video_jpegs.append(jpeg)
-                    speech.append(f.speech)
+            if render:
+                with _Timer(stage, "renderer"):
+                    values = renderer.read(motion)
+                    rgb = None if isinstance(values, Skip) else renderer.render(values)
+                if rgb is not None:
+                    with _Timer(stage, "write"):
+                        _write_image(rgb, f, t_ns)
             result.frames += 1
 
-    def advance(now: float) -> None:
-        """Generator ticks of bag time up to ``now``, as the node's timer would fire."""
-        if state["next_tick"] is None:
-            gen.start(now, int(gp["seed"]))
-            writer.write(T["avatar_audio_info"], bags.t_to_ns(now), bags.audio_info_msg())
-            state["next_tick"] = now
-        while state["next_tick"] <= now:
-            emit(state["next_tick"])
-            state["next_tick"] += tick
+    def _write_image(rgb, f, t_ns) -> None:
+        if write_raw:
+            writer.write(T["avatar_image"], t_ns, bags.image_msg(rgb, f.presentation_time, rp["frame_id"]))
+        if write_jpeg or mp4:
+            msg = bags.compressed_image_msg(rgb, f.presentation_time, rp["frame_id"],
+                                            quality=int(rp["jpeg_quality"]) if not mp4 else 95)
+            if write_jpeg:
+                writer.write(T["avatar_image_compressed"], t_ns, msg)
+            if mp4:
+                video_jpegs.append(bytes(msg.data))
+                speech.append(f.speech)
 
+    def advance(t_ns: int) -> None:
+        """Generator ticks of bag time up to ``t_ns``; the first message starts the clock."""
+        if state["next_tick_ns"] is None:
+            generator.start(t_ns / 1e9, int(gp["seed"]))
+            writer.write(T["avatar_audio_info"], t_ns, bags.audio_info_msg())
+            state["next_tick_ns"] = t_ns
+        while state["next_tick_ns"] <= t_ns:
+            emit(state["next_tick_ns"])
+            state["next_tick_ns"] += tick_ns
+
+    def count(topic_name: str, skip) -> None:
+        if isinstance(skip, Skip):
+            account.skip(topic_name, skip.reason)
+        else:
+            account.use(topic_name)
+
+    audio_topics = {T["user_audio"]: "user", T["speech"]: "speech"}
+    info_topics = {T["user_audio_info"]: "user", T["speech_info"]: "speech"}
     try:
         messages = bags.read_bag(in_bag, account)
-        last_now = None
+        last_ns = None
         while True:
             with _Timer(stage, "read"):
                 m = next(messages, None)
             if m is None:
                 break
             now = m.t_ns / 1e9
-            last_now = now
+            last_ns = m.t_ns
             if m.topic == camera_topic:
-                advance(now)
-                r = perception.step(m.msg, now)
-                if r[0] == "skip":
-                    account.skip(m.topic, r[1])
-                    continue
-                _, values, confidence, face_present, t = r
-                values, _ = space.sanitize(values)
-                with _Timer(stage, "write"):
-                    writer.write(T["user_motion"], m.t_ns, bags.face_motion_msg(
-                        space, values, confidence, face_present, t, pp["frame_id"]))
-                # the generator gets the perception output on arrival, as from the topic: at bag time
-                with _Timer(stage, "generator"):
-                    gen.push_user_motion(values, confidence if face_present else 0.0, now)
-                result.user_motion_frames += 1
-                account.use(m.topic)
-            elif m.topic in (T["user_audio"], T["speech"]):
-                advance(now)
-                side = "user" if m.topic == T["user_audio"] else "speech"
-                data = bags.audio_payload(m.msg) if m.msgtype in (bags.AUDIO_STAMPED, bags.AUDIO_DATA) else None
-                if data is None:
+                advance(m.t_ns)
+                obs = perception.step(m.msg, now)
+                if not isinstance(obs, Skip):
+                    with _Timer(stage, "write"):
+                        msg = bags.face_motion_msg(space, obs.values, obs.confidence, obs.face_present,
+                                                   obs.stamp, pp["frame_id"])
+                        writer.write(T["user_motion"], m.t_ns, msg)
+                    # the generator gets the perception output on arrival, as from the topic
+                    with _Timer(stage, "generator"):
+                        generator.on_user_motion(msg, now)
+                    result.user_motion_frames += 1
+                count(m.topic, obs)
+            elif m.topic in audio_topics:
+                advance(m.t_ns)
+                if m.msgtype not in (bags.AUDIO_STAMPED, bags.AUDIO_DATA):
                     account.skip(m.topic, f"not audio ({m.msgtype})")
                     continue
-                if not data:
-                    account.skip(m.topic, "empty audio")
-                    continue
-                samples = decoders[side].decode(data)
                 with _Timer(stage, "generator"):
-                    push = gen.push_user_audio if side == "user" else gen.push_avatar_audio
-                    push(samples, now, audio_stamp(m.msg))
-                account.use(m.topic)
-            elif m.topic in (T["user_audio_info"], T["speech_info"]):
-                side = "user" if m.topic == T["user_audio_info"] else "speech"
-                reason = _apply_info(decoders[side], m.msg)
-                if reason:
-                    account.skip(m.topic, reason)
-                else:
-                    account.use(m.topic)
+                    count(m.topic, generator.on_audio(audio_topics[m.topic], m.msg, now))
+            elif m.topic in info_topics:
+                advance(m.t_ns)
+                if m.msgtype != bags.AUDIO_INFO:
+                    account.skip(m.topic, f"not an AudioInfo ({m.msgtype})")
+                    continue
+                count(m.topic, generator.on_info(info_topics[m.topic], m.msg))
             elif m.topic == other_camera:
                 account.skip(m.topic, f"perception reads {camera_topic} (image_transport)")
             elif m.topic in outputs:
                 account.skip(m.topic, "pipeline output (made anew by the replay)")
             else:
                 account.skip(m.topic, "not a pipeline input")
-        if last_now is not None:
+        if last_ns is not None:
             # Flush: every input sample becomes a frame and every frame is presented.
-            advance(last_now + gen.output_delay_s + 2 * gen.block / gen.fps)
+            advance(last_ns + bags.t_to_ns(gen.output_delay_s + 2 * gen.block / gen.fps))
         n_dropped = gen.avatar_audio.dropped_samples + gen.user_audio.dropped_samples
         if n_dropped:
             account.problems.append(f"{n_dropped} audio samples queued beyond the generator's buffer were dropped")
@@ -260,8 +261,8 @@ def replay(in_bag: str | Path, out_bag: str | Path, *, config: str | Path | None
         writer.close()
         for k, v in perception.stage_s.items():
             stage[k] += v
-        if hasattr(renderer, "close"):
-            renderer.close()
+        renderer.close()
+    result.skips = dict(generator.telemetry.drops)
     result.written = dict(writer.counts)
     if mp4 and video_jpegs:
         from .video import write_mp4
@@ -276,60 +277,21 @@ def replay(in_bag: str | Path, out_bag: str | Path, *, config: str | Path | None
     return result
 
 
-def _topic_types(path) -> dict:
-    from rosbags.rosbag2 import Reader
-
-    try:
-        with Reader(path) as r:
-            return {c.topic: c.msgtype for c in r.connections}
-    except Exception:  # read_bag reports an unreadable bag with the reason
-        return {}
-
-
-def _apply_info(decoder: PcmDecoder, msg) -> str:
-    """Switch a decoder to an AudioInfo's format, as the generator node does; '' or why not."""
-    coding = (msg.coding_format or "wave").lower()
-    if coding not in ("wave", "pcm", "raw", "wav"):
-        return f"coding_format {msg.coding_format!r} is not PCM"
-    fmt = AudioFormat(int(msg.sample_rate), int(msg.channels), msg.sample_format or "S16LE")
-    if fmt != decoder.format:
-        try:
-            decoder.set_format(fmt)
-        except AudioFormatError as exc:
-            return f"unsupported audio format ({exc})"
-    return ""
-
-
 class _Perception:
-    """The perception node's per-frame decisions and estimate, on one camera stream in order.
-    Returns ("skip", reason) or ("obs", values, confidence, face_present, capture time)."""
+    """The perception stage on one camera stream in order, timing decode and tracking."""
 
     def __init__(self, pp: dict):
-        self.pp = pp
-        self.estimator = build_estimator(pp)
-        self.last_capture = None
-        self.stage_s = {"decode": 0.0, "perception": 0.0}
+        self.stage = build_perception_stage(pp)
+        self.stage_s = {"perception": 0.0}
 
     def step(self, msg, now: float):
-        captured = bags.stamp_s(msg.header)
-        max_age = float(self.pp["max_frame_age_s"])
-        if max_age > 0 and captured > 0 and now - captured > max_age:
-            return ("skip", "stale frame (capture stamp older than max_frame_age_s)")
-        t = captured if captured > 0 else now
-        if self.last_capture is not None and t < self.last_capture:
-            return ("skip", "capture stamp went backwards")
-        try:
-            with _Timer(self.stage_s, "decode"):
-                rgb = bags.image_to_rgb(msg)
-        except ImageFormatError as exc:
-            return ("skip", f"bad image: {str(exc)[:80]}")
-        self.last_capture = t
-        with _Timer(self.stage_s, "perception"):
-            obs = self.estimator.estimate(rgb, t)
-        return ("obs", np.asarray(obs.values, np.float32), float(obs.confidence), bool(obs.face_present), t)
+        t = time.perf_counter()
+        r = self.stage.step(msg, now)
+        self.stage_s["perception"] += time.perf_counter() - t
+        return r
 
     def close(self, abort: bool = False):
-        self.estimator.close()
+        self.stage.close()
 
 
 def _perception_worker(in_bag, camera_topic, pp, results) -> None:
@@ -357,14 +319,14 @@ class _PerceptionProcess:
         self.proc = ctx.Process(target=_perception_worker, args=(str(in_bag), camera_topic, pp, self.results),
                                 daemon=True)
         self.proc.start()
-        self.stage_s = {"decode": 0.0, "perception": 0.0}
+        self.stage_s = {"perception": 0.0}
 
     def step(self, msg, now):
         r = self._get()
-        if r[0] == "done":
+        if isinstance(r, tuple) and r[0] == "done":
             self.stage_s = r[1]
             raise RuntimeError("the perception process ended before the camera stream did")
-        if r[0] == "error":
+        if isinstance(r, tuple) and r[0] == "error":
             raise RuntimeError(f"perception process failed: {r[1]}")
         return r
 
@@ -387,7 +349,7 @@ class _PerceptionProcess:
         try:
             while self.proc.is_alive() or not self.results.empty():
                 r = self.results.get(timeout=5.0)
-                if r[0] == "done":
+                if isinstance(r, tuple) and r[0] == "done":
                     self.stage_s = r[1]
                     break
         except Exception:  # timings are only informative

@@ -22,7 +22,8 @@ import numpy as np
 from . import bags
 from ..core.audio import SAMPLE_RATE, AudioFormat
 from ..core.motion import AF_MOTION_V1 as M
-from .recordings import FPS, HOP, _AudioTrack, _Track, annotate
+from ..core.messages import audio_payload, read_face_motion, stamp_to_s
+from .recordings import FPS, HOP, AudioTrack, FaceTrack, annotate
 
 MOTION_TIMEOUT_S = 0.5
 
@@ -74,9 +75,9 @@ def from_bags(paths, namespace: str = "") -> Timeline:
     n = max(int((t1 - t0) * FPS), 1)
     audio = {}
     for name in ("user audio", "avatar audio"):
-        track = _AudioTrack(AudioFormat())
+        track = AudioTrack(AudioFormat())
         for m in streams[name]:
-            track.add(_time(m) - t0, bags.audio_payload(m.msg))
+            track.add(_time(m) - t0, audio_payload(m.msg))
         audio[name] = track.render(n * HOP)
     motion = {}
     for name in ("user motion", "avatar motion"):
@@ -84,10 +85,10 @@ def from_bags(paths, namespace: str = "") -> Timeline:
             motion[name] = (None, None)
             notes.append(f"no {name} in the sources")
             continue
-        track = _Track()
+        track = FaceTrack()
         for m in streams[name]:
             try:
-                values, conf = bags.read_face_motion(m.msg, M)
+                values, conf, _ = read_face_motion(m.msg, M)
             except ValueError as exc:
                 notes.append(f"{name}: skipped a message ({exc})")
                 continue
@@ -101,7 +102,7 @@ def from_bags(paths, namespace: str = "") -> Timeline:
 def _time(m) -> float:
     """Stamped streams (motion, the avatar's played audio) by stamp; inputs by arrival."""
     if m.msgtype == bags.FACE_MOTION or m.topic.endswith("/avatar/audio"):
-        s = bags.stamp_s(m.msg.header)
+        s = stamp_to_s(m.msg.header.stamp)
         if s > 0:
             return s
     return m.t_ns / 1e9

@@ -179,8 +179,8 @@ def _load_source_rgb(image_path, image):
             raise ValueError(f"image must be an (H, W, 3) uint8 RGB array, got {rgb.shape} {rgb.dtype}")
         return rgb, "<image array>"
     if image_path:
-        from .portrait import _load_rgb
-        return _load_rgb(str(image_path)), str(image_path)
+        from .portrait import load_rgb
+        return load_rgb(str(image_path)), str(image_path)
     from skimage import data
     return data.astronaut(), "skimage.data.astronaut()"
 

@@ -55,7 +55,7 @@ _SHIFT = 4
 _ONE = 1 << _SHIFT
 
 
-def _load_rgb(image_path):
+def load_rgb(image_path):
     if not os.path.isfile(image_path):
         raise FileNotFoundError(f"portrait image not found: {image_path}")
     bgr = cv2.imread(image_path, cv2.IMREAD_COLOR)
@@ -104,7 +104,7 @@ class PortraitRenderer:
                 raise ValueError(f"image must be an (H, W, 3) uint8 RGB array, got {rgb.shape} {rgb.dtype}")
         elif image_path:
             source = str(image_path)
-            rgb = _load_rgb(source)
+            rgb = load_rgb(source)
         else:
             from skimage import data
             source = "skimage.data.astronaut()"

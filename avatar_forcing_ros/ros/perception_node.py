@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from sensor_msgs.msg import CompressedImage, Image
 
-from ..core.imaging import ImageFormatError, decode_compressed, image_fields_to_array, to_rgb8
+from ..core.messages import face_motion_msg
 from ..core.motion import AF_MOTION_V1
+from ..core.stages import Skip
 from ..msg import FaceMotion
-from ..pipeline import build_estimator
-from .common import NewestFirstNode, main_for, qos, stamp_to_s
-from .messages import face_motion_msg
+from ..pipeline import build_perception_stage
+from .common import NewestFirstNode, main_for, qos
+from .messages import ROS_KIT
 
 
 class PerceptionNode(NewestFirstNode):
@@ -33,11 +34,11 @@ class PerceptionNode(NewestFirstNode):
 
     def __init__(self, **kwargs):
         self._sub = self._pub = self._worker = None
-        self.estimator = None
+        self.stage = None
         super().__init__("perception", **kwargs)
 
     def configure(self) -> None:
-        self.estimator = build_estimator(self.parameter_values())
+        self.stage = build_perception_stage(self.parameter_values(), self.telemetry)
         self._pub = self.create_lifecycle_publisher(FaceMotion, "user/face_motion", qos("reliable"))
         transport = self.param("image_transport")
         if transport not in ("raw", "compressed"):
@@ -53,36 +54,20 @@ class PerceptionNode(NewestFirstNode):
             self.destroy_subscription(self._sub)
         if self._pub is not None:
             self.destroy_lifecycle_publisher(self._pub)
-        if self.estimator is not None:
-            self.estimator.close()
-        self._sub = self._pub = self._worker = self.estimator = None
+        if self.stage is not None:
+            self.stage.close()
+        self._sub = self._pub = self._worker = self.stage = None
 
     def _on_image(self, msg) -> None:
         self.offer("camera", msg)
 
     def _process(self, msg) -> None:
         start = self.now_s()
-        captured = stamp_to_s(msg.header.stamp)
-        max_age = self.param("max_frame_age_s")
-        if max_age > 0 and captured > 0 and start - captured > max_age:
-            self.telemetry.drop("stale frame (old stamp)", f"{start - captured:.2f} s old")
+        obs = self.stage.step(msg, start)
+        if isinstance(obs, Skip):
             return
-        try:
-            if isinstance(msg, CompressedImage):
-                rgb = decode_compressed(msg.format, bytes(msg.data))
-            else:
-                array = image_fields_to_array(msg.height, msg.width, msg.encoding, msg.is_bigendian,
-                                              msg.step, bytes(msg.data))
-                rgb = to_rgb8(array, msg.encoding)
-        except ImageFormatError as exc:
-            self.telemetry.drop("bad image", str(exc))
-            return
-        obs = self.estimator.estimate(rgb, captured if captured > 0 else start)
-        self._pub.publish(face_motion_msg(FaceMotion, AF_MOTION_V1, obs.values, obs.confidence,
-                                          obs.face_present, captured if captured > 0 else start,
-                                          self.param("frame_id")))
-        self.telemetry.tick("user face motion")
-        self.telemetry.set("face present", obs.face_present)
+        self._pub.publish(face_motion_msg(ROS_KIT, AF_MOTION_V1, obs.values, obs.confidence, obs.face_present,
+                                          obs.stamp, self.param("frame_id")))
         self.telemetry.latency(self.now_s() - start)
 
 

@@ -7,16 +7,15 @@ thread, newest motion first: if rendering falls behind, old motions are dropped 
 """
 from __future__ import annotations
 
-import array
-
 from sensor_msgs.msg import CompressedImage, Image
 
-from ..core.imaging import array_to_image_fields, encode_compressed
-from ..core.motion import AF_MOTION_V1
+from ..core.imaging import encode_compressed
+from ..core.messages import compressed_image_msg, image_msg
+from ..core.stages import Skip
 from ..msg import FaceMotion
-from ..pipeline import build_renderer
+from ..pipeline import build_renderer_stage
 from .common import NewestFirstNode, main_for, qos
-from .messages import read_face_motion
+from .messages import ROS_KIT
 
 
 class RendererNode(NewestFirstNode):
@@ -46,12 +45,12 @@ class RendererNode(NewestFirstNode):
     }
 
     def __init__(self, **kwargs):
-        self._sub = self._worker = self.renderer = self.display = None
+        self._sub = self._worker = self.stage = self.display = None
         self._pubs = {}
         super().__init__("renderer", **kwargs)
 
     def configure(self) -> None:
-        self.renderer = build_renderer(self.parameter_values())
+        self.stage = build_renderer_stage(self.parameter_values(), telemetry=self.telemetry)
         if self.param("publish_raw"):
             self._pubs["raw"] = self.create_lifecycle_publisher(Image, "avatar/image", qos("reliable", 2))
         if self.param("publish_compressed"):
@@ -71,10 +70,10 @@ class RendererNode(NewestFirstNode):
             self.destroy_subscription(self._sub)
         for pub in self._pubs.values():
             self.destroy_lifecycle_publisher(pub)
-        for thing in (self.display, self.renderer):
+        for thing in (self.display, self.stage):
             if thing is not None:
                 thing.close()
-        self._sub = self._worker = self.renderer = self.display = None
+        self._sub = self._worker = self.stage = self.display = None
         self._pubs = {}
 
     def _on_motion(self, msg) -> None:
@@ -82,35 +81,22 @@ class RendererNode(NewestFirstNode):
 
     def _render(self, msg) -> None:
         start = self.now_s()
-        try:
-            values, _, n_bad = read_face_motion(msg, AF_MOTION_V1)
-        except ValueError as exc:
-            self.telemetry.drop("face motion", str(exc))
+        values = self.stage.read(msg)
+        if isinstance(values, Skip):
             return
-        if n_bad:
-            self.telemetry.drop("face motion non-finite", f"{n_bad} values replaced")
         # Work only for someone: an image nobody subscribes to is neither encoded nor sent.
         wanted = {k: p for k, p in self._pubs.items() if p.get_subscription_count() > 0}
         if not wanted and self.display is None:
             return
-        rgb = self.renderer.render(values)
+        rgb = self.stage.render(values)
+        frame_id = self.param("frame_id")
         if "raw" in wanted:
-            fields = array_to_image_fields(rgb, "rgb8")
-            img = Image(height=fields["height"], width=fields["width"], encoding="rgb8",
-                        is_bigendian=fields["is_bigendian"], step=fields["step"])
-            img.data = array.array("B", fields["data"])
-            img.header = msg.header
-            img.header.frame_id = self.param("frame_id")
-            wanted["raw"].publish(img)
+            wanted["raw"].publish(image_msg(ROS_KIT, rgb, msg.header.stamp, frame_id))
         if "compressed" in wanted:
-            comp = CompressedImage(format="jpeg")
-            comp.header = msg.header
-            comp.header.frame_id = self.param("frame_id")
-            comp.data = array.array("B", encode_compressed(rgb, "jpeg", self.param("jpeg_quality")))
-            wanted["compressed"].publish(comp)
+            jpeg = encode_compressed(rgb, "jpeg", self.param("jpeg_quality"))
+            wanted["compressed"].publish(compressed_image_msg(ROS_KIT, jpeg, "jpeg", msg.header.stamp, frame_id))
         if self.display is not None:
             self.display.show(rgb)
-        self.telemetry.tick("avatar image")
         self.telemetry.latency(self.now_s() - start)
 
 

@@ -59,10 +59,12 @@ class LearnedMotionModel(MotionModel):
         self.block_frames = self.cfg.block_frames
         self.guidance_scale = float(self.cfg.guidance_scale if guidance_scale is None else guidance_scale)
         self.nonfinite_inputs = 0
-        self.reset(seed)
+        self.seed = int(seed)
+        self.reset()
 
-    def reset(self, seed: int = 0) -> None:
-        self.rng = np.random.default_rng(seed)
+    def reset(self, seed: int | None = None) -> None:
+        # None: the model's own seed, so a node (which restarts without one) is reproducible too
+        self.rng = np.random.default_rng(self.seed if seed is None else int(seed))
         if self.backend == "torch":
             self.sampler = StreamingSampler(self.net, self.guidance_scale, self.cfg.sample_steps, 1, self.device)
         else:
