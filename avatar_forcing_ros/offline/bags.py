@@ -178,6 +178,11 @@ class BagAccount:
     problems: list = field(default_factory=list)       # file-level: truncation, ...
     start_ns: int | None = None
     end_ns: int | None = None
+    # The file is cut off or damaged: some of its messages could not be read.
+    damaged: bool = False
+    # Where ``in_bag`` comes from: "bag index" (complete bag), "mcap summary", "metadata.yaml",
+    # or "" when nothing says how many messages the bag held (then lost counts are unknown).
+    announced_by: str = "bag index"
 
     def skip(self, topic_name: str, reason: str, n: int = 1) -> None:
         self.skipped[topic_name][reason] += n
@@ -200,26 +205,47 @@ class BagAccount:
                 out[t] = left
         return out
 
+    @property
+    def counts_known(self) -> bool:
+        return bool(self.announced_by)
+
     def lost_in_file(self) -> dict[str, int]:
-        """Messages the metadata announces that could not be read (truncated file)."""
+        """Messages the metadata announces that could not be read (truncated file); {} when the
+        announced counts are unknown (see ``lost``)."""
         return {t: n - self.read[t] for t, n in self.in_bag.items() if n > self.read[t]}
 
+    def lost(self) -> dict:
+        """Per topic: announced minus read, or "unknown" for a damaged bag with no counts."""
+        names = sorted(set(self.topics) | set(self.read) | set(self.in_bag))
+        if not self.counts_known:
+            return {t: "unknown" for t in names} if self.damaged else {}
+        return {t: max(self.in_bag[t] - self.read[t], 0) for t in names}
+
     def as_dict(self) -> dict:
+        known = self.counts_known
+        lost = self.lost()
         return {"path": self.path, "duration_s": round(self.duration_s, 3),
-                "topics": {t: {"type": self.topics.get(t, "?"), "in_bag": self.in_bag.get(t, 0),
-                               "read": self.read[t], "used": self.used[t],
+                "damaged": self.damaged, "announced_by": self.announced_by or "unknown",
+                "topics": {t: {"type": self.topics.get(t, "?"),
+                               "in_bag": self.in_bag.get(t, 0) if known else "unknown",
+                               "read": self.read[t], "lost": lost.get(t, 0), "used": self.used[t],
                                "skipped": dict(self.skipped[t])}
-                           for t in sorted(set(self.topics) | set(self.read) | set(self.skipped))},
+                           for t in sorted(set(self.topics) | set(self.read) | set(self.skipped)
+                                           | set(self.in_bag))},
                 "problems": list(self.problems)}
 
     def summary(self) -> str:
-        lines = [f"bag {self.path}: {self.duration_s:.2f} s"]
+        lines = [f"bag {self.path}: {self.duration_s:.2f} s" + (" (DAMAGED: partial)" if self.damaged else "")]
         for t, d in self.as_dict()["topics"].items():
             skipped = ", ".join(f"{n} {r}" for r, n in d["skipped"].items())
             lines.append(f"  {t} [{d['type']}]: {d['read']} read, {d['used']} used"
                          + (f"; skipped: {skipped}" if skipped else ""))
+        if self.damaged and not self.counts_known:
+            lines.append("  messages lost: unknown (no bag index, MCAP summary or metadata.yaml says "
+                         "how many the bag held)")
         for t, n in self.lost_in_file().items():
-            lines.append(f"  {t}: {n} announced messages missing from the file")
+            lines.append(f"  {t}: {n} of {self.in_bag[t]} announced messages missing from the file"
+                         f" (counts from {self.announced_by})")
         lines += [f"  problem: {p}" for p in self.problems]
         return "\n".join(lines)
 
@@ -253,7 +279,9 @@ def read_bag(path: str | Path, account: BagAccount, topics=None):
             raise BagError(f"cannot open bag {path}: {exc}") from exc
         account.problems.append(f"cannot open {path} as a complete bag ({exc}); scanned the MCAP "
                                 "record by record instead")
+        account.damaged = True
         conns, raw_messages = _salvage_mcaps(mcaps, account)
+        _announced_counts(path, mcaps, account)
     try:
         for c in conns:
             account.topics[c.topic] = c.msgtype
@@ -266,6 +294,7 @@ def read_bag(path: str | Path, account: BagAccount, topics=None):
             except StopIteration:
                 break
             except Exception as exc:  # a damaged chunk: what came before is kept
+                account.damaged = True
                 account.problems.append(f"bag ends early or is damaged ({type(exc).__name__}: {exc}); "
                                         "kept the messages read before")
                 break
@@ -359,9 +388,93 @@ def _salvage_mcaps(files, account):
             for rec in records(buf, 8, len(buf)):
                 handle(*rec)
         except Exception as exc:  # the cut: keep everything before it
+            account.damaged = True
             account.problems.append(f"{f.name}: stopped at a damaged or cut-off record ({exc})")
     found.sort(key=lambda m: m[2])
     return list({c.topic: c for c in channels.values()}.values()), iter(found)
+
+
+def _announced_counts(path: Path, mcaps, account) -> None:
+    """Messages per topic the bag says it holds, for a bag read by the salvage scan: from the
+    MCAP summary (intact only if the file is damaged elsewhere than at its end), else from
+    the rosbag2 directory's metadata.yaml (written at a clean close; a killed ``ros2 bag
+    record`` may leave one from its last split). Neither: ``announced_by`` stays "" (unknown)."""
+    counts: Counter = Counter()
+    for f in mcaps:
+        got = _mcap_summary_counts(f)
+        if got is None:
+            counts = None
+            break
+        counts.update(got)
+    if counts is not None:
+        account.in_bag, account.announced_by = counts, "mcap summary"
+        return
+    meta = (path if path.is_dir() else path.parent) / "metadata.yaml"
+    try:
+        import yaml
+
+        info = yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"]
+        files = {Path(p).name for p in info.get("relative_file_paths") or ()}
+        if not path.is_dir() and path.name not in files:
+            raise ValueError(f"{meta} describes other files")
+        counts = Counter()
+        for t in info.get("topics_with_message_count") or ():
+            name = t["topic_metadata"]["name"]
+            counts[name] += int(t["message_count"])
+            account.topics.setdefault(name, t["topic_metadata"].get("type", "?"))
+    except FileNotFoundError:
+        account.announced_by = ""
+        return
+    except Exception as exc:  # unreadable metadata: the counts are unknown, not zero
+        account.problems.append(f"{meta.name} unreadable ({type(exc).__name__}: {exc}): lost counts unknown")
+        account.announced_by = ""
+        return
+    account.in_bag, account.announced_by = counts, "metadata.yaml"
+
+
+def _mcap_summary_counts(f: Path) -> dict | None:
+    """{topic: message count} from an MCAP file's summary (Statistics + Channel records), or
+    None when the footer, summary or statistics are missing."""
+    import struct
+
+    try:
+        with open(f, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            if size < 8 + 29 + 8:
+                return None
+            fh.seek(size - 8 - 29)
+            tail = fh.read(29 + 8)
+            if tail[-8:] != b"\x89MCAP0\r\n" or tail[0] != 0x02:
+                return None
+            summary_start = struct.unpack_from("<Q", tail, 9)[0]
+            if not 0 < summary_start < size - 37:
+                return None
+            fh.seek(summary_start)
+            buf = fh.read(size - 37 - summary_start)
+    except OSError:
+        return None
+    channels, per_channel, o = {}, None, 0
+    while o + 9 <= len(buf):
+        op, n = struct.unpack_from("<BQ", buf, o)
+        body = buf[o + 9:o + 9 + n]
+        if len(body) < n:
+            return None
+        if op == 0x04:  # channel: id, schema id, topic
+            cid = struct.unpack_from("<H", body)[0]
+            k = struct.unpack_from("<I", body, 4)[0]
+            channels[cid] = body[8:8 + k].decode(errors="replace")
+        elif op == 0x0B:  # statistics: ... then channel_message_counts map<u16, u64>
+            k = struct.unpack_from("<I", body, 42)[0]
+            per_channel = {struct.unpack_from("<H", body, 46 + i)[0]: struct.unpack_from("<Q", body, 48 + i)[0]
+                           for i in range(0, k, 10)}
+        o += 9 + n
+    if per_channel is None:
+        return None
+    out: Counter = Counter()
+    for cid, n in per_channel.items():
+        out[channels.get(cid, f"channel {cid}")] += n
+    return out
 
 
 def _learn_types_from_bag(store, conns) -> None:
