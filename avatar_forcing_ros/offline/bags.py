@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.imaging import (ImageFormatError, array_to_image_fields, decode_compressed, encode_compressed,
-                      image_fields_to_array, to_rgb8)
+from ..core.imaging import (ImageFormatError, array_to_image_fields, compressed_format, decode_compressed,
+                            encode_compressed, image_fields_to_array, parse_compressed_format, to_rgb8)
 from ..core.motion import MotionSpace
 from ..core.paths import PACKAGE, SOURCE_ROOT, share_candidates
 
@@ -536,9 +536,12 @@ def image_msg(rgb: np.ndarray, t: float, frame_id: str = "", encoding: str = "rg
 
 def compressed_image_msg(rgb: np.ndarray, t: float, frame_id: str = "", fmt: str = "jpeg",
                          quality: int = 85):
+    """An RGB picture as a CompressedImage whose ``format`` is written as image_transport's
+    compressed plugin does ("rgb8; jpeg compressed bgr8"), whichever form ``fmt`` takes."""
     data = encode_compressed(rgb, fmt, quality)
     return typestore().types[COMPRESSED_IMAGE](
-        header=header(t, frame_id), format=fmt, data=np.frombuffer(data, np.uint8))
+        header=header(t, frame_id), format=compressed_format(parse_compressed_format(fmt)[1], "rgb8"),
+        data=np.frombuffer(data, np.uint8))
 
 
 def image_to_rgb(msg) -> np.ndarray:
