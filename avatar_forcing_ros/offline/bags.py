@@ -122,12 +122,15 @@ class BagWriter:
         self._connections = {}
         self.counts: Counter = Counter()
 
-    def connect(self, topic_name: str, msgtype: str):
+    def connect(self, topic_name: str, msgtype: str, offered_qos=()):
+        """The topic's connection, added on first use with the publishers' ``offered_qos``
+        (``offered_qos`` profiles; ``ros2 bag play`` offers them again, so latched stays latched)."""
         conn = self._connections.get(topic_name)
         if conn is None:
             if msgtype not in self.store.types:
                 raise BagError(f"unknown message type {msgtype!r} for {topic_name}")
-            conn = self._writer.add_connection(topic_name, msgtype, typestore=self.store)
+            conn = self._writer.add_connection(topic_name, msgtype, typestore=self.store,
+                                               offered_qos_profiles=list(offered_qos))
             self._connections[topic_name] = conn
         elif conn.msgtype != msgtype:
             raise BagError(f"{topic_name} already has type {conn.msgtype}, not {msgtype}")
@@ -139,9 +142,10 @@ class BagWriter:
         self._writer.write(conn, int(t_ns), self.store.serialize_cdr(msg, msg.__msgtype__))
         self.counts[topic_name] += 1
 
-    def write_raw(self, topic_name: str, msgtype: str, t_ns: int, data: bytes) -> None:
-        """Write an already serialized (CDR) message, as a live recorder receives it."""
-        self._writer.write(self.connect(topic_name, msgtype), int(t_ns), data)
+    def write_raw(self, topic_name: str, msgtype: str, t_ns: int, data: bytes, offered_qos=()) -> None:
+        """Write an already serialized (CDR) message, as a live recorder receives it.
+        ``offered_qos`` is used for the topic's first message only (see ``connect``)."""
+        self._writer.write(self.connect(topic_name, msgtype, offered_qos), int(t_ns), data)
         self.counts[topic_name] += 1
 
     def close(self) -> None:
@@ -154,6 +158,44 @@ class BagWriter:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _qos_time(ns: int):
+    from rosbags.interfaces import QosTime
+
+    ns = int(ns)
+    return QosTime(ns // 1_000_000_000, ns % 1_000_000_000)
+
+
+def offered_qos(reliability: int, durability: int, history: int = 3, depth: int = 0,
+                deadline_ns: int = 0, lifespan_ns: int = 0, liveliness: int = 0,
+                liveliness_lease_ns: int = 0, avoid_ros_namespace_conventions: bool = False):
+    """One publisher's offered QoS for a bag's metadata, from rmw's policy numbers (rclpy's
+    enums have the same values: reliability 1 reliable / 2 best effort, durability 1
+    transient local / 2 volatile, history 1 keep last / 2 keep all / 3 unknown). Times in ns;
+    infinite is 2**63 - 1 ns, which the metadata writes as rosbag2 does (9223372036 s 854775807 ns).
+    DDS discovery does not carry history and depth: a publisher seen on the graph offers
+    history 3 (unknown), depth 0, as ``ros2 bag record`` also stores them."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability
+
+    return Qos(QosHistory(int(history)), int(depth), QosReliability(int(reliability)),
+               QosDurability(int(durability)), _qos_time(deadline_ns), _qos_time(lifespan_ns),
+               QosLiveliness(int(liveliness)), _qos_time(liveliness_lease_ns),
+               bool(avoid_ros_namespace_conventions))
+
+
+def bag_offered_qos(path: str | Path) -> dict[str, list[dict]]:
+    """{topic: [offered profile as a dict of policy names, lower case]} of a readable bag."""
+    from rosbags.rosbag2 import Reader
+
+    out: dict[str, list[dict]] = {}
+    with Reader(path) as r:
+        for c in r.connections:
+            out[c.topic] = [{"history": q.history.name.lower(), "depth": q.depth,
+                             "reliability": q.reliability.name.lower(),
+                             "durability": q.durability.name.lower()}
+                            for q in getattr(c.ext, "offered_qos_profiles", ())]
+    return out
 
 
 # -- reading -----------------------------------------------------------------------------------
