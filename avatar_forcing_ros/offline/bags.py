@@ -122,13 +122,16 @@ class BagWriter:
         self._connections = {}
         self.counts: Counter = Counter()
 
-    def connect(self, topic_name: str, msgtype: str, offered_qos=()):
+    def connect(self, topic_name: str, msgtype: str, offered_qos=None):
         """The topic's connection, added on first use with the publishers' ``offered_qos``
-        (``offered_qos`` profiles; ``ros2 bag play`` offers them again, so latched stays latched)."""
+        (``offered_qos`` profiles; ``ros2 bag play`` offers them again, so latched stays latched).
+        None: what the package's nodes offer if it is one of their outputs, else nothing."""
         conn = self._connections.get(topic_name)
         if conn is None:
             if msgtype not in self.store.types:
                 raise BagError(f"unknown message type {msgtype!r} for {topic_name}")
+            if offered_qos is None:
+                offered_qos = node_offer(topic_name)
             conn = self._writer.add_connection(topic_name, msgtype, typestore=self.store,
                                                offered_qos_profiles=list(offered_qos))
             self._connections[topic_name] = conn
@@ -136,13 +139,13 @@ class BagWriter:
             raise BagError(f"{topic_name} already has type {conn.msgtype}, not {msgtype}")
         return conn
 
-    def write(self, topic_name: str, t_ns: int, msg) -> None:
+    def write(self, topic_name: str, t_ns: int, msg, offered_qos=None) -> None:
         """Serialize a typestore message and write it at log time ``t_ns``."""
-        conn = self.connect(topic_name, msg.__msgtype__)
+        conn = self.connect(topic_name, msg.__msgtype__, offered_qos)
         self._writer.write(conn, int(t_ns), self.store.serialize_cdr(msg, msg.__msgtype__))
         self.counts[topic_name] += 1
 
-    def write_raw(self, topic_name: str, msgtype: str, t_ns: int, data: bytes, offered_qos=()) -> None:
+    def write_raw(self, topic_name: str, msgtype: str, t_ns: int, data: bytes, offered_qos=None) -> None:
         """Write an already serialized (CDR) message, as a live recorder receives it.
         ``offered_qos`` is used for the topic's first message only (see ``connect``)."""
         self._writer.write(self.connect(topic_name, msgtype, offered_qos), int(t_ns), data)
@@ -182,6 +185,22 @@ def offered_qos(reliability: int, durability: int, history: int = 3, depth: int 
                QosDurability(int(durability)), _qos_time(deadline_ns), _qos_time(lifespan_ns),
                QosLiveliness(int(liveliness)), _qos_time(liveliness_lease_ns),
                bool(avoid_ros_namespace_conventions))
+
+
+INFINITE_NS = 2**63 - 1
+# What the package's nodes offer on their outputs (ros/common.py qos(): reliable, keep last;
+# the audio info latched), for bags written offline (replay) as if recorded from the nodes.
+_NODE_OFFERS = {"user_motion": (1, 2, 10), "avatar_motion": (1, 2, 10), "avatar_audio": (1, 2, 10),
+                "avatar_audio_info": (1, 1, 1), "avatar_image": (1, 2, 2), "avatar_image_compressed": (1, 2, 2)}
+
+
+def node_offer(topic_name: str) -> list:
+    """[the offered QoS] of a pipeline output topic (under any namespace) as the nodes publish
+    it, or [] for other topics (inputs: their drivers' offers are not known here)."""
+    for key, (reliability, durability, depth) in _NODE_OFFERS.items():
+        if topic_name.endswith(TOPICS[key][0]):
+            return [offered_qos(reliability, durability, 1, depth, INFINITE_NS, INFINITE_NS, 1, INFINITE_NS)]
+    return []
 
 
 def bag_offered_qos(path: str | Path) -> dict[str, list[dict]]:
