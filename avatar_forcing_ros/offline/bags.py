@@ -45,6 +45,55 @@ TOPICS = {
 STORAGES = ("mcap", "sqlite3")
 
 
+def pipeline_topics(namespace: str = "", remaps: dict | None = None) -> list[str]:
+    """Absolute names of the topics a recording of the pipeline holds (the recorder's default
+    set), under ``namespace``, with ``remaps`` {stream key (as in TOPICS): name}. A relative
+    remapped name is resolved in the namespace, as the nodes resolve it."""
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    remaps = dict(remaps or {})
+    for key, base in (("camera_compressed", "camera"), ("avatar_image_compressed", "avatar_image")):
+        if base in remaps and key not in remaps:  # image_transport: <image topic>/compressed
+            remaps[key] = remaps[base].rstrip("/") + "/compressed"
+    out = []
+    for key, (name, _) in TOPICS.items():
+        if key == "diagnostics":  # absolute in every node
+            out.append(remaps.get(key, name))
+            continue
+        name = remaps.get(key, name.lstrip("/"))
+        out.append(name if name.startswith("/") else f"{ns}/{name}")
+    return out
+
+
+def rosbag2_available(storage: str = "mcap") -> bool:
+    """Whether ``ros2 bag record`` can write ``storage`` here: the ros2 CLI, its bag verb and
+    the storage plugin (rosbag2_storage_mcap / rosbag2_storage_sqlite3) are installed."""
+    import importlib.util
+    import shutil
+
+    if storage not in STORAGES or shutil.which("ros2") is None or importlib.util.find_spec("ros2bag") is None:
+        return False
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    except ImportError:
+        return False
+    try:
+        get_package_prefix(f"rosbag2_storage_{storage}")
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+def ros2_bag_record_command(topics, out: str = "", storage: str = "mcap") -> list[str]:
+    """``ros2 bag record`` of ``topics`` (absolute names) as a launch file or script runs it
+    (Jazzy/Kilted CLI): it adapts its QoS to the publishers and stores their offers itself."""
+    if storage not in STORAGES:
+        raise BagError(f"storage must be one of {STORAGES}, not {storage!r}")
+    cmd = ["ros2", "bag", "record", "--storage", storage, "--disable-keyboard-controls"]
+    if out:
+        cmd += ["--output", str(out)]
+    return cmd + ["--topics", *topics]
+
+
 class BagError(RuntimeError):
     """A bag cannot be opened or written (missing, not a bag, unreadable metadata)."""
 
