@@ -178,3 +178,19 @@ def test_a_truncated_mcap_keeps_what_was_read_and_says_the_rest_is_missing(tmp_p
 def test_topic_names_follow_the_namespace():
     assert bags.topic("camera", "robot1") == "/robot1/camera/image_raw"
     assert bags.topic("avatar_motion") == "/avatar/face_motion"
+
+
+def test_pipeline_outputs_are_written_with_the_nodes_offered_qos(tmp_path):
+    """Bags written offline (replay) say what the nodes offer, so ros2 bag play latches the
+    audio info; inputs carry no offer unless one is given."""
+    with bags.BagWriter(tmp_path / "bag") as w:
+        w.write(bags.topic("avatar_audio_info", "robot"), 1, bags.audio_info_msg())
+        w.write(bags.topic("avatar_motion"), 2, bags.face_motion_msg(AF_MOTION_V1, np.zeros(AF_MOTION_V1.dim), 1.0, True, 0.0))
+        w.write(bags.topic("user_audio"), 3, bags.audio_msg(b"\0\0", 0.0))
+        w.write("/other", 4, bags.audio_msg(b"\0\0", 0.0), offered_qos=[bags.offered_qos(2, 2)])
+    offered = bags.bag_offered_qos(tmp_path / "bag")
+    assert offered["/robot/avatar/audio_info"] == [{"history": "keep_last", "depth": 1, "reliability": "reliable",
+                                                    "durability": "transient_local"}]
+    assert offered["/avatar/face_motion"][0]["durability"] == "volatile"
+    assert offered["/user/audio"] == []
+    assert offered["/other"][0]["reliability"] == "best_effort"

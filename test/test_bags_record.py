@@ -96,3 +96,77 @@ def test_a_live_generator_is_recorded_and_the_bag_replays(ros_context, node_proc
                  images="none")
     assert res.account.unaccounted() == {}
     assert res.account.skipped[f"/{ns}/avatar/face_motion"] == {"pipeline output (made anew by the replay)": len(motion)}
+
+
+def _subscription_qos(node, topic):
+    """(reliability, durability) of the subscriptions on ``topic`` the graph shows."""
+    return [(i.qos_profile.reliability, i.qos_profile.durability) for i in node.get_subscriptions_info_by_topic(topic)]
+
+
+def test_offered_qos_is_stored_and_a_latched_message_from_before_the_start_is_recorded(
+        ros_context, node_process, tmp_path):
+    from rclpy.duration import Duration
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import String
+
+    latched, lossy = unique_topic("latched"), unique_topic("lossy")
+    node = ros_context.node()
+    pub_l = node.create_publisher(String, latched, QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    pub_b = node.create_publisher(String, lossy, QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT))
+    pub_l.publish(String(data="said before the recorder started"))
+    proc = recorder(node_process, tmp_path / "bag", f"topics:=['{latched}','{lossy}']",
+                    f"types:=['{latched}=std_msgs/msg/String','{lossy}=std_msgs/msg/String']")
+    # the recorder ends up asking for what the publishers offer: latched from the latched one,
+    # best effort from the best-effort one (it may first subscribe otherwise, before discovery)
+    wait_for(lambda: _subscription_qos(node, latched) == [(ReliabilityPolicy.RELIABLE, DurabilityPolicy.TRANSIENT_LOCAL)]
+             and pub_l.get_subscription_count() == 1, 30, spin=ros_context, processes=[proc])
+    wait_for(lambda: _subscription_qos(node, lossy) == [(ReliabilityPolicy.BEST_EFFORT, DurabilityPolicy.VOLATILE)]
+             and pub_b.get_subscription_count() == 1, 30, spin=ros_context, processes=[proc])
+    assert pub_l.wait_for_all_acked(Duration(seconds=10))  # the recorder holds the latched message
+    for i in range(5):
+        pub_b.publish(String(data=f"lossy {i}"))
+    proc.stop(check=True)
+
+    msgs, account = read_back(tmp_path / "bag")
+    assert [m.msg.data for m in msgs if m.topic == latched] == ["said before the recorder started"]
+    assert 1 <= account.read[lossy] <= 5  # best effort: on loopback all arrive, but none is owed
+    offered = bags.bag_offered_qos(tmp_path / "bag")
+    assert offered[latched] == [{"history": "unknown", "depth": 0, "reliability": "reliable",
+                                 "durability": "transient_local"}]
+    assert offered[lossy] == [{"history": "unknown", "depth": 0, "reliability": "best_effort",
+                               "durability": "volatile"}]
+    # as rosbag2 writes metadata version 8: a YAML string of rmw's policy numbers
+    import yaml
+
+    meta = yaml.safe_load((tmp_path / "bag" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["version"] == 8
+    profiles = {t["topic_metadata"]["name"]: yaml.safe_load(t["topic_metadata"]["offered_qos_profiles"])
+                for t in meta["topics_with_message_count"]}
+    assert profiles[latched][0]["reliability"] == 1 and profiles[latched][0]["durability"] == 1
+    assert profiles[lossy][0]["reliability"] == 2 and profiles[lossy][0]["durability"] == 2
+    assert profiles[latched][0]["deadline"] == {"sec": 9223372036, "nsec": 854775807}  # infinite, as offered
+
+
+def test_a_volatile_publisher_on_an_info_topic_is_still_recorded(ros_context, node_process, tmp_path):
+    """Info topics are subscribed latched before any publisher is seen; a volatile one that
+    appears later cannot match that, so the recorder subscribes again, volatile."""
+    from rclpy.duration import Duration
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import String
+
+    info = unique_topic("mic") + "/audio_info"
+    node = ros_context.node()
+    proc = recorder(node_process, tmp_path / "bag", f"topics:=['{info}']", f"types:=['{info}=std_msgs/msg/String']")
+    wait_for(lambda: _subscription_qos(node, info) == [(ReliabilityPolicy.RELIABLE, DurabilityPolicy.TRANSIENT_LOCAL)],
+             30, spin=ros_context, processes=[proc])
+    pub = node.create_publisher(String, info, QoSProfile(depth=10, durability=DurabilityPolicy.VOLATILE))
+    wait_for(lambda: pub.get_subscription_count() == 1, 30, spin=ros_context, processes=[proc])
+    for i in range(5):
+        pub.publish(String(data=f"info {i}"))
+    assert pub.wait_for_all_acked(Duration(seconds=10))
+    proc.stop(check=True)
+    msgs, _ = read_back(tmp_path / "bag")
+    assert [m.msg.data for m in msgs] == [f"info {i}" for i in range(5)]
+    assert bags.bag_offered_qos(tmp_path / "bag")[info][0]["durability"] == "volatile"
+    assert "subscribing again as reliable / volatile" in proc.log()

@@ -1,4 +1,5 @@
-"""Camera images: sensor_msgs/Image fields <-> numpy arrays, and CompressedImage JPEG/PNG.
+"""Camera images: sensor_msgs/Image fields <-> numpy arrays, and CompressedImage JPEG/PNG
+(format strings as image_transport writes them, e.g. ``rgb8; jpeg compressed bgr8``, or plain).
 
 Pure numpy + cv2 (no rclpy, no cv_bridge), with cv_bridge's semantics: an image comes back in
 its own encoding (HxW for one channel, HxWxC otherwise, native byte order), rows are read at
@@ -133,31 +134,71 @@ def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
     return np.ascontiguousarray(rgb, dtype=np.uint8)
 
 
+_CODECS = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
+
+
+def compressed_format(codec: str = "jpeg", encoding: str = "rgb8") -> str:
+    """The CompressedImage ``format`` image_transport's compressed plugin writes for an image of
+    ``encoding`` encoded by OpenCV (which takes colour as BGR): ``"rgb8; jpeg compressed bgr8"``."""
+    kind = _CODECS.get(str(codec).lower())
+    if kind is None:
+        raise ImageFormatError(f"unsupported compressed format {codec!r}; use 'jpeg' or 'png'")
+    target = "mono8" if encoding in ("mono8", "8UC1") else "bgr8"
+    return f"{encoding}; {kind} compressed {target}"
+
+
+def parse_compressed_format(format: str) -> tuple[str, str, str]:
+    """(original encoding, codec, compressed encoding) of a CompressedImage ``format``.
+
+    Accepts image_transport's form ``"rgb8; jpeg compressed bgr8"`` and the plain ``"jpeg"`` /
+    ``"png"`` (older publishers); the parts a plain format leaves out are "". The codec is
+    lower-case as written ("" if none is named): the bytes are sniffed by OpenCV anyway.
+    """
+    text = str(format).strip()
+    if "compresseddepth" in text.lower():
+        raise ImageFormatError(f"compressed depth images ({format!r}) are not supported")
+    original, sep, rest = text.partition(";")
+    if not sep:
+        original, rest = "", text
+    words = rest.split()
+    codec = _CODECS.get(words[0].lower(), words[0].lower()) if words else ""
+    target = ""
+    if "compressed" in (w.lower() for w in words):
+        after = words[[w.lower() for w in words].index("compressed") + 1:]
+        target = after[0] if after else ""
+    return original.strip(), codec, target
+
+
 def decode_compressed(format: str, data) -> np.ndarray:
     """A sensor_msgs/CompressedImage (format, data) -> HxWx3 uint8 RGB.
 
-    ``format`` is informational for JPEG/PNG ("jpeg", "png", "rgb8; jpeg compressed bgr8"):
-    the bytes are sniffed by OpenCV. Depth streams ("compressedDepth") are not faces: rejected.
+    ``format`` may be plain ("jpeg", "png") or image_transport's ("rgb8; jpeg compressed bgr8");
+    the bytes are sniffed by OpenCV. The compressed encoding says which channel order went into
+    the encoder: ``bgr8`` (image_transport, OpenCV) decodes to true colours; a publisher that
+    encoded its ``rgb8`` buffer as is ("... compressed rgb8") gets its channels swapped back.
+    Depth streams ("compressedDepth") are not faces: rejected.
     """
-    fmt = str(format).lower()
-    if "compresseddepth" in fmt:
-        raise ImageFormatError(f"compressed depth images ({format!r}) are not supported")
+    _, _, target = parse_compressed_format(format)
     buf = np.frombuffer(_as_bytes_view(data), dtype=np.uint8)
     if buf.size == 0:
         raise ImageFormatError(f"compressed image ({format!r}) has no data")
     bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if bgr is None or bgr.size == 0:
         raise ImageFormatError(f"cannot decode {buf.size} bytes of compressed image (format {format!r})")
+    if target.lower() in ("rgb8", "rgba8", "rgb16", "rgba16"):
+        return np.ascontiguousarray(bgr)  # the encoder got RGB as if BGR: its "BGR" is our RGB
     return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
 def encode_compressed(rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> bytes:
-    """HxWx3 uint8 RGB -> JPEG or PNG bytes (the data of a CompressedImage with format ``fmt``)."""
+    """HxWx3 uint8 RGB -> JPEG or PNG bytes (the data of a CompressedImage with format ``fmt``:
+    "jpeg", "png", or image_transport's "rgb8; jpeg compressed bgr8"). Colours go into the
+    encoder as BGR, i.e. "compressed bgr8" as image_transport writes them."""
     a = np.asarray(rgb)
     if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8 or a.size == 0:
         raise ImageFormatError(f"encode_compressed needs a non-empty HxWx3 uint8 RGB array; got {a.dtype} {a.shape}")
-    kind = fmt.lower()
-    if kind in ("jpeg", "jpg"):
+    kind = parse_compressed_format(fmt)[1]  # "jpeg" or image_transport's "rgb8; jpeg compressed bgr8"
+    if kind == "jpeg":
         if not 1 <= int(quality) <= 100:
             raise ImageFormatError(f"JPEG quality {quality} is outside 1..100")
         ok, out = cv2.imencode(".jpg", a[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])

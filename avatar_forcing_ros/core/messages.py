@@ -12,8 +12,8 @@ from typing import Callable
 
 import numpy as np
 
-from .imaging import (ImageFormatError, array_to_image_fields, decode_compressed, image_fields_to_array,
-                      to_rgb8)
+from .imaging import (ImageFormatError, array_to_image_fields, compressed_format, decode_compressed,
+                      image_fields_to_array, to_rgb8)
 from .motion import MotionSpace
 
 PCM_CODINGS = ("wave", "wav", "pcm", "raw")  # AudioInfo.coding_format values that mean raw PCM
@@ -127,8 +127,12 @@ def image_msg(kit: MessageKit, rgb: np.ndarray, t, frame_id: str = "", encoding:
                      data=kit.u8(f["data"]))
 
 
-def compressed_image_msg(kit: MessageKit, data: bytes, fmt: str, t, frame_id: str = ""):
-    return kit.compressed_image(header=make_header(kit, t, frame_id), format=fmt, data=kit.u8(data))
+def compressed_image_msg(kit: MessageKit, data: bytes, codec: str, t, frame_id: str = "",
+                         encoding: str = "rgb8"):
+    """``data``: an ``encoding`` image compressed as ``codec`` (jpeg, png) by OpenCV; ``format``
+    is written as image_transport's compressed plugin does ("rgb8; jpeg compressed bgr8")."""
+    return kit.compressed_image(header=make_header(kit, t, frame_id), format=compressed_format(codec, encoding),
+                                data=kit.u8(data))
 
 
 def image_to_rgb(msg) -> np.ndarray:

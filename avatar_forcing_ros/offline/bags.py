@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core import messages
-from ..core.imaging import encode_compressed
+from ..core.imaging import encode_compressed, parse_compressed_format
 from ..core.motion import MotionSpace
 from ..core.paths import PACKAGE, SOURCE_ROOT, share_candidates
 
@@ -43,6 +43,55 @@ TOPICS = {
     "diagnostics": ("/diagnostics", DIAGNOSTICS),
 }
 STORAGES = ("mcap", "sqlite3")
+
+
+def pipeline_topics(namespace: str = "", remaps: dict | None = None) -> list[str]:
+    """Absolute names of the topics a recording of the pipeline holds (the recorder's default
+    set), under ``namespace``, with ``remaps`` {stream key (as in TOPICS): name}. A relative
+    remapped name is resolved in the namespace, as the nodes resolve it."""
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    remaps = dict(remaps or {})
+    for key, base in (("camera_compressed", "camera"), ("avatar_image_compressed", "avatar_image")):
+        if base in remaps and key not in remaps:  # image_transport: <image topic>/compressed
+            remaps[key] = remaps[base].rstrip("/") + "/compressed"
+    out = []
+    for key, (name, _) in TOPICS.items():
+        if key == "diagnostics":  # absolute in every node
+            out.append(remaps.get(key, name))
+            continue
+        name = remaps.get(key, name.lstrip("/"))
+        out.append(name if name.startswith("/") else f"{ns}/{name}")
+    return out
+
+
+def rosbag2_available(storage: str = "mcap") -> bool:
+    """Whether ``ros2 bag record`` can write ``storage`` here: the ros2 CLI, its bag verb and
+    the storage plugin (rosbag2_storage_mcap / rosbag2_storage_sqlite3) are installed."""
+    import importlib.util
+    import shutil
+
+    if storage not in STORAGES or shutil.which("ros2") is None or importlib.util.find_spec("ros2bag") is None:
+        return False
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    except ImportError:
+        return False
+    try:
+        get_package_prefix(f"rosbag2_storage_{storage}")
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+def ros2_bag_record_command(topics, out: str = "", storage: str = "mcap") -> list[str]:
+    """``ros2 bag record`` of ``topics`` (absolute names) as a launch file or script runs it
+    (Jazzy/Kilted CLI): it adapts its QoS to the publishers and stores their offers itself."""
+    if storage not in STORAGES:
+        raise BagError(f"storage must be one of {STORAGES}, not {storage!r}")
+    cmd = ["ros2", "bag", "record", "--storage", storage, "--disable-keyboard-controls"]
+    if out:
+        cmd += ["--output", str(out)]
+    return cmd + ["--topics", *topics]
 
 
 class BagError(RuntimeError):
@@ -122,26 +171,33 @@ class BagWriter:
         self._connections = {}
         self.counts: Counter = Counter()
 
-    def connect(self, topic_name: str, msgtype: str):
+    def connect(self, topic_name: str, msgtype: str, offered_qos=None):
+        """The topic's connection, added on first use with the publishers' ``offered_qos``
+        (``offered_qos`` profiles; ``ros2 bag play`` offers them again, so latched stays latched).
+        None: what the package's nodes offer if it is one of their outputs, else nothing."""
         conn = self._connections.get(topic_name)
         if conn is None:
             if msgtype not in self.store.types:
                 raise BagError(f"unknown message type {msgtype!r} for {topic_name}")
-            conn = self._writer.add_connection(topic_name, msgtype, typestore=self.store)
+            if offered_qos is None:
+                offered_qos = node_offer(topic_name)
+            conn = self._writer.add_connection(topic_name, msgtype, typestore=self.store,
+                                               offered_qos_profiles=list(offered_qos))
             self._connections[topic_name] = conn
         elif conn.msgtype != msgtype:
             raise BagError(f"{topic_name} already has type {conn.msgtype}, not {msgtype}")
         return conn
 
-    def write(self, topic_name: str, t_ns: int, msg) -> None:
+    def write(self, topic_name: str, t_ns: int, msg, offered_qos=None) -> None:
         """Serialize a typestore message and write it at log time ``t_ns``."""
-        conn = self.connect(topic_name, msg.__msgtype__)
+        conn = self.connect(topic_name, msg.__msgtype__, offered_qos)
         self._writer.write(conn, int(t_ns), self.store.serialize_cdr(msg, msg.__msgtype__))
         self.counts[topic_name] += 1
 
-    def write_raw(self, topic_name: str, msgtype: str, t_ns: int, data: bytes) -> None:
-        """Write an already serialized (CDR) message, as a live recorder receives it."""
-        self._writer.write(self.connect(topic_name, msgtype), int(t_ns), data)
+    def write_raw(self, topic_name: str, msgtype: str, t_ns: int, data: bytes, offered_qos=None) -> None:
+        """Write an already serialized (CDR) message, as a live recorder receives it.
+        ``offered_qos`` is used for the topic's first message only (see ``connect``)."""
+        self._writer.write(self.connect(topic_name, msgtype, offered_qos), int(t_ns), data)
         self.counts[topic_name] += 1
 
     def close(self) -> None:
@@ -154,6 +210,60 @@ class BagWriter:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _qos_time(ns: int):
+    from rosbags.interfaces import QosTime
+
+    ns = int(ns)
+    return QosTime(ns // 1_000_000_000, ns % 1_000_000_000)
+
+
+def offered_qos(reliability: int, durability: int, history: int = 3, depth: int = 0,
+                deadline_ns: int = 0, lifespan_ns: int = 0, liveliness: int = 0,
+                liveliness_lease_ns: int = 0, avoid_ros_namespace_conventions: bool = False):
+    """One publisher's offered QoS for a bag's metadata, from rmw's policy numbers (rclpy's
+    enums have the same values: reliability 1 reliable / 2 best effort, durability 1
+    transient local / 2 volatile, history 1 keep last / 2 keep all / 3 unknown). Times in ns;
+    infinite is 2**63 - 1 ns, which the metadata writes as rosbag2 does (9223372036 s 854775807 ns).
+    DDS discovery does not carry history and depth: a publisher seen on the graph offers
+    history 3 (unknown), depth 0, as ``ros2 bag record`` also stores them."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability
+
+    return Qos(QosHistory(int(history)), int(depth), QosReliability(int(reliability)),
+               QosDurability(int(durability)), _qos_time(deadline_ns), _qos_time(lifespan_ns),
+               QosLiveliness(int(liveliness)), _qos_time(liveliness_lease_ns),
+               bool(avoid_ros_namespace_conventions))
+
+
+INFINITE_NS = 2**63 - 1
+# What the package's nodes offer on their outputs (ros/common.py qos(): reliable, keep last;
+# the audio info latched), for bags written offline (replay) as if recorded from the nodes.
+_NODE_OFFERS = {"user_motion": (1, 2, 10), "avatar_motion": (1, 2, 10), "avatar_audio": (1, 2, 10),
+                "avatar_audio_info": (1, 1, 1), "avatar_image": (1, 2, 2), "avatar_image_compressed": (1, 2, 2)}
+
+
+def node_offer(topic_name: str) -> list:
+    """[the offered QoS] of a pipeline output topic (under any namespace) as the nodes publish
+    it, or [] for other topics (inputs: their drivers' offers are not known here)."""
+    for key, (reliability, durability, depth) in _NODE_OFFERS.items():
+        if topic_name.endswith(TOPICS[key][0]):
+            return [offered_qos(reliability, durability, 1, depth, INFINITE_NS, INFINITE_NS, 1, INFINITE_NS)]
+    return []
+
+
+def bag_offered_qos(path: str | Path) -> dict[str, list[dict]]:
+    """{topic: [offered profile as a dict of policy names, lower case]} of a readable bag."""
+    from rosbags.rosbag2 import Reader
+
+    out: dict[str, list[dict]] = {}
+    with Reader(path) as r:
+        for c in r.connections:
+            out[c.topic] = [{"history": q.history.name.lower(), "depth": q.depth,
+                             "reliability": q.reliability.name.lower(),
+                             "durability": q.durability.name.lower()}
+                            for q in getattr(c.ext, "offered_qos_profiles", ())]
+    return out
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -178,6 +288,11 @@ class BagAccount:
     problems: list = field(default_factory=list)       # file-level: truncation, ...
     start_ns: int | None = None
     end_ns: int | None = None
+    # The file is cut off or damaged: some of its messages could not be read.
+    damaged: bool = False
+    # Where ``in_bag`` comes from: "bag index" (complete bag), "mcap summary", "metadata.yaml",
+    # or "" when nothing says how many messages the bag held (then lost counts are unknown).
+    announced_by: str = "bag index"
 
     def skip(self, topic_name: str, reason: str, n: int = 1) -> None:
         self.skipped[topic_name][reason] += n
@@ -200,26 +315,47 @@ class BagAccount:
                 out[t] = left
         return out
 
+    @property
+    def counts_known(self) -> bool:
+        return bool(self.announced_by)
+
     def lost_in_file(self) -> dict[str, int]:
-        """Messages the metadata announces that could not be read (truncated file)."""
+        """Messages the metadata announces that could not be read (truncated file); {} when the
+        announced counts are unknown (see ``lost``)."""
         return {t: n - self.read[t] for t, n in self.in_bag.items() if n > self.read[t]}
 
+    def lost(self) -> dict:
+        """Per topic: announced minus read, or "unknown" for a damaged bag with no counts."""
+        names = sorted(set(self.topics) | set(self.read) | set(self.in_bag))
+        if not self.counts_known:
+            return {t: "unknown" for t in names} if self.damaged else {}
+        return {t: max(self.in_bag[t] - self.read[t], 0) for t in names}
+
     def as_dict(self) -> dict:
+        known = self.counts_known
+        lost = self.lost()
         return {"path": self.path, "duration_s": round(self.duration_s, 3),
-                "topics": {t: {"type": self.topics.get(t, "?"), "in_bag": self.in_bag.get(t, 0),
-                               "read": self.read[t], "used": self.used[t],
+                "damaged": self.damaged, "announced_by": self.announced_by or "unknown",
+                "topics": {t: {"type": self.topics.get(t, "?"),
+                               "in_bag": self.in_bag.get(t, 0) if known else "unknown",
+                               "read": self.read[t], "lost": lost.get(t, 0), "used": self.used[t],
                                "skipped": dict(self.skipped[t])}
-                           for t in sorted(set(self.topics) | set(self.read) | set(self.skipped))},
+                           for t in sorted(set(self.topics) | set(self.read) | set(self.skipped)
+                                           | set(self.in_bag))},
                 "problems": list(self.problems)}
 
     def summary(self) -> str:
-        lines = [f"bag {self.path}: {self.duration_s:.2f} s"]
+        lines = [f"bag {self.path}: {self.duration_s:.2f} s" + (" (DAMAGED: partial)" if self.damaged else "")]
         for t, d in self.as_dict()["topics"].items():
             skipped = ", ".join(f"{n} {r}" for r, n in d["skipped"].items())
             lines.append(f"  {t} [{d['type']}]: {d['read']} read, {d['used']} used"
                          + (f"; skipped: {skipped}" if skipped else ""))
+        if self.damaged and not self.counts_known:
+            lines.append("  messages lost: unknown (no bag index, MCAP summary or metadata.yaml says "
+                         "how many the bag held)")
         for t, n in self.lost_in_file().items():
-            lines.append(f"  {t}: {n} announced messages missing from the file")
+            lines.append(f"  {t}: {n} of {self.in_bag[t]} announced messages missing from the file"
+                         f" (counts from {self.announced_by})")
         lines += [f"  problem: {p}" for p in self.problems]
         return "\n".join(lines)
 
@@ -253,7 +389,9 @@ def read_bag(path: str | Path, account: BagAccount, topics=None):
             raise BagError(f"cannot open bag {path}: {exc}") from exc
         account.problems.append(f"cannot open {path} as a complete bag ({exc}); scanned the MCAP "
                                 "record by record instead")
+        account.damaged = True
         conns, raw_messages = _salvage_mcaps(mcaps, account)
+        _announced_counts(path, mcaps, account)
     try:
         for c in conns:
             account.topics[c.topic] = c.msgtype
@@ -266,6 +404,7 @@ def read_bag(path: str | Path, account: BagAccount, topics=None):
             except StopIteration:
                 break
             except Exception as exc:  # a damaged chunk: what came before is kept
+                account.damaged = True
                 account.problems.append(f"bag ends early or is damaged ({type(exc).__name__}: {exc}); "
                                         "kept the messages read before")
                 break
@@ -371,9 +510,93 @@ def _salvage_mcaps(files, account):
             for rec in records(buf, 8, len(buf)):
                 handle(*rec)
         except Exception as exc:  # the cut: keep everything before it
+            account.damaged = True
             account.problems.append(f"{f.name}: stopped at a damaged or cut-off record ({exc})")
     found.sort(key=lambda m: m[2])
     return list({c.topic: c for c in channels.values()}.values()), iter(found)
+
+
+def _announced_counts(path: Path, mcaps, account) -> None:
+    """Messages per topic the bag says it holds, for a bag read by the salvage scan: from the
+    MCAP summary (intact only if the file is damaged elsewhere than at its end), else from
+    the rosbag2 directory's metadata.yaml (written at a clean close; a killed ``ros2 bag
+    record`` may leave one from its last split). Neither: ``announced_by`` stays "" (unknown)."""
+    counts: Counter = Counter()
+    for f in mcaps:
+        got = _mcap_summary_counts(f)
+        if got is None:
+            counts = None
+            break
+        counts.update(got)
+    if counts is not None:
+        account.in_bag, account.announced_by = counts, "mcap summary"
+        return
+    meta = (path if path.is_dir() else path.parent) / "metadata.yaml"
+    try:
+        import yaml
+
+        info = yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"]
+        files = {Path(p).name for p in info.get("relative_file_paths") or ()}
+        if not path.is_dir() and path.name not in files:
+            raise ValueError(f"{meta} describes other files")
+        counts = Counter()
+        for t in info.get("topics_with_message_count") or ():
+            name = t["topic_metadata"]["name"]
+            counts[name] += int(t["message_count"])
+            account.topics.setdefault(name, t["topic_metadata"].get("type", "?"))
+    except FileNotFoundError:
+        account.announced_by = ""
+        return
+    except Exception as exc:  # unreadable metadata: the counts are unknown, not zero
+        account.problems.append(f"{meta.name} unreadable ({type(exc).__name__}: {exc}): lost counts unknown")
+        account.announced_by = ""
+        return
+    account.in_bag, account.announced_by = counts, "metadata.yaml"
+
+
+def _mcap_summary_counts(f: Path) -> dict | None:
+    """{topic: message count} from an MCAP file's summary (Statistics + Channel records), or
+    None when the footer, summary or statistics are missing."""
+    import struct
+
+    try:
+        with open(f, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            if size < 8 + 29 + 8:
+                return None
+            fh.seek(size - 8 - 29)
+            tail = fh.read(29 + 8)
+            if tail[-8:] != b"\x89MCAP0\r\n" or tail[0] != 0x02:
+                return None
+            summary_start = struct.unpack_from("<Q", tail, 9)[0]
+            if not 0 < summary_start < size - 37:
+                return None
+            fh.seek(summary_start)
+            buf = fh.read(size - 37 - summary_start)
+    except OSError:
+        return None
+    channels, per_channel, o = {}, None, 0
+    while o + 9 <= len(buf):
+        op, n = struct.unpack_from("<BQ", buf, o)
+        body = buf[o + 9:o + 9 + n]
+        if len(body) < n:
+            return None
+        if op == 0x04:  # channel: id, schema id, topic
+            cid = struct.unpack_from("<H", body)[0]
+            k = struct.unpack_from("<I", body, 4)[0]
+            channels[cid] = body[8:8 + k].decode(errors="replace")
+        elif op == 0x0B:  # statistics: ... then channel_message_counts map<u16, u64>
+            k = struct.unpack_from("<I", body, 42)[0]
+            per_channel = {struct.unpack_from("<H", body, 46 + i)[0]: struct.unpack_from("<Q", body, 48 + i)[0]
+                           for i in range(0, k, 10)}
+        o += 9 + n
+    if per_channel is None:
+        return None
+    out: Counter = Counter()
+    for cid, n in per_channel.items():
+        out[channels.get(cid, f"channel {cid}")] += n
+    return out
 
 
 def _learn_types_from_bag(store, conns) -> None:
@@ -442,7 +665,9 @@ def image_msg(rgb: np.ndarray, t: float, frame_id: str = "", encoding: str = "rg
 
 def compressed_image_msg(rgb: np.ndarray, t: float, frame_id: str = "", fmt: str = "jpeg",
                          quality: int = 85):
-    return messages.compressed_image_msg(kit(), encode_compressed(rgb, fmt, quality), fmt, t, frame_id)
+    """An RGB picture as a CompressedImage; ``fmt`` plain ("jpeg") or as image_transport writes it."""
+    codec = parse_compressed_format(fmt)[1]
+    return messages.compressed_image_msg(kit(), encode_compressed(rgb, codec, quality), codec, t, frame_id)
 
 
 def audio_msg(pcm: bytes, t: float, frame_id: str = ""):

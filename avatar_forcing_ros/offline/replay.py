@@ -65,7 +65,9 @@ class ReplayResult:
         return {"out_bag": self.out_bag, "mp4": self.mp4, "model": self.model, "frames": self.frames,
                 "user_motion_frames": self.user_motion_frames, "written": dict(self.written),
                 "stage_s": {k: round(v, 3) for k, v in self.stage_s.items()},
-                "wall_s": round(self.wall_s, 3), "input": self.account.as_dict()}
+                "wall_s": round(self.wall_s, 3), "input": self.account.as_dict(),
+                # partial: the input bag is cut off or damaged; the output covers what was readable
+                "status": "partial" if self.account.damaged else "complete"}
 
     def summary(self) -> str:
         lines = [self.account.summary(),
@@ -75,6 +77,13 @@ class ReplayResult:
                  "per stage (s): " + ", ".join(f"{k} {v:.2f}" for k, v in self.stage_s.items())]
         if self.mp4:
             lines.append(f"wrote {self.mp4}")
+        if self.account.damaged:
+            lost = self.account.lost()
+            n = sum(v for v in lost.values() if isinstance(v, int))
+            lines.append("PARTIAL: the input bag is cut off or damaged; "
+                         + (f"{n} announced messages were lost" if self.account.counts_known
+                            else "how many messages were lost is unknown")
+                         + "; the output covers what was readable")
         return "\n".join(lines)
 
 
@@ -360,7 +369,16 @@ class _PerceptionProcess:
 
 
 def main_replay(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="avatar-forcing replay", description=__doc__.split("\n")[0])
+    """``avatar-forcing replay``. Exit status: 0 the whole bag was replayed; 1 nothing written
+    (bad bag, parameters or arguments; argparse's usage errors are 2); 3 partial: the input
+    bag is cut off or damaged, the output was written from what could be read, and the report
+    counts per topic the messages lost (announced by the bag's index, MCAP summary or
+    metadata.yaml minus those read; "unknown" when nothing announces them)."""
+    p = argparse.ArgumentParser(
+        prog="avatar-forcing replay", description=__doc__.split("\n")[0],
+        epilog="exit status: 0 complete; 1 error, nothing written; 2 usage error; "
+               "3 partial (input bag cut off or damaged; output written, lost messages reported)")
+    EXIT_OK, EXIT_ERROR, EXIT_PARTIAL = 0, 1, 3  # 2 is argparse's usage error
     p.add_argument("bag", help="input rosbag2 (directory, or a .mcap / .db3 file)")
     p.add_argument("--out", required=True, help="output rosbag2 directory (must not exist)")
     p.add_argument("--mp4", help="also write the avatar with its speech to this MP4")
@@ -389,8 +407,9 @@ def main_replay(argv=None) -> int:
                      parallel=a.parallel)
     except (bags.BagError, ValueError, FileNotFoundError) as exc:
         print(f"avatar-forcing replay: {exc}")
-        return 1
+        return EXIT_ERROR
     print(res.summary())
+    code = EXIT_PARTIAL if res.account.damaged else EXIT_OK
     if a.report:
-        Path(a.report).write_text(json.dumps(res.as_dict(), indent=2))
-    return 0
+        Path(a.report).write_text(json.dumps({**res.as_dict(), "exit_status": code}, indent=2))
+    return code
