@@ -152,6 +152,12 @@ def test_generator_repairs_or_counts_bad_audio_and_motion_and_idles_when_inputs_
              what="2 s of idle frames")
     idle = np.array([list(m.values) for m in drv.avatar_motion[before + 10:]])
     assert np.all(np.isfinite(idle)) and idle[:, JAW].max() < 0.05
+    # The bad input is gone: the level is OK again, the counters and the last error stay listed.
+    ok = wait_for(lambda: [st for m in drv.diagnostics for st in m.status
+                           if st.hardware_id == f"{ns}/generator" and st.level == b"\x00"
+                           and any(kv.key == "dropped user face motion" for kv in st.values)], timeout=10,
+                  spin=ros_context, processes=[gen], what="the generator's level back to OK")[-1]
+    assert {kv.key: kv.value for kv in ok.values}["dropped user face motion"] == "2"
     gen.stop(check=True)
 
 

@@ -15,6 +15,18 @@ def test_a_drop_reason_is_logged_once_then_every_nth_and_counted():
     assert level == WARN and kv["dropped bad encoding"] == "25"
 
 
+def test_dropping_warns_while_drops_come_and_returns_to_ok_once_they_stop():
+    import time
+
+    t = Telemetry("stage", recent_s=2.0)
+    t.drop("bad encoding", "yuv422")
+    now = time.monotonic()
+    assert t.report(now + 1.0)[0] == WARN
+    level, msg, kv = t.report(now + 2.5)  # the cause is gone: OK, the history stays listed
+    assert level == OK and msg == "ok"
+    assert kv["dropped bad encoding"] == "1" and kv["last error"] == "bad encoding: yuv422"
+
+
 def test_latency_thresholds_set_the_level():
     t = Telemetry("stage", latency_warn_s=0.1, latency_error_s=0.5)
     t.latency(0.01)

@@ -37,7 +37,7 @@ class Telemetry:
     then every ``log_every`` occurrences, so a broken input never floods the log."""
 
     def __init__(self, name: str, log=None, log_every: int = 100,
-                 latency_warn_s: float = 0.1, latency_error_s: float = 0.5):
+                 latency_warn_s: float = 0.1, latency_error_s: float = 0.5, recent_s: float = 2.0):
         self.name = name
         self._log = log or (lambda msg: None)
         self.log_every = log_every
@@ -48,6 +48,9 @@ class Telemetry:
         self._latency: deque = deque(maxlen=500)
         self.last_error = ""
         self.values: dict[str, str] = {}
+        # a drop keeps the level at WARN this long (s); then, the cause gone, it is OK again
+        self.recent_s = recent_s
+        self._last_drop: float | None = None
 
     def tick(self, stream: str) -> None:
         with self._lock:
@@ -63,6 +66,7 @@ class Telemetry:
             self.drops[reason] += 1
             n = self.drops[reason]
             self.last_error = f"{reason}: {detail}" if detail else reason
+            self._last_drop = time.monotonic()
         if n == 1 or n % self.log_every == 0:
             self._log(f"{self.name}: dropped input ({reason}, {n} so far){': ' + detail if detail else ''}")
 
@@ -77,10 +81,13 @@ class Telemetry:
             a = np.asarray(self._latency)
         return float(np.percentile(a, 50)), float(np.percentile(a, 95))
 
-    def report(self) -> tuple[int, str, dict[str, str]]:
-        """(level, message, key/values) for a diagnostic status."""
+    def report(self, now: float | None = None) -> tuple[int, str, dict[str, str]]:
+        """(level, message, key/values) for a diagnostic status. Dropped input is a WARN while
+        drops keep coming (within ``recent_s``); the counters and the last error stay listed."""
         p50, p95 = self.latency_percentiles()
+        now = time.monotonic() if now is None else now
         with self._lock:
+            dropping = self._last_drop is not None and now - self._last_drop <= self.recent_s
             kv = {f"rate {k} (Hz)": f"{m.rate():.1f}" for k, m in self.rates.items()}
             kv.update({f"dropped {k}": str(v) for k, v in self.drops.items()})
             kv.update(self.values)
@@ -92,7 +99,7 @@ class Telemetry:
             level, msg = ERROR, f"processing latency p95 {p95 * 1e3:.0f} ms"
         elif p95 > self.latency_warn_s:
             level, msg = WARN, f"processing latency p95 {p95 * 1e3:.0f} ms"
-        elif self.last_error:
+        elif dropping:
             level, msg = WARN, f"dropping input: {self.last_error}"
         return level, msg, kv
 

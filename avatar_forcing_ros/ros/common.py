@@ -2,119 +2,244 @@
 and the entry point every node uses."""
 from __future__ import annotations
 
+import math
 import sys
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 
-from ..core.telemetry import LatestWorker, Telemetry
+from ..core.telemetry import ERROR, OK, LatestWorker, Telemetry
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
 
 
 def qos(kind: str, depth: int = 10) -> QoSProfile:
-    """'sensor_data' (best effort, shallow: camera, mic), 'reliable' (motion, outputs) or
-    'latched' (reliable + transient local: format descriptions that late joiners need)."""
+    """'sensor_data' (best effort, shallow: camera, mic), 'reliable' (motion, outputs),
+    'latched' (reliable + transient local: format descriptions that late joiners need) or
+    'latest_info' (a subscription to such a description: it receives one latched before it
+    started from a transient-local publisher, and still matches a volatile one)."""
     if kind == "sensor_data":
         return qos_profile_sensor_data
-    if kind == "latched":
+    if kind in ("latched", "latest_info"):
+        durability = DurabilityPolicy.TRANSIENT_LOCAL if kind == "latched" else DurabilityPolicy.BEST_AVAILABLE
         return QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
-                          depth=depth, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+                          depth=depth, durability=durability)
     if kind == "reliable":
         return QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
                           depth=depth, durability=DurabilityPolicy.VOLATILE)
     raise ValueError(f"unknown QoS {kind!r}: use 'sensor_data' or 'reliable'")
 
 
+@dataclass(frozen=True)
+class Param:
+    """A declared parameter: default, description and what values it takes.
+
+    ``live``: a change at run time takes effect at once (the node applies it); every other
+    parameter is read-only after start-up (set it in the YAML or the launch file), so a
+    ``ros2 param set`` that could only take effect at the next configure is refused, not
+    silently deferred."""
+    default: Any
+    description: str
+    min: float | None = None
+    max: float | None = None
+    choices: tuple = ()
+    live: bool = False
+
+    def check(self, name: str, value) -> str:
+        """Why ``value`` is refused ('' if it is fine)."""
+        values = list(value) if isinstance(self.default, list) else [value]
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                return f"{name} must be a finite number, not {v}"
+            if self.min is not None and isinstance(v, (int, float)) and v < self.min:
+                return f"{name} must be >= {self.min}, not {v}"
+            if self.max is not None and isinstance(v, (int, float)) and v > self.max:
+                return f"{name} must be <= {self.max}, not {v}"
+            if self.choices and v not in self.choices:
+                return f"{name} must be one of {', '.join(map(str, self.choices))}; not {v!r}"
+        return ""
+
+    def descriptor(self) -> ParameterDescriptor:
+        limits = f" Range {self.min}..{self.max}." if self.min is not None and self.max is not None else ""
+        choices = f" One of: {', '.join(map(str, self.choices))}." if self.choices else ""
+        when = " Takes effect at once when set." if self.live else " Read-only after start-up."
+        return ParameterDescriptor(description=self.description + limits + choices + when, read_only=not self.live)
+
+
+def as_param(entry) -> Param:
+    return entry if isinstance(entry, Param) else Param(*entry)
+
+
 class AvatarNode(LifecycleNode):
     """A lifecycle node that declares its parameters from a table and, with ``autostart``
     (default true), configures and activates itself so it also "just runs".
 
-    Subclasses set PARAMETERS = {name: (default, description)} and implement
-    ``configure()``, ``activate()``, ``deactivate()``, ``cleanup()``.
+    Subclasses set PARAMETERS = {name: Param(...)} and implement ``configure()``,
+    ``activate()``, ``deactivate()``, ``cleanup()`` and, for live parameters, ``apply()``.
+    It reports on /diagnostics from construction on, in every state: a node whose configure
+    failed says ERROR and why.
     """
 
-    PARAMETERS: dict[str, tuple[Any, str]] = {}
+    PARAMETERS: dict[str, Param] = {}
     COMMON_PARAMETERS = {
-        "autostart": (True, "Configure and activate on start-up (false: wait for lifecycle "
-                            "transitions from a manager)."),
-        "diagnostics_period_s": (1.0, "Period of the /diagnostics status of this node (s)."),
+        "autostart": Param(True, "Configure and activate on start-up (false: wait for lifecycle "
+                                 "transitions from a manager)."),
+        "diagnostics_period_s": Param(1.0, "Period of the /diagnostics status of this node (s).",
+                                      min=0.05, max=60.0, live=True),
     }
 
     def __init__(self, name: str, **kwargs):
         super().__init__(name, **kwargs)
-        for pname, (default, description) in {**self.COMMON_PARAMETERS, **self.PARAMETERS}.items():
-            self.declare_parameter(pname, default, ParameterDescriptor(description=description))
         self.telemetry = Telemetry(self.get_name(), log=self.get_logger().warning)
-        self._diag_pub = None
-        self._diag_timer = None
+        self._transition_lock = threading.RLock()  # transitions and live parameter changes, one at a time
+        self._startup_errors = []
+        for pname, entry in self.parameter_table().items():
+            self._declare(pname, entry)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._configure_error = ""
+        self.telemetry.recent_s = 2 * self.param("diagnostics_period_s")  # OK again a period or two after the last drop
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(self.param("diagnostics_period_s"), self.publish_diagnostics)
         if self.param("autostart"):
             # Run the transitions through the lifecycle machinery so the state is reported
             # correctly to managers and `ros2 lifecycle get`.
             if self.trigger_configure() == SUCCESS:
                 self.trigger_activate()
 
+    def parameter_table(self) -> dict[str, Param]:
+        return {name: as_param(e) for name, e in {**self.COMMON_PARAMETERS, **self.PARAMETERS}.items()}
+
+    def _declare(self, name: str, entry: Param) -> None:
+        """Declare with the start-up value (YAML, launch); a bad one is kept out and named, so
+        configure fails with the reason instead of the process dying in the constructor."""
+        try:
+            value = self.declare_parameter(name, entry.default, entry.descriptor()).value
+        except Exception as exc:  # a value of the wrong type in the YAML: rclpy refuses it
+            self._startup_errors.append(f"parameter {name}: {exc}")
+            self.declare_parameter(name, entry.default, entry.descriptor(), ignore_override=True)
+            return
+        reason = entry.check(name, value)
+        if reason:
+            self._startup_errors.append(reason)
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        table = self.parameter_table()
+        for p in params:
+            entry = table.get(p.name)
+            if entry is None:
+                continue  # rclpy's own (use_sim_time)
+            reason = entry.check(p.name, p.value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        with self._transition_lock:
+            for p in params:
+                if p.name in table and table[p.name].live:
+                    self._apply(p.name, p.value)
+        return SetParametersResult(successful=True)
+
+    def _apply(self, name: str, value) -> None:
+        if name == "diagnostics_period_s":
+            self.telemetry.recent_s = 2 * value
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = self.create_timer(value, self.publish_diagnostics)
+        else:
+            self.apply(name, value)
+
+    def apply(self, name: str, value) -> None:
+        """Apply a live parameter's new value (subclasses; names marked live=True)."""
+
     def param(self, name: str):
         return self.get_parameter(name).value
 
     def parameter_values(self) -> dict:
         """This node's declared parameters as {name: value} (what the pipeline builders take)."""
-        return {name: self.param(name) for name in {**self.COMMON_PARAMETERS, **self.PARAMETERS}}
+        return {name: self.param(name) for name in self.parameter_table()}
 
     def now_s(self) -> float:
         # the same float as the replay's bag time (t_ns / 1e9), so both place audio alike
         return self.get_clock().now().nanoseconds / 1e9
 
+    @property
+    def state_label(self) -> str:
+        return self._state_machine.current_state[1]
+
     # -- lifecycle --------------------------------------------------------------------------
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        try:
-            self.configure()
-        except Exception as exc:  # a bad model file or parameter: say what, stay unconfigured
-            if not self.context.ok():
-                return FAILURE  # interrupted (Ctrl-C) while loading: nothing to report
-            self.get_logger().error(f"configure failed: {exc}")
-            self.telemetry.last_error = str(exc)
-            self.cleanup()
-            return FAILURE
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._diag_timer = self.create_timer(self.param("diagnostics_period_s"), self.publish_diagnostics)
-        return SUCCESS
+        with self._transition_lock:
+            try:
+                if self._startup_errors:
+                    raise ValueError("; ".join(self._startup_errors))
+                self.configure()
+            except Exception as exc:  # a bad model file or parameter: say what, stay unconfigured
+                if not self.context.ok():
+                    return FAILURE  # interrupted (Ctrl-C) while loading: nothing to report
+                self._configure_error = f"configure failed: {exc}"
+                self.get_logger().error(self._configure_error)
+                self.telemetry.last_error = str(exc)
+                self._safe(self.cleanup)
+                return FAILURE
+            self._configure_error = ""
+            return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        result = super().on_activate(state)  # lifecycle publishers first, so activate() can publish
-        self.activate()
-        return result
+        with self._transition_lock:
+            result = super().on_activate(state)  # lifecycle publishers first, so activate() can publish
+            try:
+                self.activate()
+            except Exception as exc:  # stay inactive (not unconfigured with a leak), and say why
+                self.get_logger().error(f"activate failed: {exc}")
+                self.telemetry.last_error = f"activate failed: {exc}"
+                self._safe(self.deactivate)
+                super().on_deactivate(state)
+                return FAILURE
+            return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.deactivate()
-        return super().on_deactivate(state)
+        with self._transition_lock:
+            self._safe(self.deactivate)
+            return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.cleanup()
-        self._drop_diagnostics()
-        return SUCCESS
+        with self._transition_lock:
+            self._safe(self.cleanup)
+            return SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        if state.label == "active":
-            self.on_deactivate(state)
-        if state.label != "unconfigured":
-            self.cleanup()
-        self._drop_diagnostics()
+        with self._transition_lock:
+            if state.label == "active":
+                self.on_deactivate(state)
+            if state.label != "unconfigured":
+                self._safe(self.cleanup)
+            return SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        # a transition raised: clean up and go back to unconfigured rather than finalized
+        self.get_logger().error(f"error during a transition from {state.label}: cleaning up")
+        self._safe(self.deactivate)
+        self._safe(self.cleanup)
         return SUCCESS
+
+    def _safe(self, hook) -> None:
+        try:
+            hook()
+        except Exception as exc:  # clean-up must go on; say what failed
+            self.get_logger().error(f"{hook.__name__} failed: {exc!r}")
 
     def finalize(self) -> None:
         """Shut down from whatever state the node is in (Ctrl-C, end of a test), leaving no
         publisher, timer or thread behind, then destroy it."""
-        label = self._state_machine.current_state[1]
+        label = self.state_label
         if self.context.ok() and label in ("unconfigured", "inactive", "active"):
             if self.trigger_shutdown() == SUCCESS:
                 self.destroy_node()
@@ -122,19 +247,10 @@ class AvatarNode(LifecycleNode):
         # After Ctrl-C the context is already shut down and the state machine cannot run
         # transitions any more: run the same hooks directly.
         if label == "active":
-            self.deactivate()
+            self._safe(self.deactivate)
         if label in ("inactive", "active"):
-            self.cleanup()
-            self._drop_diagnostics()
+            self._safe(self.cleanup)
         self.destroy_node()
-
-    def _drop_diagnostics(self) -> None:
-        if self._diag_timer is not None:
-            self.destroy_timer(self._diag_timer)
-            self._diag_timer = None
-        if self._diag_pub is not None:
-            self.destroy_publisher(self._diag_pub)
-            self._diag_pub = None
 
     # Subclass hooks.
     def configure(self) -> None: ...
@@ -146,12 +262,21 @@ class AvatarNode(LifecycleNode):
 
     def publish_diagnostics(self) -> None:
         level, message, kv = self.telemetry.report()
+        label = self.state_label
+        kv["lifecycle state"] = label
+        if label == "unconfigured" and self._configure_error:
+            level, message = ERROR, self._configure_error
+        elif label in ("unconfigured", "inactive") and level == OK:
+            message = f"{label}: not processing"
         status = DiagnosticStatus(level=bytes([level]), name=f"{self.get_name()}: {self.ROLE}",
                                   message=message, hardware_id=self.get_fully_qualified_name())
         status.values = [KeyValue(key=k, value=v) for k, v in kv.items()]
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
-        self._diag_pub.publish(msg)
+        try:
+            self._diag_pub.publish(msg)
+        except Exception:  # the node is being destroyed under this timer
+            pass
 
     ROLE = "stage"
 

@@ -13,11 +13,11 @@ import threading
 from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 
-from ..core.audio import SAMPLE_RATE, encode_s16le
-from ..core.messages import audio_info_msg, audio_stamped_msg, face_motion_msg
+from ..core.audio import SAMPLE_RATE, SUPPORTED_SAMPLE_FORMATS, encode_s16le
+from ..core.messages import audio_data_msg, audio_info_msg, audio_stamped_msg, face_motion_msg
 from ..msg import FaceMotion
 from ..pipeline import build_generator_stage
-from .common import AvatarNode, main_for, qos
+from .common import Param, AvatarNode, main_for, qos
 from .messages import ROS_KIT
 
 _AUDIO_TYPES = {"AudioDataStamped": AudioDataStamped, "AudioData": AudioData}
@@ -26,42 +26,42 @@ _AUDIO_TYPES = {"AudioDataStamped": AudioDataStamped, "AudioData": AudioData}
 class GeneratorNode(AvatarNode):
     ROLE = "avatar motion generator"
     PARAMETERS = {
-        "model": ("default", "Motion model: 'default' (the shipped learned model: its ONNX step "
+        "model": Param("default", "Motion model: 'default' (the shipped learned model: its ONNX step "
                              "with onnx_providers when device is cpu, else torch on device; "
                              "procedural if it is missing), 'procedural', a checkpoint "
                              "directory, or an .onnx file."),
-        "device": ("cpu", "Torch device for a learned model: cpu, cuda, cuda:N."),
-        "onnx_providers": (["CPUExecutionProvider"], "onnxruntime providers in order of "
+        "device": Param("cpu", "Torch device for a learned model: cpu, cuda, cuda:N."),
+        "onnx_providers": Param(["CPUExecutionProvider"], "onnxruntime providers in order of "
                            "preference (e.g. TensorrtExecutionProvider, CUDAExecutionProvider)."),
-        "guidance_scale": (5.0, "Classifier-free guidance over the user conditions (learned "
+        "guidance_scale": Param(5.0, "Classifier-free guidance over the user conditions (learned "
                                 "model; 1 = off, >1 = more reactive; 5.0 is the shipped model's "
-                                "tuned value, see models/af_forcing_v1/README.md)."),
-        "torch_threads": (2, "CPU threads for the learned model."),
-        "fps": (25.0, "Output frame rate of the avatar motion (Hz)."),
-        "block_frames": (2, "Frames per generated block for the procedural model (a learned "
-                            "model uses its own). Latency grows with it."),
-        "seed": (0, "Random seed of the motion model (same seed + input = same motion)."),
-        "output_delay_s": (0.1, "Presentation delay of frames and speech after their input "
-                                "(s); at least one block. The rest covers compute and late audio."),
-        "compute_budget_s": (-1.0, "Time kept free for computing a block before its deadline (s); "
+                                "tuned value, see models/af_forcing_v1/README.md).", min=0.0, max=50.0, live=True),
+        "torch_threads": Param(2, "CPU threads for the learned model.", min=1, max=64),
+        "fps": Param(25.0, "Output frame rate of the avatar motion (Hz).", min=1.0, max=120.0),
+        "block_frames": Param(2, "Frames per generated block for the procedural model (a learned "
+                            "model uses its own). Latency grows with it.", min=1, max=50),
+        "seed": Param(0, "Random seed of the motion model (same seed + input = same motion)."),
+        "output_delay_s": Param(0.1, "Presentation delay of frames and speech after their input "
+                                "(s); at least one block. The rest covers compute and late audio.", min=0.0, max=5.0),
+        "compute_budget_s": Param(-1.0, "Time kept free for computing a block before its deadline (s); "
                                    "-1: the measured p95 of block compute (live). 0 where the clock "
-                                   "stands still while computing (a test stepping sim time)."),
-        "tick_rate_hz": (100.0, "How often the generator checks for complete blocks (Hz)."),
-        "user_motion_timeout_s": (0.5, "The user counts as absent when no face motion newer "
-                                       "than this has arrived (s)."),
-        "audio_message_type": ("AudioDataStamped", "Type on the audio topics: AudioDataStamped "
-                                                   "or AudioData."),
-        "user_audio_qos": ("sensor_data", "QoS of the microphone topic: sensor_data or reliable."),
-        "speech_audio_qos": ("reliable", "QoS of the robot speech topic: reliable or sensor_data."),
-        "user_audio_sample_rate": (SAMPLE_RATE, "Microphone sample rate until an AudioInfo "
-                                                "says otherwise (Hz); resampled to 16 kHz."),
-        "user_audio_channels": (1, "Microphone channels (mixed to mono)."),
-        "user_audio_sample_format": ("S16LE", "Microphone sample format (S16LE, S32LE, F32LE, U8, ...)."),
-        "speech_audio_sample_rate": (SAMPLE_RATE, "Robot speech sample rate until an AudioInfo "
-                                                  "says otherwise (Hz)."),
-        "speech_audio_channels": (1, "Robot speech channels."),
-        "speech_audio_sample_format": ("S16LE", "Robot speech sample format."),
-        "frame_id": ("avatar_face", "frame_id of published FaceMotion and audio."),
+                                   "stands still while computing (a test stepping sim time).", min=-1.0, max=1.0),
+        "tick_rate_hz": Param(100.0, "How often the generator checks for complete blocks (Hz).", min=1.0, max=1000.0),
+        "user_motion_timeout_s": Param(0.5, "The user counts as absent when no face motion newer "
+                                       "than this has arrived (s).", min=0.01, max=60.0, live=True),
+        "audio_message_type": Param("AudioDataStamped", "Type on the audio topics: AudioDataStamped "
+                                                   "or AudioData.", choices=("AudioDataStamped", "AudioData")),
+        "user_audio_qos": Param("sensor_data", "QoS of the microphone topic: sensor_data or reliable.", choices=("sensor_data", "reliable")),
+        "speech_audio_qos": Param("reliable", "QoS of the robot speech topic: reliable or sensor_data.", choices=("sensor_data", "reliable")),
+        "user_audio_sample_rate": Param(SAMPLE_RATE, "Microphone sample rate until an AudioInfo "
+                                                "says otherwise (Hz); resampled to 16 kHz.", min=1000, max=384000),
+        "user_audio_channels": Param(1, "Microphone channels (mixed to mono).", min=1, max=32),
+        "user_audio_sample_format": Param("S16LE", "Microphone sample format (S16LE, S32LE, F32LE, U8, ...).", choices=SUPPORTED_SAMPLE_FORMATS),
+        "speech_audio_sample_rate": Param(SAMPLE_RATE, "Robot speech sample rate until an AudioInfo "
+                                                  "says otherwise (Hz).", min=1000, max=384000),
+        "speech_audio_channels": Param(1, "Robot speech channels.", min=1, max=32),
+        "speech_audio_sample_format": Param("S16LE", "Robot speech sample format.", choices=SUPPORTED_SAMPLE_FORMATS),
+        "frame_id": Param("avatar_face", "frame_id of published FaceMotion and audio.", live=True),
     }
 
     def __init__(self, **kwargs):
@@ -88,6 +88,8 @@ class GeneratorNode(AvatarNode):
         self._pubs["audio"] = self.create_lifecycle_publisher(AudioDataStamped, "avatar/audio", qos("reliable"))
         self._pubs["audio_info"] = self.create_lifecycle_publisher(
             AudioInfo, "avatar/audio_info", qos("latched", 1))
+        # the same speech as plain AudioData on "audio", where audio_common's audio_play listens
+        self._pubs["play"] = self.create_lifecycle_publisher(AudioData, "audio", qos("reliable"))
         # One group per input: a backed-up microphone never holds back speech, infos or the face.
         def group():
             return MutuallyExclusiveCallbackGroup()
@@ -97,13 +99,22 @@ class GeneratorNode(AvatarNode):
             self.create_subscription(msg_type, "avatar/speech", lambda m: self._on_audio("speech", m),
                                      qos(self.param("speech_audio_qos")), callback_group=group()),
             self.create_subscription(AudioInfo, "user/audio_info", lambda m: self._on_info("user", m),
-                                     qos("reliable"), callback_group=group()),
+                                     qos("latest_info", 5), callback_group=group()),
             self.create_subscription(AudioInfo, "avatar/speech_info", lambda m: self._on_info("speech", m),
-                                     qos("reliable"), callback_group=group()),
+                                     qos("latest_info", 5), callback_group=group()),
             self.create_subscription(FaceMotion, "user/face_motion", self._on_user_motion,
                                      qos("reliable"), callback_group=group()),
         ]
         self._tick_group = group()
+
+    def apply(self, name: str, value) -> None:
+        stage = self.stage
+        if stage is None:
+            return  # read at the next configure
+        if name == "guidance_scale" and hasattr(stage.generator.model, "set_guidance"):
+            stage.generator.model.set_guidance(value)
+        elif name == "user_motion_timeout_s":
+            stage.generator.user_motion.timeout_s = float(value)
 
     def activate(self) -> None:
         self.stage.start(self.now_s())
@@ -153,8 +164,9 @@ class GeneratorNode(AvatarNode):
             for f in stage.tick(self.now_s()):
                 pubs["motion"].publish(face_motion_msg(ROS_KIT, stage.space, f.values, 1.0, True,
                                                        f.presentation_time, frame_id))
-                pubs["audio"].publish(audio_stamped_msg(ROS_KIT, encode_s16le(f.speech),
-                                                        f.presentation_time, frame_id))
+                pcm = encode_s16le(f.speech)
+                pubs["audio"].publish(audio_stamped_msg(ROS_KIT, pcm, f.presentation_time, frame_id))
+                pubs["play"].publish(audio_data_msg(ROS_KIT, pcm))
 
 
 def main(args=None):

@@ -14,22 +14,22 @@ from ..core.motion import AF_MOTION_V1
 from ..core.stages import Skip
 from ..msg import FaceMotion
 from ..pipeline import build_perception_stage
-from .common import NewestFirstNode, main_for, qos
+from .common import Param, NewestFirstNode, main_for, qos
 from .messages import ROS_KIT
 
 
 class PerceptionNode(NewestFirstNode):
     ROLE = "user face perception"
     PARAMETERS = {
-        "image_transport": ("raw", "Which camera topic to read: raw (camera/image_raw) or "
-                                   "compressed (camera/image_raw/compressed)."),
-        "camera_qos": ("sensor_data", "QoS of the camera topic: sensor_data or reliable."),
-        "max_frame_age_s": (0.5, "Frames whose capture stamp is older than this when processing "
-                                 "starts are dropped as stale (s); 0 disables the check."),
-        "calibration_frames": (30, "Confident frames used to learn the user's neutral face."),
-        "no_face_decay_s": (0.5, "Time constant with which values fall back to neutral when "
-                                 "no face is seen (s)."),
-        "frame_id": ("user_face", "frame_id of published FaceMotion."),
+        "image_transport": Param("raw", "Which camera topic to read: raw (camera/image_raw) or "
+                                   "compressed (camera/image_raw/compressed).", choices=("raw", "compressed")),
+        "camera_qos": Param("sensor_data", "QoS of the camera topic: sensor_data or reliable.", choices=("sensor_data", "reliable")),
+        "max_frame_age_s": Param(0.5, "Frames whose capture stamp is older than this when processing "
+                                 "starts are dropped as stale (s); 0 disables the check.", min=0.0, max=60.0, live=True),
+        "calibration_frames": Param(30, "Confident frames used to learn the user's neutral face.", min=0, max=10000),
+        "no_face_decay_s": Param(0.5, "Time constant with which values fall back to neutral when "
+                                 "no face is seen (s).", min=0.01, max=60.0, live=True),
+        "frame_id": Param("user_face", "frame_id of published FaceMotion.", live=True),
     }
 
     def __init__(self, **kwargs):
@@ -41,12 +41,18 @@ class PerceptionNode(NewestFirstNode):
         self.stage = build_perception_stage(self.parameter_values(), self.telemetry)
         self._pub = self.create_lifecycle_publisher(FaceMotion, "user/face_motion", qos("reliable"))
         transport = self.param("image_transport")
-        if transport not in ("raw", "compressed"):
-            raise ValueError(f"image_transport must be raw or compressed, not {transport!r}")
         msg_type, topic = ((Image, "camera/image_raw") if transport == "raw"
                            else (CompressedImage, "camera/image_raw/compressed"))
         self._sub = self.create_subscription(msg_type, topic, self._on_image, qos(self.param("camera_qos")))
         self.make_worker(self._process, "frame")
+
+    def apply(self, name: str, value) -> None:
+        if self.stage is None:
+            return  # read at the next configure
+        if name == "max_frame_age_s":
+            self.stage.max_frame_age_s = float(value)
+        elif name == "no_face_decay_s":
+            self.stage.estimator.decay_tau_s = float(value)
 
     def cleanup(self) -> None:
         self.stop_worker()

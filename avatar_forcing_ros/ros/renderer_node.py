@@ -14,34 +14,34 @@ from ..core.messages import compressed_image_msg, image_msg
 from ..core.stages import Skip
 from ..msg import FaceMotion
 from ..pipeline import build_renderer_stage
-from .common import NewestFirstNode, main_for, qos
+from .common import Param, NewestFirstNode, main_for, qos
 from .messages import ROS_KIT
 
 
 class RendererNode(NewestFirstNode):
     ROLE = "avatar renderer"
     PARAMETERS = {
-        "renderer": ("stylised", "Which face: stylised (face screens), portrait (a photo "
-                                 "animated by warping) or neural (LivePortrait-style ONNX)."),
-        "width": (480, "Image width (px)."),
-        "height": (480, "Image height (px)."),
-        "background": ([20, 20, 30], "Stylised face: background colour, RGB 0-255."),
-        "face_colour": ([250, 212, 170], "Stylised face: skin colour, RGB."),
-        "feature_colour": ([70, 45, 40], "Stylised face: brows and outlines colour, RGB."),
-        "portrait_path": ("", "Portrait renderer: the photo to animate (empty: the public-domain "
+        "renderer": Param("stylised", "Which face: stylised (face screens), portrait (a photo "
+                                 "animated by warping) or neural (LivePortrait-style ONNX).", choices=("stylised", "portrait", "neural")),
+        "width": Param(480, "Image width (px).", min=16, max=4096),
+        "height": Param(480, "Image height (px).", min=16, max=4096),
+        "background": Param([20, 20, 30], "Stylised face: background colour, RGB 0-255.", min=0, max=255),
+        "face_colour": Param([250, 212, 170], "Stylised face: skin colour, RGB.", min=0, max=255),
+        "feature_colour": Param([70, 45, 40], "Stylised face: brows and outlines colour, RGB.", min=0, max=255),
+        "portrait_path": Param("", "Portrait renderer: the photo to animate (empty: the public-domain "
                               "astronaut portrait shipped with scikit-image)."),
-        "neural_model_dir": ("", "Neural renderer: directory with the LivePortrait-style ONNX "
+        "neural_model_dir": Param("", "Neural renderer: directory with the LivePortrait-style ONNX "
                                  "files (appearance_feature_extractor, motion_extractor, "
                                  "warping_spade, stitching)."),
-        "onnx_providers": (["CPUExecutionProvider"], "Neural renderer: onnxruntime providers "
+        "onnx_providers": Param(["CPUExecutionProvider"], "Neural renderer: onnxruntime providers "
                                                      "in order of preference."),
-        "publish_raw": (True, "Publish avatar/image (sensor_msgs/Image, rgb8)."),
-        "publish_compressed": (True, "Publish avatar/image/compressed (JPEG)."),
-        "jpeg_quality": (85, "JPEG quality of the compressed image (1-100)."),
-        "display": (False, "Also show the face in a window (needs an X display)."),
-        "display_fullscreen": (True, "Show the window full-screen (a robot's face screen)."),
-        "display_name": ("", "X display to show it on, e.g. ':0' (empty: $DISPLAY)."),
-        "frame_id": ("avatar_face", "frame_id of published images."),
+        "publish_raw": Param(True, "Publish avatar/image (sensor_msgs/Image, rgb8)."),
+        "publish_compressed": Param(True, "Publish avatar/image/compressed (JPEG)."),
+        "jpeg_quality": Param(85, "JPEG quality of the compressed image (1-100).", min=1, max=100, live=True),
+        "display": Param(False, "Also show the face in a window (needs an X display)."),
+        "display_fullscreen": Param(True, "Show the window full-screen (a robot's face screen)."),
+        "display_name": Param("", "X display to show it on, e.g. ':0' (empty: $DISPLAY)."),
+        "frame_id": Param("avatar_face", "frame_id of published images.", live=True),
     }
 
     def __init__(self, **kwargs):

@@ -70,6 +70,13 @@ class LearnedMotionModel(MotionModel):
         else:
             self.runner.reset()
 
+    def set_guidance(self, scale: float) -> None:
+        """Change the guidance scale from the next block on (a live parameter)."""
+        self.guidance_scale = float(scale)
+        if self.backend == "torch":
+            self.sampler.guidance = self.guidance_scale
+            self.sampler.use_cfg = self.guidance_scale != 1.0
+
     def _checked(self, name: str, x, shape: tuple, fill) -> np.ndarray:
         a = np.asarray(x, dtype=np.float32)
         if a.shape != shape:
