@@ -110,6 +110,7 @@ class StreamingGenerator:
         self.output_delay_s = max(output_delay_s if output_delay_s is not None else min_delay + 0.02,
                                   min_delay)
         self.max_lag_frames = int(max_lag_s * self.fps)
+        self.audio_capacity_s = audio_capacity_s
         self.avatar_audio = AudioTimeline(audio_capacity_s)
         self.user_audio = AudioTimeline(audio_capacity_s)
         self.user_motion = UserMotionTrack(model.space.neutral(), user_motion_timeout_s)
@@ -130,9 +131,14 @@ class StreamingGenerator:
         return self._t0 is not None
 
     def start(self, now: float, seed: int | None = None) -> None:
+        """Start (or restart) the stream at ``now``: empty inputs, a fresh model state."""
         self._t0 = now
         self._next_frame = 0
         self._avatar_clock, self._user_clock = SourceClock(), SourceClock()
+        self.avatar_audio = AudioTimeline(self.audio_capacity_s)
+        self.user_audio = AudioTimeline(self.audio_capacity_s)
+        self.user_motion = UserMotionTrack(self.model.space.neutral(), self.user_motion.timeout_s)
+        self._queue.clear()
         self.model.reset(seed)
 
     def sample_at(self, now: float) -> int:

@@ -182,9 +182,23 @@ class GeneratorStage(_Stage):
         with self._lock:
             return self.inputs[side].on_info(msg)
 
+    def _follow_clock(self, now: float) -> None:
+        """Under the lock: a clock that went back (a looped bag under sim time) restarts the
+        stream at the new time, before anything is placed on the old one; so does a clock that
+        starts (sim time reads 0 until the first /clock arrives)."""
+        last = self._last_now
+        if last is not None and (now < last - CLOCK_JUMP_BACK_S or (last == 0.0 and now > 0.0)):
+            self.generator.start(now)
+            self.restarts += 1
+            self.telemetry.set("restarts (clock jumped)", self.restarts)
+            self._last_now = now
+        else:
+            self._last_now = now if last is None else max(last, now)
+
     def on_audio(self, side: str, msg, now: float) -> Skip | None:
         self._handle()
         with self._lock:
+            self._follow_clock(now)
             samples = self.inputs[side].decode(msg)
             if isinstance(samples, Skip):
                 return samples
@@ -206,19 +220,15 @@ class GeneratorStage(_Stage):
             self.telemetry.drop("user face motion non-finite", f"{n_bad} values replaced")
         self.telemetry.tick("user face motion")
         with self._lock:
+            self._follow_clock(now)
             self.generator.push_user_motion(values, confidence, now)
         return None
 
     def tick(self, now: float) -> list[GeneratedFrame]:
         """Make every block that is due at ``now``; the frames whose presentation time came."""
         with self._lock:
+            self._follow_clock(now)
             gen = self.generator
-            if self._last_now is not None and now < self._last_now - CLOCK_JUMP_BACK_S:
-                # the clock went back (a looped bag under sim time): start over at the new time
-                gen.start(now)
-                self.restarts += 1
-                self.telemetry.set("restarts (clock jumped back)", self.restarts)
-            self._last_now = now
             made = gen.step(now)
             frames = gen.pop_due(now)
             if made:
