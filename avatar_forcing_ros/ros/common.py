@@ -309,15 +309,22 @@ class NewestFirstNode(AvatarNode):
             self._worker.stop()
 
 
-def run_nodes(node_classes, args=None) -> None:
-    """Init rclpy, make the nodes and spin them on one single-threaded executor until Ctrl-C or
-    SIGTERM; then finalize the nodes and shut down. A signal during start-up (loading a model
-    can take seconds) ends the process quietly too.
+def make_executor():
+    """A SingleThreadedExecutor. Every callback of these nodes only hands work over
+    (perception and rendering run on their own worker threads, a generator tick takes
+    milliseconds), so a thread pool buys nothing; rclpy's MultiThreadedExecutor busy-waits
+    while a callback runs and cost more CPU than all the work it scheduled
+    (benchmarks/PROFILE.md: generator with a 50 Hz microphone 68 % CPU and 1-s bins down to
+    14 Hz; SingleThreaded 15 % at a steady 25 Hz). rclpy's experimental EventsExecutor used
+    half that CPU in the benchmark's harness, but in this entry point the nodes published
+    nothing for 40 s (timers and lifecycle made before the executor): not used yet."""
+    return SingleThreadedExecutor()
 
-    Single-threaded on purpose: every callback only hands data over (perception and rendering
-    run on their own worker threads, a generator tick takes milliseconds), and rclpy's
-    multi-threaded executor cost more CPU than all the work it scheduled (issue 14: generator
-    with a 50 Hz microphone, 18 Hz output at 70 % CPU multi-threaded vs 25.6 Hz at 20 %)."""
+
+def run_nodes(node_classes, args=None) -> None:
+    """Init rclpy, make the nodes and spin them on one executor (``make_executor``) until
+    Ctrl-C or SIGTERM; then finalize the nodes and shut down. A signal during start-up
+    (loading a model can take seconds) ends the process quietly too."""
     rclpy.init(args=sys.argv if args is None else args)
     nodes, executor = [], None
     try:
@@ -325,7 +332,7 @@ def run_nodes(node_classes, args=None) -> None:
             nodes.append(cls())
         if not rclpy.ok():
             return  # interrupted while starting
-        executor = SingleThreadedExecutor()
+        executor = make_executor()
         for node in nodes:
             executor.add_node(node)
         executor.spin()
