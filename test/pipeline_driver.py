@@ -99,7 +99,7 @@ class PipelineDriver:
         msg.audio.data = data if isinstance(data, array.array) else array.array("B", bytes(data))
         return msg
 
-    def wait_connected(self, names, processes, timeout=30.0):
+    def wait_connected(self, names, processes, timeout=90.0):
         """Until every named publisher has a subscriber besides this driver's own collectors
         (discovery done)."""
         own = {"user_motion": 1, "avatar_motion_in": 1}  # topics this driver also collects
