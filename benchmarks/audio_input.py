@@ -1,0 +1,93 @@
+"""Cost of audio input per 20 ms chunk: resampling at each rate, old path beside new, and the
+first push after a long silence.
+
+    python benchmarks/audio_input.py [--chunks 50] [--old-limit-s 20]
+
+Old: scipy ``resample_poly`` on every chunk (a filter designed per call, restarted at every
+chunk edge), as ``PcmDecoder`` did before. New: ``PcmDecoder`` with its stream resampler, built
+once per format ("build": that once). Both decode the same S16LE chunks of a tone; figures are
+per chunk (median / p95 / max, ms; the max shows the machine's scheduling as much as the code).
+The old path is timed on fewer chunks where it is slow (``--old-limit-s`` per rate).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+import tracemalloc
+from fractions import Fraction
+
+import numpy as np
+from scipy.signal import resample_poly
+
+from avatar_forcing_ros.core.audio import SAMPLE_RATE, AudioFormat, AudioTimeline, PcmDecoder, encode_s16le
+
+RATES = (8000, 16000, 22050, 44100, 44101, 48000, 95999, 383999)
+
+
+def old_decode(data: bytes, rate: int) -> np.ndarray:
+    x = np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
+    if rate == SAMPLE_RATE:
+        return x
+    r = Fraction(SAMPLE_RATE, rate)
+    return resample_poly(x, r.numerator, r.denominator).astype(np.float32)
+
+
+def chunks(rate: int, n: int) -> list[bytes]:
+    per = rate // 50
+    t = np.arange(per * n) / rate
+    x = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    return [encode_s16le(x[k * per:(k + 1) * per]) for k in range(n)]
+
+
+def time_each(fn, items, limit_s: float) -> list[float]:
+    out, t_end = [], time.perf_counter() + limit_s
+    for item in items:
+        t = time.perf_counter()
+        fn(item)
+        out.append(time.perf_counter() - t)
+        if time.perf_counter() > t_end:
+            break
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--chunks", type=int, default=50, help="20 ms chunks per rate (default 50)")
+    p.add_argument("--old-limit-s", type=float, default=20.0, help="time the old path at most this long per rate")
+    a = p.parse_args(argv)
+
+    print(f"per 20 ms chunk, ms (median / p95 / max); {a.chunks} chunks per rate")
+    print(f"{'rate Hz':>8} | {'old: scipy per chunk':>28} {'n':>3} | {'new: stream':>22} {'build':>8} | speed-up")
+    for rate in RATES:
+        items = chunks(rate, a.chunks)
+        old = time_each(lambda d: old_decode(d, rate), items, a.old_limit_s)
+        t = time.perf_counter()
+        dec = PcmDecoder(AudioFormat(rate, 1, "S16LE"))
+        build = time.perf_counter() - t
+        new = time_each(dec.decode, items, float("inf"))
+        om, nm = np.median(old) * 1e3, np.median(new) * 1e3
+
+        def fig(v, w):
+            v = np.asarray(v) * 1e3
+            return f"{np.median(v):>{w}.3f} / {np.percentile(v, 95):>{w}.3f} / {v.max():>{w}.3f}"
+
+        print(f"{rate:>8} | {fig(old, 8)} {len(old):>3} | {fig(new, 6)} {build * 1e3:>6.1f}ms | {om / nm:>6.0f}x",
+              flush=True)
+
+    print("\nfirst AudioTimeline.push (320 samples) after a silence with no audio at all")
+    for minutes in (0, 10, 60):
+        tl = AudioTimeline()
+        tl.push(np.ones(320, np.float32), now_sample=320)
+        now = 640 + minutes * 60 * SAMPLE_RATE
+        tracemalloc.start()
+        t = time.perf_counter()
+        tl.push(np.ones(320, np.float32), now_sample=now)
+        dt = time.perf_counter() - t
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        print(f"  after {minutes:>2} min: {dt * 1e3:7.3f} ms, peak {peak / 2**20:6.2f} MiB allocated")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
