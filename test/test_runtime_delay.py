@@ -147,3 +147,20 @@ def test_resampled_speech_is_placed_where_it_was_captured():
     ref = PcmDecoder(AudioFormat(rate, 1, "S16LE")).decode(encode_s16le(x))  # same samples, one piece
     d, _ = presented_delay(out, gen.frame_time(0) + 0.1, ref, 0.0)
     assert d == pytest.approx(0.1, abs=1 / SR)
+
+
+def test_the_origin_moves_back_only_as_far_as_frames_stay_on_time():
+    """Audio from before the start that arrives once the clock has run a while may move the
+    origin back only so far that the first block can still be presented on time."""
+    gen = StreamingGenerator(ProceduralMotionModel(block_frames=2), output_delay_s=0.1)
+    gen.start(0.0)
+    gen.step(0.07)
+    gen.push_avatar_audio(speech(seconds=0.2, lead_s=0.0), 0.07)  # 200 ms, ends on arrival
+    assert gen.frame_time(0) + gen.output_delay_s >= 0.07 + gen.schedule_margin_s - 1e-9
+    assert gen.frame_time(0) < 0.0  # it did move back, as far as that allows
+    late = []
+    for k in range(8, 60):
+        t = 0.01 * k
+        gen.step(t)
+        late += [t - f.presentation_time for f in gen.pop_due(t)]
+    assert max(late) < 0.01  # every frame popped at the first tick after its presentation time

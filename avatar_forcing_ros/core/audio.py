@@ -192,9 +192,11 @@ class AudioTimeline:
     to): a microphone's chunk exists only once its last sample is captured, so placing it after
     its arrival would add a chunk of latency to every frame made from it. It never overlaps
     what is already queued, so a TTS that bursts a whole utterance is spread over real time as a
-    speaker would play it, and never lands before ``earliest`` (time already turned into frames,
-    where it would be lost). Storage is a fixed-size ring (no unbounded growth); audio queued
-    further ahead than the ring holds is dropped and counted.
+    speaker would play it, and never lands before ``earliest`` (time the caller has already
+    presented or turned into frames, where it would be lost). Storage is a fixed-size ring (no
+    unbounded growth; a push writes its chunk and clears at most one ring's worth of gap, so the
+    first chunk after an idle hour costs what any chunk costs); audio queued further ahead than
+    the ring holds is dropped and counted.
     """
 
     def __init__(self, capacity_s: float = 30.0, sample_rate: int = SAMPLE_RATE):

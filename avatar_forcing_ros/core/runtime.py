@@ -6,8 +6,11 @@ by arrival; stamped audio by its stamps mapped onto this clock through the small
 differs from ours still lines up. Frame i covers samples [i*hop, (i+1)*hop). Blocks of B
 frames are handed to the motion model as soon as their last sample has arrived (or at their
 deadline, if some never does); each frame is released at its
-presentation time = content time + ``output_delay_s``, together with the avatar speech it was
-made from, so a node that republishes that speech keeps voice and face in sync.
+presentation time = content time + ``output_delay_s``, together with the avatar speech of its
+span, so a node that republishes that speech keeps voice and face in sync. Speech is read when
+its frame is presented, not when the frame is made: audio that completes a block after the
+block's deadline still plays at its own time + ``output_delay_s`` (its motion is made without
+it, counted in ``late_audio_samples``) instead of pushing all later speech back.
 """
 from __future__ import annotations
 
@@ -174,10 +177,11 @@ class StreamingGenerator:
         if own_start < 0 and self._next_frame == 0 and self._blocks_since_start == 0:
             # Audio from before the clock started (a replay starts it at the first message, which
             # is the end of a chunk): move the origin back so it sits at its own time instead of
-            # pushing the whole stream one chunk later, as far as its frames can still be on time.
+            # pushing the whole stream one chunk later, as far as the first block can still be
+            # made and presented on time.
             budget = self.compute_budget_s if self.compute_budget_s is not None else self.stats.compute_percentiles()[1]
-            room = int((self.output_delay_s - budget - self.schedule_margin_s) * SAMPLE_RATE)
-            n = min(-own_start, max(room, 0))
+            room = self._t0 + self.output_delay_s - budget - self.schedule_margin_s - now
+            n = min(-own_start, max(int(room * SAMPLE_RATE), 0))
             if n > 0:
                 self._t0 -= n / SAMPLE_RATE
                 self.avatar_audio.shift(n)
