@@ -164,3 +164,28 @@ def test_the_origin_moves_back_only_as_far_as_frames_stay_on_time():
         gen.step(t)
         late += [t - f.presentation_time for f in gen.pop_due(t)]
     assert max(late) < 0.01  # every frame popped at the first tick after its presentation time
+
+
+def test_the_mouth_moves_as_much_when_blocks_are_made_before_their_last_chunk():
+    """Blocks made at their deadline before the chunk that completes them arrives (40 ms chunks
+    30 ms out of phase, every block) see the stream's last sound held over the missing tail:
+    the mouth follows the speech as when every chunk is in time, instead of closing at every
+    block edge."""
+    from avatar_forcing_ros.core.motion import AF_MOTION_V1 as M
+
+    jaw = M.index("jawOpen")
+    x = speech(seconds=2.0)
+
+    def mouth(chunk_s, phase):
+        gen = StreamingGenerator(ProceduralMotionModel(block_frames=2), output_delay_s=0.1, compute_budget_s=0.0)
+        frames, _ = run_stream(gen, x, chunk_s, phase)
+        t = np.array([f.content_time for f in frames]) - phase
+        return t, np.array([f.values[jaw] for f in frames]), gen.stats.late_audio_samples
+
+    t_ref, j_ref, late_ref = mouth(0.005, 0.0)
+    t, j, late = mouth(0.04, 0.05)
+    assert late_ref == 0 and late > 0.2 * x.size  # a quarter of every block came after it was made
+    voiced = (t > 0.4) & (t < 1.9)
+    ref = np.interp(t, t_ref, j_ref)
+    assert j[voiced].mean() > 0.9 * ref[voiced].mean() > 0.2
+    assert np.abs(j - ref)[voiced].mean() < 0.06

@@ -204,6 +204,7 @@ class AudioTimeline:
         self.capacity = int(capacity_s * sample_rate)
         self._ring = np.zeros(self.capacity, dtype=np.float32)
         self.write_head = 0  # absolute sample index where the next chunk starts
+        self.last_chunk = 0  # samples in the last chunk pushed
         self.dropped_samples = 0
 
     def push(self, x: np.ndarray, now_sample: int, earliest: int | None = None,
@@ -213,6 +214,7 @@ class AudioTimeline:
         samples they may overwrite (the sender's clock estimate moved back by that much, so
         what was queued last sits that much too late)."""
         end = now_sample if end_sample is None else min(int(end_sample), now_sample)
+        self.last_chunk = x.size
         start = max(end - x.size, self.write_head - max(int(rewind), 0),
                     earliest if earliest is not None else end - x.size)
         # Everything older than now_sample - capacity/2 may be overwritten; keep room for reads.

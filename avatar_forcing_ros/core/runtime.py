@@ -248,8 +248,8 @@ class StreamingGenerator:
     def _generate_block(self, start: int) -> int:
         b, hop, ctx = self.block, self.hop, self.features.context
         s0, s1 = start * hop, (start + b) * hop
-        avatar = self.avatar_audio.read(s0 - ctx, s1)
-        user = self.user_audio.read(s0 - ctx, s1)
+        avatar = _with_tail_held(self.avatar_audio, s0 - ctx, s1)
+        user = _with_tail_held(self.user_audio, s0 - ctx, s1)
         motion, present = zip(*(self.user_motion.at(self.frame_time(start + k)) for k in range(b)))
         cond = BlockConditions(
             start_frame=start,
@@ -286,6 +286,20 @@ class StreamingGenerator:
 
     def pending(self) -> int:
         return len(self._queue)
+
+
+def _with_tail_held(timeline: AudioTimeline, start: int, end: int) -> np.ndarray:
+    """Samples [start, end) for features. A block made at its deadline before the chunk that
+    completes it has arrived (it will still play in its place) gets the stream's last samples
+    repeated over the missing tail, up to one chunk: the features go on as the sound did, where
+    silence would close the mouth for a moment at every block the stream is late for. (A sender
+    that stops sending mid-block gets at most one chunk of its last sound held.)"""
+    x = timeline.read(start, end)
+    have = timeline.write_head - start
+    if 0 < have < x.size:
+        n = min(x.size - have, timeline.last_chunk)
+        x[have:have + n] = np.resize(x[:have][-min(have, n):], n)
+    return x
 
 
 def generate_offline(gen: StreamingGenerator, avatar_audio: np.ndarray, user_audio: np.ndarray,
