@@ -74,6 +74,12 @@ def main(argv=None) -> int:
         print(f"{rate:>8} | {fig(old, 8)} {len(old):>3} | {fig(new, 6)} {build * 1e3:>6.1f}ms | {om / nm:>6.0f}x",
               flush=True)
 
+    rate, ch = 383999, 32  # the widest accepted format
+    dec = PcmDecoder(AudioFormat(rate, ch, "S16LE"))
+    data = [np.repeat(np.frombuffer(c, "<i2")[:, None], ch, axis=1).tobytes() for c in chunks(rate, a.chunks)]
+    new = np.asarray(time_each(dec.decode, data, float("inf"))) * 1e3
+    print(f"{rate} Hz x {ch} channels, new: {np.median(new):.3f} / {np.percentile(new, 95):.3f} / {new.max():.3f}")
+
     print("\nfirst AudioTimeline.push (320 samples) after a silence with no audio at all")
     for minutes in (0, 10, 60):
         tl = AudioTimeline()
