@@ -28,12 +28,12 @@ _FORMATS = {
 }
 SUPPORTED_SAMPLE_FORMATS = tuple(_FORMATS)
 
-# libsamplerate's windowed-sinc converter for streams: output flows sample for sample (no
-# blocks held back), 97 dB SNR, flat to 90 % of the output band, ~1 ms per 20 ms chunk even at
-# 384 kHz. Its filter delays the stream by ~3 ms at 22-384 kHz in (more for low rates: 6 ms at
-# 8 kHz); ``StreamResampler.latency_s`` says how much.
+# libsamplerate's windowed-sinc converter for streams: output flows sample for sample (soxr's
+# stream gives it in bursts of up to ~100 ms), 97 dB SNR, flat to 90 % of the output band, ~1 ms
+# per 20 ms chunk even at 384 kHz. Its filter delays the stream by ~3 ms for input rates from
+# 22 to 384 kHz, more for low ones (6 ms at 8 kHz, 47 ms at 1 kHz): ``latency_s`` says how much.
 STREAM_CONVERTER = "sinc_medium"
-_PRIME_S = 0.25  # input that fills the filter at every accepted rate (to measure its delay)
+_PRIME_S = 0.25  # longer than the filter's reach at every accepted rate
 
 
 class AudioFormatError(ValueError):
@@ -100,8 +100,8 @@ class StreamResampler:
 
 @functools.lru_cache(maxsize=64)
 def _latency_s(converter: str, rate_in: int, rate_out: int) -> float:
-    """What a converter holds back once it runs steadily: fed this much silence, the output
-    falls short of the input's duration by the filter's reach."""
+    """What a converter holds back once it runs steadily: fed _PRIME_S of silence, its output
+    falls short of that duration by the filter's reach."""
     src = samplerate.Resampler(converter, channels=1)
     n = int(np.ceil(_PRIME_S * rate_in))
     made = src.process(np.zeros(n, np.float32), rate_out / rate_in, False).size
