@@ -39,12 +39,16 @@ def chunks(rate: int, n: int) -> list[bytes]:
     return [encode_s16le(x[k * per:(k + 1) * per]) for k in range(n)]
 
 
-def time_each(fn, items, limit_s: float) -> list[float]:
+def time_each(fn, items, limit_s: float, cpu: list | None = None) -> list[float]:
+    """Wall time of each call; ``cpu`` gets this thread's CPU time of each (what the call costs
+    without the time it waited for a core on a busy machine)."""
     out, t_end = [], time.perf_counter() + limit_s
     for item in items:
-        t = time.perf_counter()
+        c, t = time.thread_time(), time.perf_counter()
         fn(item)
         out.append(time.perf_counter() - t)
+        if cpu is not None:
+            cpu.append(time.thread_time() - c)
         if time.perf_counter() > t_end:
             break
     return out
@@ -56,45 +60,51 @@ def main(argv=None) -> int:
     p.add_argument("--old-limit-s", type=float, default=20.0, help="time the old path at most this long per rate")
     a = p.parse_args(argv)
 
-    print(f"per 20 ms chunk, ms (median / p95 / max); {a.chunks} chunks per rate")
-    print(f"{'rate Hz':>8} | {'old: scipy per chunk':>28} {'n':>3} | {'new: stream':>22} {'build':>8} | speed-up")
+    print(f"per 20 ms chunk, wall ms (median / p95 / max), and the new path's median CPU ms; "
+          f"{a.chunks} chunks per rate")
+    print(f"{'rate Hz':>8} | {'old: scipy per chunk':>28} {'n':>3} | {'new: stream':>22} {'cpu':>6} {'build':>8} | speed-up")
     for rate in RATES:
         items = chunks(rate, a.chunks)
         old = time_each(lambda d: old_decode(d, rate), items, a.old_limit_s)
         t = time.perf_counter()
         dec = PcmDecoder(AudioFormat(rate, 1, "S16LE"))
         build = time.perf_counter() - t
-        new = time_each(dec.decode, items, float("inf"))
+        cpu: list[float] = []
+        new = time_each(dec.decode, items, float("inf"), cpu)
         om, nm = np.median(old) * 1e3, np.median(new) * 1e3
 
         def fig(v, w):
             v = np.asarray(v) * 1e3
             return f"{np.median(v):>{w}.3f} / {np.percentile(v, 95):>{w}.3f} / {v.max():>{w}.3f}"
 
-        print(f"{rate:>8} | {fig(old, 8)} {len(old):>3} | {fig(new, 6)} {build * 1e3:>6.1f}ms | {om / nm:>6.0f}x",
-              flush=True)
+        print(f"{rate:>8} | {fig(old, 8)} {len(old):>3} | {fig(new, 6)} {np.median(cpu) * 1e3:>6.3f} "
+              f"{build * 1e3:>6.1f}ms | {om / nm:>6.0f}x", flush=True)
 
     rate, ch = 383999, 32  # the widest accepted format
     dec = PcmDecoder(AudioFormat(rate, ch, "S16LE"))
     data = [np.repeat(np.frombuffer(c, "<i2")[:, None], ch, axis=1).tobytes() for c in chunks(rate, a.chunks)]
-    new = np.asarray(time_each(dec.decode, data, float("inf"))) * 1e3
-    print(f"{rate} Hz x {ch} channels, new: {np.median(new):.3f} / {np.percentile(new, 95):.3f} / {new.max():.3f}")
+    cpu = []
+    new = np.asarray(time_each(dec.decode, data, float("inf"), cpu)) * 1e3
+    print(f"{rate} Hz x {ch} channels, new: {np.median(new):.3f} / {np.percentile(new, 95):.3f} / {new.max():.3f}, "
+          f"cpu {np.median(cpu) * 1e3:.3f}")
 
     print("\nAudioTimeline.push of a 20 ms chunk after a silence with no audio at all (the 30 s ring")
     print("has run full once before it, as on a robot that has been talking)")
+    print("(median of 5 tries: wall ms and CPU ms; the largest peak of memory a push allocated)")
     chunk = np.ones(320, np.float32)
+    tl = AudioTimeline()
+    for k in range(1, 1501):
+        tl.push(chunk, now_sample=320 * k)
     for minutes in (0, 0.5, 10, 60):
-        tl = AudioTimeline()
-        for k in range(1, 1501):
-            tl.push(chunk, now_sample=320 * k)
-        now = 320 * 1501 + int(minutes * 60 * SAMPLE_RATE)
-        tracemalloc.start()
-        t = time.perf_counter()
-        tl.push(chunk, now_sample=now)
-        dt = time.perf_counter() - t
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        print(f"  after {minutes:>4} min: {dt * 1e3:7.3f} ms, peak {peak / 2**20:6.2f} MiB allocated")
+        wall, cpu, peak = [], [], 0
+        for _ in range(5):
+            now = tl.write_head + 320 + int(minutes * 60 * SAMPLE_RATE)
+            tracemalloc.start()
+            wall += time_each(lambda n: tl.push(chunk, now_sample=n), [now], float("inf"), cpu)
+            peak = max(peak, tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+        print(f"  after {minutes:>4} min: {np.median(wall) * 1e3:7.3f} ms, CPU {np.median(cpu) * 1e3:7.3f} ms, "
+              f"peak {peak / 2**20:6.2f} MiB allocated")
     return 0
 
 
