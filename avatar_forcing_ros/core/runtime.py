@@ -6,8 +6,11 @@ by arrival; stamped audio by its stamps mapped onto this clock through the small
 differs from ours still lines up. Frame i covers samples [i*hop, (i+1)*hop). Blocks of B
 frames are handed to the motion model as soon as their last sample has arrived (or at their
 deadline, if some never does); each frame is released at its
-presentation time = content time + ``output_delay_s``, together with the avatar speech it was
-made from, so a node that republishes that speech keeps voice and face in sync.
+presentation time = content time + ``output_delay_s``, together with the avatar speech of its
+span, so a node that republishes that speech keeps voice and face in sync. Speech is read when
+its frame is presented, not when the frame is made: audio that completes a block after the
+block's deadline still plays at its own time + ``output_delay_s`` (its motion is made without
+it, counted in ``late_audio_samples``) instead of pushing all later speech back.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ class RuntimeStats:
     blocks: int = 0
     frames: int = 0
     skipped_frames: int = 0        # frames skipped because generation fell behind
+    late_audio_samples: int = 0    # audio that came after its block was made: played on time, unseen by the motion
     dropped_output_frames: int = 0  # frames dropped because nobody took them in time
     last_block_compute_s: float = 0.0
     compute_s: deque = field(default_factory=lambda: deque(maxlen=200))
@@ -123,6 +127,7 @@ class StreamingGenerator:
         self.stats = RuntimeStats()
         self._t0: float | None = None
         self._next_frame = 0
+        self._blocks_since_start = 0
 
     # -- clock ------------------------------------------------------------------------------
 
@@ -134,6 +139,7 @@ class StreamingGenerator:
         """Start (or restart) the stream at ``now``: empty inputs, a fresh model state."""
         self._t0 = now
         self._next_frame = 0
+        self._blocks_since_start = 0
         self._avatar_clock, self._user_clock = SourceClock(), SourceClock()
         self.avatar_audio = AudioTimeline(self.audio_capacity_s)
         self.user_audio = AudioTimeline(self.audio_capacity_s)
@@ -149,25 +155,60 @@ class StreamingGenerator:
 
     # -- inputs -----------------------------------------------------------------------------
 
-    def push_avatar_audio(self, samples: np.ndarray, now: float, stamp: float | None = None) -> None:
+    def push_avatar_audio(self, samples: np.ndarray, now: float, stamp: float | None = None,
+                          latency_s: float | None = None) -> None:
         """Robot speech that arrived at ``now``; ``stamp``: its sender's time of the chunk, if
-        it has one (None or 0: placed by arrival)."""
-        self._push_audio(self.avatar_audio, self._avatar_clock, samples, now, stamp)
+        it has one (None or 0: placed by arrival). ``latency_s``: how much later than the chunk
+        its samples are (a resampler's filter delay; default: what ``PcmDecoder`` output says),
+        placed that much earlier, where they were captured."""
+        self._push_audio(self.avatar_audio, self._avatar_clock, samples, now, stamp, latency_s)
 
-    def push_user_audio(self, samples: np.ndarray, now: float, stamp: float | None = None) -> None:
-        self._push_audio(self.user_audio, self._user_clock, samples, now, stamp)
+    def push_user_audio(self, samples: np.ndarray, now: float, stamp: float | None = None,
+                        latency_s: float | None = None) -> None:
+        self._push_audio(self.user_audio, self._user_clock, samples, now, stamp, latency_s)
 
     def _push_audio(self, timeline: AudioTimeline, clock: SourceClock, samples: np.ndarray,
-                    now: float, stamp: float | None) -> None:
-        end, rewind = None, 0
+                    now: float, stamp: float | None, latency_s: float | None = None) -> None:
+        if latency_s is None:
+            latency_s = getattr(samples, "latency_s", 0.0)
+        end_t, rewind = now, 0
         if stamp:
             end_t, correction = clock.place(stamp + samples.size / SAMPLE_RATE, now)
             # a better clock estimate moves the stream back to where it belongs; a burst whose
             # stamps overlap (a TTS handing over a whole utterance) still queues back to back
-            end, rewind = self.sample_at(end_t), int(round(correction * SAMPLE_RATE))
-        # never into blocks already made: those samples would be lost to features and playback
-        timeline.push(samples, self.sample_at(now), earliest=self._next_frame * self.hop,
-                      end_sample=end, rewind=rewind)
+            rewind = int(round(correction * SAMPLE_RATE))
+        now_s = self.sample_at(now)
+        end = min(self.sample_at(end_t - max(latency_s, 0.0)), now_s)
+        own_start = end - samples.size
+        if own_start < 0 and self._next_frame == 0 and self._blocks_since_start == 0:
+            # Audio from before the clock started (a replay starts it at the first message, which
+            # is the end of a chunk): move the origin back so it sits at its own time instead of
+            # pushing the whole stream one chunk later, as far as the first block can still be
+            # made and presented on time.
+            budget = self.compute_budget_s if self.compute_budget_s is not None else self.stats.compute_percentiles()[1]
+            room = self._t0 + self.output_delay_s - budget - self.schedule_margin_s - now
+            n = min(-own_start, max(int(room * SAMPLE_RATE), 0))
+            if n > 0:
+                self._t0 -= n / SAMPLE_RATE
+                self.avatar_audio.shift(n)
+                self.user_audio.shift(n)
+                now_s, end, own_start = now_s + n, end + n, own_start + n
+        made = self._next_frame * self.hop  # first sample not yet turned into frames
+        # Samples whose frames are made but not yet presented still play at their own time (a
+        # frame's speech is read when it is presented): a chunk that completes a block after
+        # the block's deadline must not push all later speech back. A chunk that would start
+        # in audio already presented (a burst, a sender far behind) is queued where frames can
+        # still be made from it, so the face moves with it.
+        shown = self._first_unpresented(now) * self.hop
+        earliest = shown if own_start >= shown else made
+        start = timeline.push(samples, now_s, earliest=earliest, end_sample=end, rewind=rewind)
+        if start < made:
+            self.stats.late_audio_samples += min(made - start, samples.size)
+
+    def _first_unpresented(self, now: float) -> int:
+        """Index of the first frame whose presentation time is still to come at ``now``."""
+        due = int(np.floor(round((now - self.output_delay_s - self._t0) * self.fps, 9))) + 1
+        return min(max(due, 0), self._next_frame)
 
     def push_user_motion(self, values: np.ndarray, confidence: float, now: float) -> None:
         self.user_motion.push(now, values, confidence)
@@ -213,8 +254,8 @@ class StreamingGenerator:
     def _generate_block(self, start: int) -> int:
         b, hop, ctx = self.block, self.hop, self.features.context
         s0, s1 = start * hop, (start + b) * hop
-        avatar = self.avatar_audio.read(s0 - ctx, s1)
-        user = self.user_audio.read(s0 - ctx, s1)
+        avatar = _with_tail_held(self.avatar_audio, s0 - ctx, s1)
+        user = _with_tail_held(self.user_audio, s0 - ctx, s1)
         motion, present = zip(*(self.user_motion.at(self.frame_time(start + k)) for k in range(b)))
         cond = BlockConditions(
             start_frame=start,
@@ -228,14 +269,15 @@ class StreamingGenerator:
         self.stats.compute_s.append(dt)
         self.stats.last_block_compute_s = dt
         self.stats.blocks += 1
+        self._blocks_since_start += 1
         values, _ = zip(*(self.model.space.sanitize(v) for v in values))
         for k in range(b):
             if len(self._queue) == self._queue.maxlen:
                 self.stats.dropped_output_frames += 1
             ct = self.frame_time(start + k)
+            # speech is filled in when presented: audio that arrives meanwhile still plays
             self._queue.append(GeneratedFrame(
-                start + k, ct, ct + self.output_delay_s, values[k],
-                avatar[ctx + k * hop: ctx + (k + 1) * hop]))
+                start + k, ct, ct + self.output_delay_s, values[k], np.zeros(0, np.float32)))
         self.stats.frames += b
         return b
 
@@ -243,11 +285,27 @@ class StreamingGenerator:
         """Frames whose presentation time has come, oldest first."""
         out = []
         while self._queue and self._queue[0].presentation_time <= now:
-            out.append(self._queue.popleft())
+            f = self._queue.popleft()
+            f.speech = self.avatar_audio.read(f.index * self.hop, (f.index + 1) * self.hop)
+            out.append(f)
         return out
 
     def pending(self) -> int:
         return len(self._queue)
+
+
+def _with_tail_held(timeline: AudioTimeline, start: int, end: int) -> np.ndarray:
+    """Samples [start, end) for features. A block made at its deadline before the chunk that
+    completes it has arrived (it will still play in its place) gets the stream's last samples
+    repeated over the missing tail, up to one chunk: the features go on as the sound did, where
+    silence would close the mouth for a moment at every block the stream is late for. (A sender
+    that stops sending mid-block gets at most one chunk of its last sound held.)"""
+    x = timeline.read(start, end)
+    have = timeline.write_head - start
+    if 0 < have < x.size:
+        n = min(x.size - have, timeline.last_chunk)
+        x[have:have + n] = np.resize(x[:have][-min(have, n):], n)
+    return x
 
 
 def generate_offline(gen: StreamingGenerator, avatar_audio: np.ndarray, user_audio: np.ndarray,
