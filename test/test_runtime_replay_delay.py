@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy.signal import correlate
 
+from avatar_forcing_ros.core.messages import audio_payload, stamp_to_s
 from avatar_forcing_ros.core.audio import SAMPLE_RATE as SR
 from avatar_forcing_ros.core.audio import PcmDecoder, encode_s16le
 from avatar_forcing_ros.corpus.speech import synthesize
@@ -54,9 +55,9 @@ def test_replayed_speech_is_presented_output_delay_after_capture(tmp_path, utter
                  overrides=["generator.model=procedural", f"generator.output_delay_s={delay}"])
     assert res.account.unaccounted() == {}
     out = [m for m in bags.read_bag(tmp_path / "out", bags.BagAccount()) if m.topic == bags.topic("avatar_audio")]
-    stamps = np.array([bags.stamp_s(m.msg.header) for m in out])
+    stamps = np.array([stamp_to_s(m.msg.header.stamp) for m in out])
     np.testing.assert_allclose(np.diff(stamps), 1 / 25, atol=1e-6)  # back to back on the frame grid
-    y = np.concatenate([PcmDecoder().decode(bags.audio_payload(m.msg)) for m in out])
+    y = np.concatenate([PcmDecoder().decode(audio_payload(m.msg)) for m in out])
     lag = int(np.argmax(correlate(y, x, mode="full", method="fft"))) - (x.size - 1)
     presented = stamps[0] + lag / SR - (T0 + phase)
     assert presented == pytest.approx(delay, abs=0.005), f"presented {presented * 1e3:.1f} ms after capture"

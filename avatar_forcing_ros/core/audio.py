@@ -337,12 +337,3 @@ def _mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) 
         down = (hi - bins) / (hi - c)
         fb[m] = np.maximum(0.0, np.minimum(up, down))
     return fb
-
-
-def audio_stamp(msg) -> float | None:
-    """The sender's time of an AudioDataStamped chunk (s), from a ROS or a bag message; None for
-    AudioData or an unset stamp, which are placed by arrival."""
-    header = getattr(msg, "header", None)
-    if header is None:
-        return None
-    return (header.stamp.sec + header.stamp.nanosec * 1e-9) or None
