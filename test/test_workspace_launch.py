@@ -335,3 +335,26 @@ def test_ros2_run_a_node_with_a_namespace_and_the_teams_parameter_file(workspace
     rc = node.interrupt()
     assert "Traceback" not in node.log(), node.log_tail()
     assert rc == 0, node.log_tail()
+
+
+def test_readme_table_lists_every_launch_argument_with_its_default():
+    import importlib.util
+
+    from launch import LaunchContext
+    from launch.utilities import perform_substitutions
+
+    spec = importlib.util.spec_from_file_location("avatar_launch", REPO / "launch" / "avatar_forcing.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    context = LaunchContext()
+    declared = {a.name: perform_substitutions(context, a.default_value)
+                for a in module.generate_launch_description().get_launch_arguments()}
+
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("<!-- launch-arguments: begin -->"):readme.index("<!-- launch-arguments: end -->")]
+    rows = re.findall(r"^\| `([\w]+)` \| `([^`]*)` \|", table, re.M)
+    share = module.get_package_share_directory(PKG)
+    documented = {name: "" if default == '""' else default.replace("<share>", share) for name, default in rows}
+    assert documented == declared
+    # a bringup's generic names cannot collide with these
+    assert all(name.startswith("avatar_") or name == "use_sim_time" for name in declared)
