@@ -13,7 +13,11 @@
 #      package's msg/ (FaceMotion);
 #   4. avatar_forcing_ros installed in editable mode: `import avatar_forcing_ros` is the source
 #      tree (edits take effect at once), `from avatar_forcing_ros.msg import FaceMotion` finds the
-#      generated code, and the console scripts (avatar-forcing, the nodes) are in .venv/bin.
+#      generated code, and the console scripts (avatar-forcing, the nodes) are in .venv/bin;
+#   5. where ../shared/ros2 lies beside the repository (CI): `ros2 launch`, `ros2 run`, the ros2
+#      CLI and launch_ros from its sources (not on PyPI; on a robot they come from the ROS 2
+#      distribution, and this project does not ship them), for the workspace tests; colcon is
+#      in requirements.txt.
 #
 # Environment: PYTHON (interpreter for the venv, default python3; 3.10-3.12, x86_64: the ROS
 # wheels exist for those only), VENV (default <repo>/.venv).
@@ -130,6 +134,13 @@ step "pip install -e . (source tree, console scripts)"
 # stays the package, and `avatar_forcing_ros.msg` resolves in the generated folder.
 site_packages=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 echo "$venv/$generated/avatar_forcing_ros" >"$site_packages/avatar_forcing_ros.pkg"
+
+# --- 5. ros2 launch / CLI for the workspace tests (CI) -----------------------------------------
+ros2_sources=$(cd "$repo/.." && pwd)/shared/ros2
+if [ -f "$ros2_sources/install.sh" ]; then
+  step "ros2 launch + CLI from $ros2_sources"
+  bash "$ros2_sources/install.sh" "$venv"
+fi
 
 step "check"
 "$py" - <<'EOF'

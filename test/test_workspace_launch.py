@@ -210,6 +210,16 @@ def test_colcon_build_installs_the_package_for_ros2_run_and_launch(workspace):
     assert all(path.startswith(prefix) for path in where), where
 
 
+
+@pytest.mark.timeout(300)
+def test_colcon_test_runs_the_package_tests(workspace):
+    """`colcon test` runs test/ with pytest (ament_cmake_pytest); one fast test selected here."""
+    workspace.run("PYTEST_ADDOPTS='-k test_versions_agree -p no:cacheprovider' "
+                  "colcon test --packages-select avatar_forcing_ros --event-handlers console_direct-", timeout=240)
+    result = workspace.run("colcon test-result --all --verbose")
+    assert re.search(r"Summary: 1 tests?, 0 errors, 0 failures, 0 skipped", result), result
+    assert (workspace.root / "build" / PKG / "test_results" / PKG / "pytest.xunit.xml").is_file()
+
 @pytest.mark.timeout(300)
 def test_ros2_launch_under_a_namespace_with_remaps_and_a_parameter_file(workspace, ros_context):
     from avatar_forcing_ros.corpus.speech import synthesize
