@@ -294,7 +294,9 @@ def test_ros2_launch_under_a_namespace_with_remaps_and_a_parameter_file(workspac
     del drv.images[:]
     drv.stream(speech.size / 16000 + 1.0, speech=speech, processes=[launch])
     renderer = StylisedFaceRenderer()
-    assert max(mouth_cavity_pixels(m, renderer) for m in drv.images) > 50
+    # frames are presented output_delay_s (+ compute) after their audio: wait for the speech's
+    wait_for(lambda: max((mouth_cavity_pixels(m, renderer) for m in drv.images), default=0) > 50,
+             timeout=30, spin=ros_context, processes=[launch], what="an open mouth in the remapped image")
 
     # lifecycle from the command line: the renderer stops and resumes
     assert "Transitioning successful" in cli(ws, "lifecycle set /robot/renderer deactivate")
