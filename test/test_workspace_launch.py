@@ -396,3 +396,19 @@ def test_readme_table_lists_every_launch_argument_with_its_default():
     assert documented == declared
     # a bringup's generic names cannot collide with these
     assert all(name.startswith("avatar_") or name == "use_sim_time" for name in declared)
+
+
+def test_pip_route_ros2_launch_and_run_find_the_package():
+    """The venv of scripts/setup.sh as a ROS prefix: `ros2 launch <package> <file>` walks the
+    share folder (a linked launch/ folder would not be walked) and `ros2 run` looks in
+    lib/<package>/ (linked console scripts)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+
+    def ros2(*args):
+        result = subprocess.run(["ros2", *args], env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"ros2 {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+    assert {line.split()[1] for line in ros2("pkg", "executables", PKG).splitlines()} == NODE_EXECUTABLES
+    assert "'avatar_namespace'" in ros2("launch", PKG, "avatar_forcing.launch.py", "--show-args")
