@@ -26,15 +26,24 @@ def default_config_path() -> Path | None:
 
 
 def load_node_parameters(path: str | Path | None = None) -> dict[str, dict]:
-    """{node: {parameter: value}} from a ROS 2 parameter YAML (``node: ros__parameters: ...``)."""
+    """{node: {parameter: value}} from a ROS 2 parameter YAML, read the way rcl reads it for a
+    node of that name in any namespace: ``/**:`` (every node), then ``/**/<node>:``, then
+    ``<node>:`` / ``/<node>:`` (later sections override earlier ones), each with ``ros__parameters``."""
     path = Path(path) if path else default_config_path()
     if path is None or not path.is_file():
         raise FileNotFoundError(f"parameter file {path} not found")
     doc = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: not a ROS 2 parameter file (expected node: ros__parameters: ...)")
     out = {}
     for node in NODES:
-        section = doc.get(node) or doc.get(f"/{node}") or {}
-        out[node] = dict(section.get("ros__parameters", {}))
+        params = {}
+        for key in ("/**", f"/**/{node}", node, f"/{node}"):
+            section = doc.get(key) or {}
+            if not isinstance(section, dict) or not isinstance(section.get("ros__parameters", {}), dict):
+                raise ValueError(f"{path}: section {key!r} has no ros__parameters mapping")
+            params.update(section.get("ros__parameters") or {})
+        out[node] = params
     return out
 
 

@@ -1,69 +1,134 @@
-"""Start the conversing face: perception, generator and renderer nodes.
+"""Start the conversing face: perception, generator and renderer lifecycle nodes.
 
-    ros2 launch avatar_forcing_ros avatar_forcing.launch.py \
-        camera_topic:=/camera/color/image_raw mic_topic:=/audio/mic speech_topic:=/tts/audio
+    ros2 launch avatar_forcing_ros avatar_forcing.launch.py avatar_namespace:=robot \
+        avatar_camera_topic:=/camera/color/image_raw avatar_mic_topic:=/audio/audio \
+        avatar_mic_info_topic:=/audio/audio_info avatar_speech_topic:=/tts/audio
 
-Every node parameter lives in config/avatar_forcing.yaml (pass your own with config:=...);
-the arguments below override the most common ones.
+Every node parameter lives in config/avatar_forcing.yaml (pass your own with
+avatar_config:=...); the arguments below override single values of it. An argument left empty
+("") leaves the file's value alone.
+
+Including it from a robot's bringup: every argument is prefixed `avatar_` (except the ROS-wide
+`use_sim_time`), because launch configurations are one flat namespace — a parent's own `model`
+or `namespace` argument would otherwise become this file's value. Everything runs inside a
+scoped GroupAction, so nothing set here (configurations, environment) leaks back into the
+parent, and the Fast DDS profile is given to each of these nodes only (additional_env).
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
-from launch.conditions import IfCondition
+from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 PKG = "avatar_forcing_ros"
+PREFIX = "avatar_"
+
+# (name, default, description); `avatar_` is prepended to every name but use_sim_time.
+# README.md's argument table is checked against this list (test/test_workspace_launch.py).
+ARGUMENTS = [
+    ("namespace", "", "Namespace of the nodes and their relative topics."),
+    ("config", "<share>/config/avatar_forcing.yaml", "Parameter file of the three nodes (keys /**/<node>)."),
+    ("camera_topic", "camera/image_raw", "User camera (sensor_msgs/Image; <topic>/compressed for CompressedImage)."),
+    ("mic_topic", "user/audio", "User microphone (audio_common_msgs AudioDataStamped or AudioData)."),
+    ("mic_info_topic", "user/audio_info", "AudioInfo of the microphone (e.g. audio_capture's audio_info)."),
+    ("speech_topic", "avatar/speech", "Robot TTS audio (audio_common_msgs)."),
+    ("speech_info_topic", "avatar/speech_info", "AudioInfo of the robot's speech."),
+    ("image_topic", "avatar/image", "Avatar image output (<topic>/compressed: JPEG)."),
+    ("model", "", "Motion model: default, procedural, a checkpoint dir or an .onnx (\"\" = the config's)."),
+    ("device", "", "Torch device of a learned model, e.g. cpu, cuda:0 (\"\" = the config's)."),
+    ("renderer", "", "stylised, portrait or neural (\"\" = the config's)."),
+    ("portrait_path", "", "Photo for the portrait renderer (\"\" = the config's)."),
+    ("display", "", "Show the face in a (full-screen) window: true/false (\"\" = the config's)."),
+    ("autostart", "true", "Nodes configure and activate themselves; false: wait for a lifecycle manager."),
+    ("record", "false", "Also record the pipeline's topics to a rosbag2 (avatar-forcing replay/dataset read it)."),
+    ("record_path", "", "Bag directory to create (\"\" = avatar_forcing_<date>_<time>)."),
+    ("record_storage", "mcap", "Bag storage: mcap or sqlite3."),
+    ("shm_transport", "false",
+     "Give the nodes the shipped Fast DDS profile (16 MiB shared memory, UDP on 127.0.0.1 only): "
+     "large best-effort images between processes on one machine, but invisible to other hosts."),
+    ("use_sim_time", "false", "Every node follows /clock (bag replay with `ros2 bag play --clock`)."),
+]
+UNPREFIXED = {"use_sim_time"}  # a bringup passes it to everything it includes, on purpose
+
+TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def argument_name(name: str) -> str:
+    return name if name in UNPREFIXED else PREFIX + name
+
+
+def as_bool(name: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value in TRUE or value in FALSE:
+        return value in TRUE
+    raise ValueError(f"launch argument {argument_name(name)}:={text!r}: expected true or false")
+
+
+def _nodes(context):
+    def get(name):
+        return LaunchConfiguration(argument_name(name)).perform(context)
+
+    def typed(value, value_type):
+        # a ParameterValue of a known type: `avatar_record_path:=20260822` stays a string
+        return ParameterValue(value, value_type=value_type)
+
+    def optional(**values):
+        """Only the values given on the command line; the config file keeps the others."""
+        return {key: typed(value, str) for key, value in values.items() if value != ""}
+
+    namespace, config = get("namespace"), get("config")
+    if not os.path.isfile(config):
+        raise FileNotFoundError(f"{argument_name('config')}:={config}: no such parameter file")
+    common_params = {"use_sim_time": as_bool("use_sim_time", get("use_sim_time")),
+                     "autostart": as_bool("autostart", get("autostart"))}
+    env = {}
+    if as_bool("shm_transport", get("shm_transport")):
+        profile = os.path.join(get_package_share_directory(PKG), "config", "fastdds_shm_profile.xml")
+        # Kilted reads FASTDDS_..., Jazzy FASTRTPS_...
+        env = {"FASTDDS_DEFAULT_PROFILES_FILE": profile, "FASTRTPS_DEFAULT_PROFILES_FILE": profile}
+
+    camera, image = get("camera_topic"), get("image_topic")
+    audio_remaps = [("user/audio", get("mic_topic")), ("user/audio_info", get("mic_info_topic")),
+                    ("avatar/speech", get("speech_topic")), ("avatar/speech_info", get("speech_info_topic"))]
+    camera_remaps = [("camera/image_raw", camera), ("camera/image_raw/compressed", camera + "/compressed")]
+    image_remaps = [("avatar/image", image), ("avatar/image/compressed", image + "/compressed")]
+    common = dict(package=PKG, namespace=namespace, output="screen", additional_env=env)
+
+    renderer_params = optional(renderer=get("renderer"), portrait_path=get("portrait_path"))
+    if get("display") != "":
+        renderer_params["display"] = as_bool("display", get("display"))
+    nodes = [
+        LifecycleNode(executable="perception_node", name="perception", remappings=camera_remaps,
+                      parameters=[config, common_params], **common),
+        LifecycleNode(executable="generator_node", name="generator", remappings=audio_remaps,
+                      parameters=[config, common_params, optional(model=get("model"), device=get("device"))],
+                      **common),
+        LifecycleNode(executable="renderer_node", name="renderer", remappings=image_remaps,
+                      parameters=[config, common_params, renderer_params], **common),
+    ]
+    if as_bool("record", get("record")):
+        nodes.append(Node(executable="recorder_node", name="recorder",
+                          remappings=camera_remaps + audio_remaps + image_remaps,
+                          parameters=[{"out": typed(get("record_path"), str),
+                                       "storage": typed(get("record_storage"), str),
+                                       "use_sim_time": common_params["use_sim_time"]}], **common))
+    return nodes
 
 
 def generate_launch_description():
     share = get_package_share_directory(PKG)
-    arg = LaunchConfiguration
-    args = [
-        DeclareLaunchArgument("namespace", default_value="", description="Namespace of the nodes and topics."),
-        DeclareLaunchArgument("config", default_value=os.path.join(share, "config", "avatar_forcing.yaml"),
-                              description="Parameter file of the three nodes."),
-        DeclareLaunchArgument("camera_topic", default_value="camera/image_raw", description="User camera (sensor_msgs/Image)."),
-        DeclareLaunchArgument("mic_topic", default_value="user/audio", description="User microphone (audio_common_msgs)."),
-        DeclareLaunchArgument("speech_topic", default_value="avatar/speech", description="Robot TTS audio (audio_common_msgs)."),
-        DeclareLaunchArgument("image_topic", default_value="avatar/image", description="Avatar image output."),
-        DeclareLaunchArgument("model", default_value="default", description="default, procedural, checkpoint dir or .onnx."),
-        DeclareLaunchArgument("device", default_value="cpu", description="Torch device of the learned model."),
-        DeclareLaunchArgument("renderer", default_value="stylised", description="stylised, portrait or neural."),
-        DeclareLaunchArgument("portrait_path", default_value="", description="Photo for the portrait renderer."),
-        DeclareLaunchArgument("display", default_value="false", description="Show the face in a (full-screen) window."),
-        DeclareLaunchArgument("record", default_value="false",
-                              description="Also record the pipeline's topics to a rosbag2 (avatar-forcing replay/dataset read it)."),
-        DeclareLaunchArgument("record_path", default_value="",
-                              description="Bag directory to create (default: avatar_forcing_<date>_<time>)."),
-        DeclareLaunchArgument("record_storage", default_value="mcap", description="Bag storage: mcap or sqlite3."),
-        DeclareLaunchArgument("shm_transport", default_value="true",
-                              description="Use the shipped Fast DDS shared-memory profile (large images over best effort)."),
-    ]
-    profile = os.path.join(share, "config", "fastdds_shm_profile.xml")
-    env = [SetEnvironmentVariable(name, profile, condition=IfCondition(arg("shm_transport")))
-           for name in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")]
-    common = dict(package=PKG, namespace=arg("namespace"), output="screen")
-    nodes = [
-        Node(executable="perception_node", name="perception", parameters=[arg("config")],
-             remappings=[("camera/image_raw", arg("camera_topic")),
-                         ("camera/image_raw/compressed", [arg("camera_topic"), "/compressed"])], **common),
-        Node(executable="generator_node", name="generator",
-             parameters=[arg("config"), {"model": arg("model"), "device": arg("device")}],
-             remappings=[("user/audio", arg("mic_topic")), ("avatar/speech", arg("speech_topic"))], **common),
-        Node(executable="renderer_node", name="renderer",
-             parameters=[arg("config"), {"renderer": arg("renderer"), "portrait_path": arg("portrait_path"),
-                                         "display": arg("display")}],
-             remappings=[("avatar/image", arg("image_topic")),
-                         ("avatar/image/compressed", [arg("image_topic"), "/compressed"])], **common),
-        Node(executable="recorder_node", name="recorder", condition=IfCondition(arg("record")),
-             parameters=[{"out": arg("record_path"), "storage": arg("record_storage")}],
-             remappings=[("camera/image_raw", arg("camera_topic")),
-                         ("camera/image_raw/compressed", [arg("camera_topic"), "/compressed"]),
-                         ("user/audio", arg("mic_topic")), ("avatar/speech", arg("speech_topic")),
-                         ("avatar/image", arg("image_topic")),
-                         ("avatar/image/compressed", [arg("image_topic"), "/compressed"])], **common),
-    ]
-    return LaunchDescription(args + env + nodes)
+    declared = [DeclareLaunchArgument(argument_name(name),
+                                      default_value=default.replace("<share>", share),
+                                      description=description)
+                for name, default, description in ARGUMENTS]
+    # scoped, not forwarding: the nodes see this file's arguments only, and nothing set inside
+    # the group reaches the including launch file
+    group = GroupAction(
+        scoped=True, forwarding=False,
+        launch_configurations={argument_name(name): LaunchConfiguration(argument_name(name))
+                               for name, _, _ in ARGUMENTS},
+        actions=[OpaqueFunction(function=_nodes)])
+    return LaunchDescription(declared + [group])

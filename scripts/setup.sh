@@ -13,7 +13,11 @@
 #      package's msg/ (FaceMotion);
 #   4. avatar_forcing_ros installed in editable mode: `import avatar_forcing_ros` is the source
 #      tree (edits take effect at once), `from avatar_forcing_ros.msg import FaceMotion` finds the
-#      generated code, and the console scripts (avatar-forcing, the nodes) are in .venv/bin.
+#      generated code, and the console scripts (avatar-forcing, the nodes) are in .venv/bin;
+#   5. where ../shared/ros2 lies beside the repository (CI): `ros2 launch`, `ros2 run`, the ros2
+#      CLI and launch_ros from its sources (not on PyPI; on a robot they come from the ROS 2
+#      distribution, and this project does not ship them), for the workspace tests; colcon is
+#      in requirements.txt.
 #
 # Environment: PYTHON (interpreter for the venv, default python3; 3.10-3.12, x86_64: the ROS
 # wheels exist for those only), VENV (default <repo>/.venv).
@@ -115,11 +119,19 @@ step "build msg/ (avatar_forcing_ros interfaces)"
 build_msgs avatar_forcing_ros "$repo" -DINTERFACES_ONLY=ON -DPYTHON_INSTALL_DIR="$generated"
 rm -rf "$venv/$generated"/avatar_forcing_ros-*.egg-info  # would be a second avatar_forcing_ros distribution
 # The package's share folder (found through the ament index, e.g. by the launch file) links to
-# the source tree's launch/, config/, models/, so that edits there take effect at once.
+# the source tree's config/ and models/, so that edits there take effect at once. launch/ is a
+# real folder of links to the files: `ros2 launch <package> <file>` walks the share folder
+# without following a linked folder.
 for dir in launch config models; do
   link=$venv/share/avatar_forcing_ros/$dir
-  [ -L "$link" ] || rm -rf "$link"
-  if [ -d "$repo/$dir" ]; then ln -sfn "$repo/$dir" "$link"; fi
+  if [ -L "$link" ] || [ "$dir" = launch ]; then rm -rf "$link"; fi
+  [ -d "$repo/$dir" ] || continue
+  if [ "$dir" = launch ]; then
+    mkdir -p "$link"
+    for f in "$repo/$dir"/*; do ln -sfn "$f" "$link/"; done
+  else
+    ln -sfn "$repo/$dir" "$link"
+  fi
 done
 
 # --- 4. the package itself -------------------------------------------------------------------
@@ -130,6 +142,21 @@ step "pip install -e . (source tree, console scripts)"
 # stays the package, and `avatar_forcing_ros.msg` resolves in the generated folder.
 site_packages=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 echo "$venv/$generated/avatar_forcing_ros" >"$site_packages/avatar_forcing_ros.pkg"
+# `ros2 run avatar_forcing_ros <node>` and launch_ros look for executables in
+# <prefix>/lib/<package>/ (colcon installs them there): link the node console scripts.
+libexec=$venv/lib/avatar_forcing_ros
+rm -rf "$libexec" && mkdir -p "$libexec"
+for exe in $("$py" -c 'from importlib.metadata import entry_points
+print(" ".join(e.name for e in entry_points(group="console_scripts") if e.value.startswith("avatar_forcing_ros.ros.")))'); do
+  ln -sfn "$venv/bin/$exe" "$libexec/$exe"
+done
+
+# --- 5. ros2 launch / CLI for the workspace tests (CI) -----------------------------------------
+ros2_sources=$(cd "$repo/.." && pwd)/shared/ros2
+if [ -f "$ros2_sources/install.sh" ]; then
+  step "ros2 launch + CLI from $ros2_sources"
+  bash "$ros2_sources/install.sh" "$venv"
+fi
 
 step "check"
 "$py" - <<'EOF'

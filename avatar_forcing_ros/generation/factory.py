@@ -45,15 +45,16 @@ def load_motion_model(spec: str = "default", *, fps: float = 25.0, block_frames:
         if not path.exists():
             raise FileNotFoundError(f"motion model {spec!r} does not exist (expected 'default', "
                                     "'procedural', a checkpoint directory or an .onnx file)")
-    try:
-        from .forcing.learned_model import LearnedMotionModel
+    from .forcing.learned_model import LearnedMotionModel
+
+    try:  # the backend's libraries load here: onnxruntime for an .onnx, torch for a checkpoint
+        model = LearnedMotionModel(path, device=device, providers=providers, seed=seed,
+                                   guidance_scale=guidance_scale, threads=threads)
     except ImportError as exc:  # torch/onnxruntime missing in a minimal install
         if spec != "default":
             raise
         return (ProceduralMotionModel(fps=fps, block_frames=block_frames, seed=seed),
                 f"the learned model needs {exc.name}: using the procedural model")
-    model = LearnedMotionModel(path, device=device, providers=providers, seed=seed,
-                               guidance_scale=guidance_scale, threads=threads)
     if abs(model.fps - fps) > 1e-6:
         raise ValueError(f"{path} was trained at {model.fps} fps, the node runs at {fps} fps")
     return model, note

@@ -7,7 +7,8 @@ sampler.py     streaming sampler with KV cache, offline recomputation, non-causa
 train.py       `avatar-forcing train` (main_train)
 dpo.py         `avatar-forcing dpo` (main_dpo)
 checkpoint.py  safetensors + JSON checkpoints, CheckpointError
-onnx_export.py `avatar-forcing export` (main_export) and the onnxruntime runner
+onnx_export.py `avatar-forcing export` (main_export)
+onnx_runner.py the onnxruntime runner of an export (numpy + onnxruntime, no torch)
 learned_model.py  LearnedMotionModel, the MotionModel the runtime loads
 
 Importing this package does not import torch; the modules do.

@@ -14,17 +14,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .config import FORMAT, ForcingConfig
+from .config import FORMAT, CheckpointError, ForcingConfig  # noqa: F401  (CheckpointError: defined beside the config, torch-free)
 from .network import AvatarForcingNet
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 OPTIM_FILE = "optimizer.safetensors"
 OPTIM_JSON = "optimizer.json"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable or made for other inputs/outputs."""
 
 
 def _write_json(path: Path, obj) -> None:

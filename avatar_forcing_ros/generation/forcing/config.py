@@ -7,6 +7,10 @@ from dataclasses import asdict, dataclass, fields
 FORMAT = "af-forcing-v1"
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable or made for other inputs/outputs."""
+
+
 @dataclass
 class ForcingConfig:
     # what the model reads and writes (checked against the runtime when a checkpoint loads)

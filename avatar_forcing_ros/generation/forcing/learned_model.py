@@ -16,12 +16,13 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ...core.motion import get_motion_space
 from ...core.motion_model import BlockConditions, MotionModel
-from .checkpoint import CONFIG_FILE, CheckpointError, load_checkpoint
-from .sampler import StreamingSampler
+from .config import CheckpointError
+
+# torch (and safetensors) are imported by the torch backend only: the .onnx path runs on
+# numpy + onnxruntime, e.g. in a ROS workspace whose rosdep install has no torch.
 
 log = logging.getLogger("avatar_forcing.model")
 
@@ -35,6 +36,10 @@ class LearnedMotionModel(MotionModel):
         self.path = path
         self.backend = "onnx" if path.suffix == ".onnx" else "torch"
         if self.backend == "torch":
+            import torch
+
+            from .checkpoint import CONFIG_FILE, load_checkpoint
+
             if path.is_file():
                 raise CheckpointError(f"{path}: expected a checkpoint directory ({CONFIG_FILE} + model.safetensors) "
                                       "or an .onnx file")
@@ -45,7 +50,7 @@ class LearnedMotionModel(MotionModel):
             if steps is not None:
                 self.cfg.sample_steps = int(steps)
         else:
-            from .onnx_export import OnnxStreamingRunner
+            from .onnx_runner import OnnxStreamingRunner
             self.runner = OnnxStreamingRunner(path, providers, threads)
             self.cfg = self.runner.cfg
             if steps is not None and steps != self.cfg.sample_steps:
@@ -66,6 +71,8 @@ class LearnedMotionModel(MotionModel):
         # None: the model's own seed, so a node (which restarts without one) is reproducible too
         self.rng = np.random.default_rng(self.seed if seed is None else int(seed))
         if self.backend == "torch":
+            from .sampler import StreamingSampler
+
             self.sampler = StreamingSampler(self.net, self.guidance_scale, self.cfg.sample_steps, 1, self.device)
         else:
             self.runner.reset()
@@ -103,6 +110,8 @@ class LearnedMotionModel(MotionModel):
         noise = self.rng.standard_normal((self.block_frames, self.cfg.motion_dim)).astype(np.float32)
         if self.backend == "onnx":
             return self.runner.step(aa, ua, um, up, noise, self.guidance_scale)
+        import torch
+
         net, dev = self.net, self.device
         with torch.no_grad():
             t = [torch.from_numpy(a)[None].to(dev) for a in (aa, ua, um)]

@@ -1,4 +1,4 @@
-"""ONNX export of the streaming block step, and an onnxruntime runner for it.
+"""ONNX export of the streaming block step (its onnxruntime runner: onnx_runner.py).
 
     avatar-forcing export --checkpoint models/af_forcing_v1 --out models/af_forcing_v1/model.onnx
 
@@ -19,16 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import load_checkpoint
 from .config import FORMAT, ForcingConfig
 from .network import AvatarForcingNet
+from .onnx_runner import INPUTS, OUTPUTS, OnnxStreamingRunner, empty_state  # noqa: F401  (public here too)
 from .sampler import denoise_block
 
 log = logging.getLogger("avatar_forcing.onnx")
-
-INPUTS = ["avatar_audio", "user_audio", "user_motion", "user_present", "noise", "guidance",
-          "cache_k", "cache_v", "cache_valid", "conv_state"]
-OUTPUTS = ["motion", "cache_k_out", "cache_v_out", "cache_valid_out", "conv_state_out"]
 
 
 class StreamingStep(torch.nn.Module):
@@ -88,14 +85,6 @@ def export_window_onnx(net: AvatarForcingNet, out_path, steps: int | None = None
     return Path(out_path)
 
 
-def empty_state(cfg: ForcingConfig) -> dict[str, np.ndarray]:
-    hs = cfg.n_embd // cfg.n_head
-    shape = (cfg.n_layer, 2, cfg.n_head, cfg.max_cache_frames, hs)
-    return {"cache_k": np.zeros(shape, np.float32), "cache_v": np.zeros(shape, np.float32),
-            "cache_valid": np.zeros(cfg.max_cache_frames, bool),
-            "conv_state": np.zeros((2, cfg.cond_kernel - 1, cfg.n_embd), np.float32)}
-
-
 def example_inputs(cfg: ForcingConfig, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     B = cfg.block_frames
@@ -123,55 +112,6 @@ def export_onnx(net: AvatarForcingNet, out_path, steps: int | None = None, opset
     onnx.checker.check_model(model)
     onnx.save(model, str(out_path))
     return out_path
-
-
-class OnnxStreamingRunner:
-    """Runs an exported block step with onnxruntime, keeping the caches between calls."""
-
-    def __init__(self, path, providers=None, threads: int = 2):
-        import onnxruntime as ort
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise CheckpointError(f"{self.path}: missing (expected an ONNX export of {FORMAT})")
-        available = ort.get_available_providers()
-        wanted = list(providers or ["CPUExecutionProvider"])
-        usable = [p for p in wanted if p in available]
-        if usable != wanted:
-            log.warning("ONNX providers %s not available here (have %s); using %s",
-                        [p for p in wanted if p not in available], available, usable or ["CPUExecutionProvider"])
-        if "CPUExecutionProvider" not in usable:
-            usable.append("CPUExecutionProvider")  # last-resort fallback keeps the model running
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        # idle worker threads must not spin: the robot's CPU is shared with perception and ROS
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=usable)
-        except Exception as e:
-            raise CheckpointError(f"{self.path}: onnxruntime cannot load it ({e})") from None
-        raw = self.session.get_modelmeta().custom_metadata_map.get("af_forcing_config")
-        if raw is None:
-            raise CheckpointError(f"{self.path}: no af_forcing_config metadata (not an export of {FORMAT})")
-        meta = json.loads(raw)
-        self.cfg = ForcingConfig.from_dict(meta["config"])
-        self.providers = self.session.get_providers()
-        self.reset()
-
-    def reset(self):
-        self.state = empty_state(self.cfg)
-
-    def step(self, avatar_audio, user_audio, user_motion, user_present, noise, guidance: float) -> np.ndarray:
-        """Raw per-block arrays (B, .) -> raw motion (B, D)."""
-        feeds = {"avatar_audio": avatar_audio[None].astype(np.float32),
-                 "user_audio": user_audio[None].astype(np.float32),
-                 "user_motion": user_motion[None].astype(np.float32),
-                 "user_present": user_present[None].astype(np.float32),
-                 "noise": noise[None].astype(np.float32),
-                 "guidance": np.array([guidance], np.float32), **self.state}
-        motion, k, v, valid, conv = self.session.run(OUTPUTS, feeds)
-        self.state = {"cache_k": k, "cache_v": v, "cache_valid": valid, "conv_state": conv}
-        return motion[0]
 
 
 def main_export(argv=None) -> int:

@@ -1,0 +1,41 @@
+"""Parameter files as rcl reads them: the offline tools (replay, recordings) take the node's
+values from the same sections a node under any namespace would (test_workspace_launch.py checks
+the nodes themselves through `ros2 param get`)."""
+import pytest
+
+from avatar_forcing_ros.pipeline import NODES, load_node_parameters
+from pipeline_driver import CONFIG
+
+
+def test_the_shipped_file_uses_namespace_wildcard_keys():
+    import yaml
+
+    assert set(yaml.safe_load(open(CONFIG))) == {f"/**/{node}" for node in NODES}
+    assert load_node_parameters(CONFIG)["generator"]["guidance_scale"] == 5.0
+
+
+@pytest.mark.parametrize("key", ["generator", "/generator", "/**/generator"])
+def test_each_form_of_a_node_key_is_read(tmp_path, key):
+    path = tmp_path / "params.yaml"
+    path.write_text(f"{key}:\n  ros__parameters:\n    guidance_scale: 3.25\n")
+    params = load_node_parameters(path)
+    assert params["generator"] == {"guidance_scale": 3.25}
+    assert params["renderer"] == {} and params["perception"] == {}
+
+
+def test_wildcard_sections_apply_to_every_node_and_the_node_own_section_wins(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("/**:\n  ros__parameters:\n    diagnostics_period_s: 2.0\n    seed: 1\n"
+                    "/**/generator:\n  ros__parameters:\n    seed: 2\n"
+                    "generator:\n  ros__parameters:\n    seed: 3\n")
+    params = load_node_parameters(path)
+    assert params["renderer"] == {"diagnostics_period_s": 2.0, "seed": 1}
+    assert params["generator"] == {"diagnostics_period_s": 2.0, "seed": 3}
+
+
+@pytest.mark.parametrize("text", ["- a list\n", "generator: 5\n", "generator:\n  ros__parameters: [1]\n"])
+def test_a_file_that_is_not_a_parameter_file_is_a_clear_error(tmp_path, text):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match="params.yaml"):
+        load_node_parameters(path)
