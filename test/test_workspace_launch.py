@@ -191,18 +191,6 @@ def wait_active(ws: Workspace, node: str, processes, timeout: float = 60):
              processes=processes, what=f"{node} active")
 
 
-# What the nodes' own shutdown code (avatar_forcing_ros/ros/common.py run_nodes, recorder.main)
-# does today on a terminal's Ctrl-C under `ros2 launch`: every node gets SIGINT twice, once from
-# the terminal's process group and once forwarded by launch, some 0.1-1 s later. The first ends
-# the node cleanly; the second, if it comes after the node's handler is gone (rclpy.try_shutdown
-# restored the old one; Python's finalisation puts SIGINT back to SIG_DFL), kills the process
-# silently: launch reports "process has died [exit code -2]". Measured on the recorder alone: two
-# SIGINTs 0-10 ms apart exit 0, 0.5 s apart exit -2.
-SIGINT_DEATH = ("node shutdown: the second SIGINT of a Ctrl-C under ros2 launch (the terminal's, "
-                "then launch's forwarded one) arrives after the node's handler is gone and kills it "
-                "with exit code -2 (fix in run_nodes/recorder main: ignore SIGINT once shutting down)")
-
-
 def assert_clean_exit(process: Launched, executables, rc: int | None = None):
     """Ctrl-C ends the launch with 0, every node with 0 ("finished cleanly"), no traceback."""
     rc = process.interrupt() if rc is None else rc
@@ -210,8 +198,6 @@ def assert_clean_exit(process: Launched, executables, rc: int | None = None):
     assert "Traceback" not in log, f"traceback on SIGINT:\n{process.log_tail()}"
     died = {executable: code for executable, code in
             re.findall(r"\[(\w+?)-\d+\]: process has died \[pid \d+, exit code (-?\d+)", log)}
-    if died and set(died.values()) == {"-2"}:
-        pytest.xfail(f"{SIGINT_DEATH}: {sorted(died)}")
     assert rc == 0 and not died, f"`{process.name}` exited {rc}, nodes died: {died}\n{process.log_tail()}"
     for executable in executables:
         assert re.search(rf"\[{executable}-\d+\]: process has finished cleanly", log), (

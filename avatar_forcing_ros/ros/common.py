@@ -3,6 +3,7 @@ and the entry point every node uses."""
 from __future__ import annotations
 
 import math
+import signal
 import sys
 import threading
 from dataclasses import dataclass
@@ -342,11 +343,24 @@ def run_nodes(node_classes, args=None) -> None:
         if rclpy.ok():  # a real error, not the context going away under a signal
             raise
     finally:
+        ignore_further_signals()
         if executor is not None:
             executor.shutdown()
         for node in nodes:
             node.finalize()
         rclpy.try_shutdown()
+        ignore_further_signals()  # try_shutdown may have put the default handlers back
+
+
+def ignore_further_signals() -> None:
+    """Shutting down: a second Ctrl-C must not kill the process half-way (a terminal's Ctrl-C
+    under `ros2 launch` arrives twice, once from the terminal and once forwarded by launch;
+    the second one after rclpy's handler was gone ended every node with -2)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except ValueError:  # not the main thread (a test running nodes in a thread)
+            pass
 
 
 def main_for(node_class, args=None) -> None:

@@ -27,6 +27,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from ..offline import bags
+from .common import ignore_further_signals
 
 # relative topic -> message type: the pipeline's inputs and outputs
 DEFAULT_TOPICS = [name.lstrip("/") for name, _ in bags.TOPICS.values() if name != "/diagnostics"] + ["/diagnostics"]
@@ -206,6 +207,7 @@ def main(args=None) -> int:
 
     def on_signal(signum, frame):
         stop["asked"] = True
+        ignore_further_signals()  # a second Ctrl-C (ros2 launch forwards one) must not cut the drain
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -228,6 +230,7 @@ def main(args=None) -> int:
             print(f"recorded {recorder.get_parameter('out').value or 'bag'}: {summary}", flush=True)
             recorder.destroy_node()
         rclpy.try_shutdown()
+        ignore_further_signals()
     return 0
 
 
