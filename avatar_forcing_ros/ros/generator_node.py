@@ -50,7 +50,7 @@ class GeneratorNode(AvatarNode):
         "user_motion_timeout_s": Param(0.5, "The user counts as absent when no face motion newer "
                                        "than this has arrived (s).", min=0.01, max=60.0, live=True),
         "audio_message_type": Param("AudioDataStamped", "Type on the audio topics: AudioDataStamped "
-                                                   "or AudioData.", choices=("AudioDataStamped", "AudioData")),
+                                                   "or AudioData.", choices=tuple(_AUDIO_TYPES)),
         "user_audio_qos": Param("sensor_data", "QoS of the microphone topic: sensor_data or reliable.", choices=("sensor_data", "reliable")),
         "speech_audio_qos": Param("reliable", "QoS of the robot speech topic: reliable or sensor_data.", choices=("sensor_data", "reliable")),
         "user_audio_sample_rate": Param(SAMPLE_RATE, "Microphone sample rate until an AudioInfo "
@@ -73,9 +73,7 @@ class GeneratorNode(AvatarNode):
     # -- lifecycle --------------------------------------------------------------------------
 
     def configure(self) -> None:
-        msg_type = _AUDIO_TYPES.get(self.param("audio_message_type"))
-        if msg_type is None:
-            raise ValueError(f"audio_message_type must be one of {sorted(_AUDIO_TYPES)}")
+        msg_type = _AUDIO_TYPES[self.param("audio_message_type")]  # one of them: checked at start-up
         budget = self.param("compute_budget_s")
         self.stage, note = build_generator_stage(self.parameter_values(), self.telemetry,
                                                  compute_budget_s=None if budget < 0 else budget)
