@@ -99,3 +99,19 @@ def test_a_model_that_cannot_be_loaded_fails_configure_and_reports_error_with_th
     finally:
         ros_context.executor.remove_node(node)
         node.destroy_node()
+
+
+@pytest.mark.parametrize("name, param, value", [("generator", "tick_rate_hz", 0.0),
+                                                 ("renderer", "width", 100000),
+                                                 ("renderer", "width", "wide"),
+                                                 ("perception", "image_transport", "h264")])
+def test_a_bad_start_up_value_fails_configure_naming_it(ros_context, name, param, value):
+    from rclpy.lifecycle import TransitionCallbackReturn as R
+
+    node = make(ros_context, name, **{param: value})  # as from a YAML or a launch argument
+    try:
+        assert node.trigger_configure() == R.FAILURE
+        assert param in node.telemetry.last_error
+        assert our_publishers(node) == []
+    finally:
+        node.destroy_node()
