@@ -134,13 +134,16 @@ class AudioInput(_Stage):
         self._report_format()
         return None
 
-    def decode(self, msg) -> np.ndarray | Skip:
-        """Samples of one AudioData/AudioDataStamped chunk, or why it was not used."""
+    def decode(self, msg, now: float | None = None) -> np.ndarray | Skip:
+        """Samples of one AudioData/AudioDataStamped chunk, or why it was not used. ``now``:
+        its arrival, for the rate check of a continuous stream (``check_rate``)."""
         if self.muted_by:
             return self._skip(f"{self.side} audio muted (not PCM)", f"coding_format {self.muted_by!r}")
         data = audio_payload(msg)
         if not data:
             return self._skip(f"{self.side} audio empty")
+        if self.check_rate and now is not None:
+            self._measure_rate(len(data) / self.decoder.format.frame_bytes, now)
         before = self.decoder.nonfinite_samples
         samples = self.decoder.decode(data)
         if self.decoder.nonfinite_samples > before:  # used, with the bad samples zeroed
@@ -149,7 +152,38 @@ class AudioInput(_Stage):
         self.telemetry.tick(f"{self.side} audio")
         return samples
 
+    # A capture device streams continuously at its rate: sample frames that arrive much faster
+    # or slower than the assumed rate (a 48 kHz microphone with no AudioInfo, taken for 16 kHz)
+    # mean the format is wrong, and the speech would be heard at the wrong speed.
+    RATE_WINDOW_S = 5.0
+    RATE_TOLERANCE = 0.2
+
+    check_rate = False  # set for streams that are continuous (the microphone, not a bursty TTS)
+    rate_mismatch = ""  # why the arrival rate says the format is wrong ('' if it does not)
+
+    def _measure_rate(self, frames: float, now: float) -> None:
+        if self._rate_start is None or now < self._rate_start:
+            self._rate_start, self._rate_frames = now, 0.0
+            return  # the first chunk marks the start: its samples came before it
+        self._rate_frames += frames
+        elapsed = now - self._rate_start
+        if elapsed < self.RATE_WINDOW_S:
+            return
+        measured, assumed = self._rate_frames / elapsed, self.decoder.format.sample_rate
+        if abs(measured / assumed - 1.0) > self.RATE_TOLERANCE:
+            if not self.rate_mismatch:
+                self.telemetry.drop(f"{self.side} audio rate mismatch",
+                                    f"~{measured:.0f} sample frames/s arrive, {assumed} Hz assumed "
+                                    "(set the sample rate or publish an AudioInfo)")
+            self.rate_mismatch = f"~{measured:.0f} Hz arriving, {assumed} Hz assumed"
+        else:
+            self.rate_mismatch = ""
+        self.telemetry.set(f"{self.side} audio arriving (Hz)", f"{measured:.0f}")
+        self._rate_start, self._rate_frames = now, 0.0
+
     def _report_format(self) -> None:
+        self._rate_start, self._rate_frames = None, 0.0  # a new format: measure anew
+        self.rate_mismatch = ""
         if self.decoder.discarded_samples:  # a format change drops the old resampler's tail
             self.telemetry.set(f"{self.side} audio resampler tail dropped (samples)", self.decoder.discarded_samples)
         f = self.decoder.format
@@ -170,6 +204,7 @@ class GeneratorStage(_Stage):
         self.space: MotionSpace = generator.model.space
         self.inputs = {"user": AudioInput("user", user_format, self.telemetry),
                        "speech": AudioInput("speech", speech_format, self.telemetry)}
+        self.inputs["user"].check_rate = True  # a microphone streams; a TTS bursts
         self._lock = threading.Lock()
         self._last_now: float | None = None
         self.restarts = 0
@@ -201,7 +236,7 @@ class GeneratorStage(_Stage):
         self._handle()
         with self._lock:
             self._follow_clock(now)
-            samples = self.inputs[side].decode(msg)
+            samples = self.inputs[side].decode(msg, now)
             if isinstance(samples, Skip):
                 return samples
             gen = self.generator

@@ -258,6 +258,9 @@ def replay(in_bag: str | Path, out_bag: str | Path, *, config: str | Path | None
         if last_ns is not None:
             # Flush: every input sample becomes a frame and every frame is presented.
             advance(last_ns + bags.t_to_ns(gen.output_delay_s + 2 * gen.block / gen.fps))
+        for side, audio_input in generator.inputs.items():
+            if audio_input.rate_mismatch:
+                account.problems.append(f"{side} audio sample rate mismatch: {audio_input.rate_mismatch}")
         n_dropped = gen.avatar_audio.dropped_samples + gen.user_audio.dropped_samples
         if n_dropped:
             account.problems.append(f"{n_dropped} audio samples queued beyond the generator's buffer were dropped")
