@@ -18,7 +18,7 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, GroupAction, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
@@ -43,7 +43,7 @@ ARGUMENTS = [
     ("portrait_path", "", "Photo for the portrait renderer (\"\" = the config's)."),
     ("display", "", "Show the face in a (full-screen) window: true/false (\"\" = the config's)."),
     ("autostart", "true", "Nodes configure and activate themselves; false: wait for a lifecycle manager."),
-    ("record", "false", "Also record the pipeline's topics to a rosbag2 (avatar-forcing replay/dataset read it)."),
+    ("record", "false", "Also record the pipeline's topics to a rosbag2: ros2 bag record where rosbag2 is installed, else the package's recorder."),
     ("record_path", "", "Bag directory to create (\"\" = avatar_forcing_<date>_<time>)."),
     ("record_storage", "mcap", "Bag storage: mcap or sqlite3."),
     ("shm_transport", "false",
@@ -65,6 +65,14 @@ def as_bool(name: str, text: str) -> bool:
     if value in TRUE or value in FALSE:
         return value in TRUE
     raise ValueError(f"launch argument {argument_name(name)}:={text!r}: expected true or false")
+
+
+def _rosbag2_can_record(storage: str) -> bool:
+    try:
+        from avatar_forcing_ros.offline.bags import rosbag2_available
+    except ImportError:  # the package's Python is not importable here: use its recorder node
+        return False
+    return rosbag2_available(storage)
 
 
 def _nodes(context):
@@ -109,7 +117,16 @@ def _nodes(context):
         LifecycleNode(executable="renderer_node", name="renderer", remappings=image_remaps,
                       parameters=[config, common_params, renderer_params], **common),
     ]
-    if as_bool("record", get("record")):
+    if as_bool("record", get("record")) and _rosbag2_can_record(get("record_storage")):
+        # rosbag2 where it is installed: it adapts to the publishers' QoS and stores their offers
+        from avatar_forcing_ros.offline import bags
+
+        remaps = {"camera": camera, "user_audio": get("mic_topic"), "user_audio_info": get("mic_info_topic"),
+                  "speech": get("speech_topic"), "speech_info": get("speech_info_topic"), "avatar_image": image}
+        cmd = bags.ros2_bag_record_command(bags.pipeline_topics(namespace, remaps), get("record_path"),
+                                           get("record_storage"))
+        nodes.append(ExecuteProcess(cmd=cmd, output="screen", sigterm_timeout="10"))
+    elif as_bool("record", get("record")):  # the package's own recorder otherwise
         nodes.append(Node(executable="recorder_node", name="recorder",
                           remappings=camera_remaps + audio_remaps + image_remaps,
                           parameters=[{"out": typed(get("record_path"), str),
