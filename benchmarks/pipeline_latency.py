@@ -68,7 +68,8 @@ def one_run(a, run: int) -> dict:
     return {"lat": lat * 1e3, "pres": pres * 1e3, "hz": hz, "bins": bins, "fps": fps, "ibins": ibins,
             "feed_late": fd["chunk_late"] * 1e3, "cam_late": fd["cam_late"] * 1e3,
             "sink_late": sd["lateness"] * 1e3, "feed_cpu": float(fd["cpu_s"]) / float(fd["wall_s"]) * 100,
-            "cpu": {n: sampler.mean_cpu(n) for n in sampler.p}, "diags": H.load_diags(sd), "ns": ns}
+            "cpu": {n: sampler.mean_cpu(n) for n in sampler.p}, "ns": ns,
+            "diags": [d for d in H.load_diags(sd) if d[0] <= t1]}  # while the inputs flowed
 
 
 def report(r: dict, run: int, a) -> None:
