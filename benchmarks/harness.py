@@ -261,6 +261,7 @@ def run_feed(ns: str, plan_path: Path, out: Path) -> int:
 
     import rclpy
     from audio_common_msgs.msg import AudioDataStamped
+    from builtin_interfaces.msg import Time
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
@@ -310,7 +311,11 @@ def run_feed(ns: str, plan_path: Path, out: Path) -> int:
         if dt > 0:
             time.sleep(dt)
         now = time.time()
-        stamp = node.get_clock().now().to_msg()
+        # Stamped with the capture time of the schedule, as a microphone/camera driver does
+        # (audio: the chunk's first sample), never with the publish time: a late publish must
+        # not move the audio (the generator places stamped audio by its stamps).
+        cap = due - CHUNK / SR if due == t_audio else due
+        stamp = Time(sec=int(cap), nanosec=int((cap % 1) * 1e9))
         if due == t_audio:
             sp = tracks["speech"].chunk(k * CHUNK, CHUNK)
             if not gaps or sp.any():
@@ -441,6 +446,18 @@ def onset_latencies(onset_pub: np.ndarray, images: np.ndarray, window: float = 1
             lat.append(np.nan)
             pres.append(np.nan)
     return np.asarray(lat), np.asarray(pres)
+
+
+def speech_out_delays(onset_pub: np.ndarray, audio: np.ndarray, window: float = 1.0) -> np.ndarray:
+    """Per onset: presentation stamp of the first avatar/audio message with sound minus the
+    onset chunk's capture time (its publish time - 20 ms), s; NaN if none. On time it is
+    output_delay_s minus up to one frame (the frame that holds the onset starts earlier)."""
+    out = []
+    for tp in onset_pub:
+        cap = tp - CHUNK / SR
+        sel = (audio[:, 1] > cap - 0.2) & (audio[:, 1] < cap + window) & (audio[:, 2] > 0.005)
+        out.append(audio[np.argmax(sel), 1] - cap if np.isfinite(tp) and sel.any() else np.nan)
+    return np.asarray(out)
 
 
 def load_diags(sink: dict) -> list[tuple[float, str, dict]]:

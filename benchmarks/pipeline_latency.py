@@ -65,7 +65,8 @@ def one_run(a, run: int) -> dict:
     t0, t1 = float(fd["t0"]) + 1.0, float(fd["t0"]) + float(fd["wall_s"])
     hz, bins = H.rate_bins(sd["motion"][:, 0], t0, t1)
     fps, ibins = H.rate_bins(sd["image"][:, 0], t0, t1)
-    return {"lat": lat * 1e3, "pres": pres * 1e3, "hz": hz, "bins": bins, "fps": fps, "ibins": ibins,
+    sp = H.speech_out_delays(onset_pub, sd["audio"]) * 1e3
+    return {"lat": lat * 1e3, "pres": pres * 1e3, "speech_out": sp, "hz": hz, "bins": bins, "fps": fps, "ibins": ibins,
             "feed_late": fd["chunk_late"] * 1e3, "cam_late": fd["cam_late"] * 1e3,
             "sink_late": sd["lateness"] * 1e3, "feed_cpu": float(fd["cpu_s"]) / float(fd["wall_s"]) * 100,
             "cpu": {n: sampler.mean_cpu(n) for n in sampler.p}, "ns": ns,
@@ -81,6 +82,11 @@ def report(r: dict, run: int, a) -> None:
         print(f"  p50 {H.pct(lat, 50):.0f} ms   p95 {H.pct(lat, 95):.0f} ms   max {np.nanmax(lat):.0f} ms"
               f"   (to the image's presentation stamp: p50 {H.pct(r['pres'], 50):.0f} ms; "
               f"rendering + DDS after it: p50 {H.pct(lat - r['pres'], 50):.0f} ms)")
+    sp = r["speech_out"]
+    if np.isfinite(sp).any():
+        print(f"  speech in -> out (avatar/audio stamp of the onset - its capture; on time: output_delay_s "
+              f"{a.output_delay * 1e3:.0f} ms minus < 1 frame): first {sp[0]:.0f} ms, last {sp[-1]:.0f} ms, "
+              f"min {np.nanmin(sp):.0f}, max {np.nanmax(sp):.0f} ms")
     b, ib = r["bins"], r["ibins"]
     print(f"  avatar/face_motion {r['hz']:.1f} Hz (1-s bins min {min(b) if b else 0}, max {max(b) if b else 0}); "
           f"avatar/image {r['fps']:.1f} fps (1-s bins min {min(ib) if ib else 0})")
