@@ -136,6 +136,7 @@ def simulate(a) -> dict:
                                     guidance_scale=5.0 if a.model == "default" else 1.0)
     if note:
         print(f"note: {note}")
+    # the simulated clock stands still while a block is computed: no compute budget needed
     gen = StreamingGenerator(model, output_delay_s=a.output_delay, compute_budget_s=0.0)
     space, hop, fps = model.space, gen.hop, gen.fps
     jaw = space.index("jawOpen")
@@ -159,20 +160,43 @@ def simulate(a) -> dict:
     rss_t, rss = [], []
     push_cost = []
     gen.start(0.0)
-    next_face, k = 0.0, 0
     chunk = H.CHUNK
     n_chunks = conv.n // chunk
+    # Delivery as in the live graph: each chunk is stamped with its capture time and arrives
+    # after a delay (DDS + a busy executor: 2 ms + exponential 3 ms, and 1 % of chunks 20-60 ms
+    # late; in order, so a late chunk holds back the next ones); the generator steps on its
+    # 100 Hz tick. --no-jitter: every chunk arrives the moment its last sample is captured.
+    rng = np.random.default_rng(a.seed + 1)
+    arrivals = {}
+    for key in ("speech", "mic"):
+        cap_end = (np.arange(n_chunks) + 1) * chunk / H.SR
+        d = np.zeros(n_chunks) if not a.jitter else (
+            0.002 + rng.exponential(0.003, n_chunks) + (rng.random(n_chunks) < 0.01) * rng.uniform(0.02, 0.06, n_chunks))
+        arrivals[key] = np.maximum.accumulate(cap_end + d)
+    tick = 0.01
+    n_ticks = int(conv.n / H.SR / tick)
+    nxt = {"speech": 0, "mic": 0}
+    next_face = 0.0
     t_wall = time.perf_counter()
     phase = 0.3
-    for k in range(n_chunks):
-        now = (k + 1) * chunk / H.SR
-        sp = conv.speech.chunk(k * chunk, chunk)
-        t0 = time.perf_counter()
-        if sp.any():  # the TTS publishes only while it talks
-            gen.push_avatar_audio(sp.astype(np.float32) / 32767, now)
-        mic = conv.mic.chunk(k * chunk, chunk).astype(np.float32) / 32767
-        gen.push_user_audio(mic, now)
-        push_cost.append(time.perf_counter() - t0)
+    rss_every = int(10 / tick)
+    for j in range(1, n_ticks + 1):
+        now = j * tick
+        for key in ("speech", "mic"):
+            arr = arrivals[key]
+            while nxt[key] < n_chunks and arr[nxt[key]] <= now:
+                k = nxt[key]
+                nxt[key] += 1
+                stamp = k * chunk / H.SR if a.jitter else None
+                t0 = time.perf_counter()
+                if key == "speech":
+                    sp = conv.speech.chunk(k * chunk, chunk)
+                    if sp.any():  # the TTS publishes only while it talks
+                        gen.push_avatar_audio(sp.astype(np.float32) / 32767, float(arr[k]), stamp)
+                else:
+                    gen.push_user_audio(conv.mic.chunk(k * chunk, chunk).astype(np.float32) / 32767,
+                                        float(arr[k]), stamp)
+                push_cost.append(time.perf_counter() - t0)
         if now >= next_face:
             v, c = user_face(now, space, phase)
             gen.push_user_motion(v, c, now)
@@ -187,18 +211,17 @@ def simulate(a) -> dict:
             first_nz[i] = nz[0] if nz.size else -1
             if near[i]:
                 values_near[i] = f.values
-        if k % int(10 * H.SR / chunk) == 0:
+        if j % rss_every == 0:
             rss_t.append(now)
             rss.append(me.memory_info().rss / 2**20)
-        if a.progress and k % int(300 * H.SR / chunk) == 0 and k:
-            el = time.perf_counter() - t_wall
-            print(f"  simulated {now / 60:.0f} min in {el:.0f} s wall", flush=True)
+        if a.progress and j % int(300 / tick) == 0:
+            print(f"  simulated {now / 60:.0f} min in {time.perf_counter() - t_wall:.0f} s wall", flush=True)
     wall = time.perf_counter() - t_wall
     # per robot turn: latency (onset chunk complete -> presentation of the first open-mouth
     # frame) and the A/V offset of its speech (in -> out, frames)
     lat, av = [], []
     for s in conv.robot_onsets:
-        arrival = (s // chunk + 1) * chunk / H.SR  # the onset chunk is complete
+        arrival = (s // chunk + 1) * chunk / H.SR  # the onset chunk is complete (captured)
         fr = s // hop
         opened = [i for i in range(fr, fr + int(1.2 * fps) + 1)
                   if i in values_near and np.isfinite(pres[i]) and open_mouth(values_near[i])]
@@ -353,6 +376,8 @@ def plot(r: dict, a, path: Path) -> None:
     ax[1].set_ylabel("A/V offset (frames)")
     ax[1].legend(loc="upper right")
     for name, v in r["rss"].items():
+        if name in ("feed", "sink"):
+            continue  # the driver's processes (they end first)
         ax[2].plot(r["rss_t"] * m, v, label=name)
     ax[2].set_ylabel("RSS (MiB)")
     ax[2].legend(loc="center right", fontsize=8)
@@ -384,6 +409,8 @@ def main() -> int:
     p.add_argument("--load", type=int, default=0, help="live: CPU hogs during the run")
     p.add_argument("--camera-hz", type=float, default=15.0, help="live: camera rate")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-jitter", dest="jitter", action="store_false",
+                   help="simulated: chunks arrive exactly when captured (no delivery delay)")
     p.add_argument("--plot", type=Path, help="PNG to write (default soak_<mode>.png)")
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress lines")
     a = p.parse_args()
