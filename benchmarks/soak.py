@@ -191,7 +191,7 @@ def simulate(a) -> dict:
                 t0 = time.perf_counter()
                 if key == "speech":
                     sp = conv.speech.chunk(k * chunk, chunk)
-                    if sp.any():  # the TTS publishes only while it talks
+                    if sp.any() or a.continuous:  # a TTS publishes only while it talks
                         gen.push_avatar_audio(sp.astype(np.float32) / 32767, float(arr[k]), stamp)
                 else:
                     gen.push_user_audio(conv.mic.chunk(k * chunk, chunk).astype(np.float32) / 32767,
@@ -249,7 +249,7 @@ def live(a) -> dict:
     logs = Path(tempfile.mkdtemp(prefix="af_soak_"))
     ns = f"/soak_{int(time.time()) % 10000}"
     H.save_plan(logs / "plan.npz", conv.speech, conv.mic, conv.robot_onsets, a.camera_hz,
-                speech_gaps=True, mic_noise=0.01)
+                speech_gaps=not a.continuous, mic_noise=0.01)
     hogs = H.start_hogs(a.load)
     graph = H.start_graph(ns, env, logs, {"model": a.model, "output_delay_s": a.output_delay}, a.all_in_one)
     sink, sink_out, ready = H.start_sink(ns, env, logs, seconds=a.minutes * 60 + 600)
@@ -409,6 +409,8 @@ def main() -> int:
     p.add_argument("--load", type=int, default=0, help="live: CPU hogs during the run")
     p.add_argument("--camera-hz", type=float, default=15.0, help="live: camera rate")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--continuous-speech", dest="continuous", action="store_true",
+                   help="the speech topic streams silence between turns (else quiet between turns)")
     p.add_argument("--no-jitter", dest="jitter", action="store_false",
                    help="simulated: chunks arrive exactly when captured (no delivery delay)")
     p.add_argument("--plot", type=Path, help="PNG to write (default soak_<mode>.png)")
