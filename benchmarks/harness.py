@@ -55,11 +55,19 @@ def node_args(ns: str, params: dict) -> list[str]:
 class Proc:
     """A child process with its output in a log file; stopped by SIGINT, then SIGKILL."""
 
-    def __init__(self, argv: list[str], log: Path, env: dict, name: str):
+    def __init__(self, argv: list[str], log: Path, env: dict, name: str, nice: int = 0):
         self.name, self.log = name, log
+
+        def renice():  # in the child; a negative value needs root, else it stays as it is
+            try:
+                os.nice(nice)
+            except OSError:
+                pass
+
         with open(log, "wb") as f:
             self.popen = subprocess.Popen(argv, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-                                          stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
+                                          stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                                          preexec_fn=renice if nice else None)
 
     @property
     def pid(self) -> int:
@@ -106,17 +114,17 @@ def start_graph(ns: str, env: dict, logs: Path, params: dict, all_in_one: bool) 
     return procs
 
 
-def start_sink(ns: str, env: dict, logs: Path, seconds: float) -> tuple[Proc, Path, Path]:
+def start_sink(ns: str, env: dict, logs: Path, seconds: float, nice: int = 0) -> tuple[Proc, Path, Path]:
     out, ready = logs / "sink.npz", logs / "sink.ready"
     p = Proc([sys.executable, __file__, "sink", "--ns", ns, "--out", str(out), "--ready", str(ready),
-              "--seconds", str(seconds)], logs / "sink.log", env, "sink")
+              "--seconds", str(seconds)], logs / "sink.log", env, "sink", nice)
     return p, out, ready
 
 
-def start_feed(ns: str, env: dict, logs: Path, plan: Path) -> tuple[Proc, Path]:
+def start_feed(ns: str, env: dict, logs: Path, plan: Path, nice: int = 0) -> tuple[Proc, Path]:
     out = logs / "feed.npz"
     p = Proc([sys.executable, __file__, "feed", "--ns", ns, "--plan", str(plan), "--out", str(out)],
-             logs / "feed.log", env, "feed")
+             logs / "feed.log", env, "feed", nice)
     return p, out
 
 

@@ -39,11 +39,11 @@ def one_run(a, run: int) -> dict:
     H.save_plan(logs / "plan.npz", speech, mic, onsets, a.camera_hz)
     params = {"model": a.model, "block_frames": a.block_frames, "output_delay_s": a.output_delay}
     graph = H.start_graph(ns, env, logs, params, a.all_in_one)
-    sink, sink_out, ready = H.start_sink(ns, env, logs, seconds=600)
+    sink, sink_out, ready = H.start_sink(ns, env, logs, seconds=600, nice=a.driver_nice)
     feed = None
     try:
         H.wait_file(ready, 120, graph + [sink])  # nodes up, model loaded, images flowing
-        feed, feed_out = H.start_feed(ns, env, logs, logs / "plan.npz")
+        feed, feed_out = H.start_feed(ns, env, logs, logs / "plan.npz", nice=a.driver_nice)
         sampler = H.ProcessSampler({g.name: g.pid for g in graph} | {"feed": feed.pid, "sink": sink.pid})
         while feed.alive():
             time.sleep(1.0)
@@ -113,10 +113,13 @@ def main() -> int:
     p.add_argument("--camera-hz", type=float, default=15.0, help="camera frame rate")
     p.add_argument("--block-frames", type=int, default=2, help="generator block_frames")
     p.add_argument("--output-delay", type=float, default=0.1, help="generator output_delay_s")
+    p.add_argument("--driver-nice", type=int, default=0,
+                   help="nice value of the feed and receiver processes (e.g. -5 as root: the driver "
+                        "keeps its schedule on a loaded machine; 0: same priority as the nodes)")
     a = p.parse_args()
     print(f"== pipeline latency: {'all-in-one (one process)' if a.all_in_one else 'three processes'}, "
           f"model {a.model}, camera {a.camera_hz:g} Hz, mic 50 Hz, {a.onsets} onsets, load {a.load}, "
-          f"{a.runs} run(s)")
+          f"{a.runs} run(s){f', driver nice {a.driver_nice}' if a.driver_nice else ''}")
     hogs = H.start_hogs(a.load)
     results = []
     try:

@@ -252,11 +252,11 @@ def live(a) -> dict:
                 speech_gaps=not a.continuous, mic_noise=0.01)
     hogs = H.start_hogs(a.load)
     graph = H.start_graph(ns, env, logs, {"model": a.model, "output_delay_s": a.output_delay}, a.all_in_one)
-    sink, sink_out, ready = H.start_sink(ns, env, logs, seconds=a.minutes * 60 + 600)
+    sink, sink_out, ready = H.start_sink(ns, env, logs, seconds=a.minutes * 60 + 600, nice=a.driver_nice)
     feed = None
     try:
         H.wait_file(ready, 120, graph + [sink])
-        feed, feed_out = H.start_feed(ns, env, logs, logs / "plan.npz")
+        feed, feed_out = H.start_feed(ns, env, logs, logs / "plan.npz", nice=a.driver_nice)
         sampler = H.ProcessSampler({g.name: g.pid for g in graph} | {"feed": feed.pid, "sink": sink.pid})
         last_print = time.time()
         while feed.alive():
@@ -415,6 +415,9 @@ def main() -> int:
                    help="simulated: chunks arrive exactly when captured (no delivery delay)")
     p.add_argument("--plot", type=Path, help="PNG to write (default soak_<mode>.png)")
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress lines")
+    p.add_argument("--driver-nice", type=int, default=0,
+                   help="nice value of the feed and receiver processes (e.g. -5 as root: the driver "
+                        "keeps its schedule on a loaded machine; 0: same priority as the nodes)")
     a = p.parse_args()
     a.minutes = a.minutes or (5.0 if a.live else 60.0)
     print(f"== soak, {'live nodes' if a.live else 'streaming runtime, simulated clock'}, model {a.model}, "
