@@ -68,13 +68,16 @@ def clips(lines, **voice) -> list[np.ndarray]:
 
 def conversation(minutes: float, seed: int = 0, long_pause_s: float | None = None) -> Conversation:
     """Turns: the robot speaks (45 %), the user speaks (35 %) or nobody does (20 %), with short
-    gaps; once, midway, a long pause (default a twelfth of the run, 5 min of 60)."""
+    gaps; once, midway, a long pause (default a twelfth of the run, 5 min of 60). The last
+    window replays the first window's script (same sentences at the same offsets), so a
+    difference between them is the stream's age, not what was said."""
     rng = np.random.default_rng(seed)
     robot = clips(ROBOT_LINES, voice="en-us")
     user = clips(USER_LINES, voice="en-us", pitch=75, rate_wpm=185)
     n = int(minutes * 60 * H.SR)
+    w = int(windows(minutes * 60) * H.SR) // H.CHUNK * H.CHUNK
     long_pause_s = minutes * 60 / 12 if long_pause_s is None else long_pause_s
-    sp_ev, mic_ev, onsets, ends, pauses = [], [], [], [], []
+    sp_ev, mic_ev, pauses = [], [], []
     t = 2 * H.SR
     paused = False
     while True:
@@ -85,24 +88,26 @@ def conversation(minutes: float, seed: int = 0, long_pause_s: float | None = Non
         r = rng.random()
         if r < 0.45:
             i = int(rng.integers(len(robot)))
-            d = robot[i].size
-            kind = "robot"
+            d, kind = robot[i].size, "robot"
         elif r < 0.8:
             i = int(rng.integers(len(user)))
-            d = user[i].size
-            kind = "user"
+            d, kind = user[i].size, "user"
         else:
             i, d, kind = -1, int(rng.uniform(2, 12) * H.SR), "pause"
         t = (t // H.CHUNK) * H.CHUNK  # turns start on a chunk boundary: onsets exact
-        if t + d + 2 * H.SR > n:
+        if t + d + 2 * H.SR > n - w:
             break
         if kind == "robot":
             sp_ev.append((t, i))
-            onsets.append(t)
-            ends.append(t + d)
         elif kind == "user":
             mic_ev.append((t, i))
         t += d + int(rng.uniform(0.6, 2.5) * H.SR)
+    # the last window: the first one's turns again (those that end inside it)
+    shift = n - w
+    sp_ev += [(s + shift, i) for s, i in sp_ev if s + robot[i].size + H.SR < w]
+    mic_ev += [(s + shift, i) for s, i in mic_ev if s + user[i].size + H.SR < w]
+    onsets = [s for s, _ in sp_ev]
+    ends = [s + robot[i].size for s, i in sp_ev]
     return Conversation(H.Track(robot, sp_ev, n), H.Track(user, mic_ev, n), onsets, ends, n, pauses)
 
 
@@ -153,12 +158,15 @@ def simulate(a) -> dict:
     jaw_v = np.zeros(n_frames_max, np.float32)
     pres = np.full(n_frames_max, np.nan)
     first_nz = np.full(n_frames_max, -1, np.int32)  # first non-silent speech sample in the frame
-    values_near: dict[int, np.ndarray] = {}
+    opened = np.zeros(n_frames_max, bool)  # rendered open mouth (frames near robot onsets)
     near = np.zeros(n_frames_max, bool)  # frames within 1.2 s after a robot onset: rendered
     for s in conv.robot_onsets:
         near[s // hop: s // hop + int(1.2 * fps) + 1] = True
     rss_t, rss = [], []
-    push_cost = []
+    push_cost = np.zeros(2 * (conv.n // H.CHUNK + 1))  # preallocated: the soak measures the runtime's memory
+    n_push = 0
+    compute = np.full(conv.n // H.CHUNK + 1, np.nan)  # block compute time (s) by block start frame
+    n_blocks = 0
     gen.start(0.0)
     chunk = H.CHUNK
     n_chunks = conv.n // chunk
@@ -196,12 +204,16 @@ def simulate(a) -> dict:
                 else:
                     gen.push_user_audio(conv.mic.chunk(k * chunk, chunk).astype(np.float32) / 32767,
                                         float(arr[k]), stamp)
-                push_cost.append(time.perf_counter() - t0)
+                push_cost[n_push] = time.perf_counter() - t0
+                n_push += 1
         if now >= next_face:
             v, c = user_face(now, space, phase)
             gen.push_user_motion(v, c, now)
             next_face += 1.0 / fps
-        gen.step(now)
+        if gen.step(now):
+            while n_blocks < gen.stats.blocks:  # one step may make several blocks: the last one's time
+                compute[n_blocks] = gen.stats.last_block_compute_s
+                n_blocks += 1
         for f in gen.pop_due(now):
             i = f.index
             if i >= n_frames_max:
@@ -210,7 +222,7 @@ def simulate(a) -> dict:
             nz = np.flatnonzero(np.abs(f.speech) > 1e-4)
             first_nz[i] = nz[0] if nz.size else -1
             if near[i]:
-                values_near[i] = f.values
+                opened[i] = open_mouth(f.values)
         if j % rss_every == 0:
             rss_t.append(now)
             rss.append(me.memory_info().rss / 2**20)
@@ -223,9 +235,8 @@ def simulate(a) -> dict:
     for s in conv.robot_onsets:
         arrival = (s // chunk + 1) * chunk / H.SR  # the onset chunk is complete (captured)
         fr = s // hop
-        opened = [i for i in range(fr, fr + int(1.2 * fps) + 1)
-                  if i in values_near and np.isfinite(pres[i]) and open_mouth(values_near[i])]
-        lat.append((pres[opened[0]] - arrival) * 1e3 if opened else np.nan)
+        hits = [i for i in range(fr, fr + int(1.2 * fps) + 1) if opened[i] and np.isfinite(pres[i])]
+        lat.append((pres[hits[0]] - arrival) * 1e3 if hits else np.nan)
         nzf = [i for i in range(max(fr - 5, 0), fr + 10) if first_nz[i] >= 0]
         av.append((nzf[0] * hop + first_nz[nzf[0]] - s) / hop if nzf else np.nan)
     made = np.isfinite(pres)
@@ -238,7 +249,8 @@ def simulate(a) -> dict:
             "fps_t": np.arange(per_s.size), "fps": per_s.astype(float), "rss_t": np.asarray(rss_t),
             "rss": {"runtime process": np.asarray(rss)}, "wall_s": wall, "skipped": gen.stats.skipped_frames,
             "frames": int(made.sum()), "blocks": gen.stats.blocks, "compute_p95_ms": H.pct(blocks, 95) * 1e3,
-            "push_cost_ms": np.asarray(push_cost) * 1e3, "model": model.name}
+            "push_cost_ms": push_cost[:n_push] * 1e3, "model": model.name,
+            "compute_ms": compute[:n_blocks] * 1e3, "block_t": np.arange(n_blocks) * gen.block / fps}
 
 
 # -- live nodes -------------------------------------------------------------------------------------
@@ -309,7 +321,9 @@ def summarise(r: dict, a) -> bool:
     total = a.minutes * 60
     w = windows(total)
     n_win = int(np.ceil(total / 300))
+    comp = "compute_ms" in r
     print(f"\n{'t (min)':>8} {'fps min':>8} {'fps mean':>9} {'lat p95':>8} {'onsets':>7} {'A/V fr':>7} "
+          + (f"{'block ms p95':>13} " if comp else "")
           + " ".join(f"{n[:14]:>15}" for n in r["rss"]))
     for i in range(n_win):
         lo, hi = i * 300, min((i + 1) * 300, total)
@@ -320,6 +334,7 @@ def summarise(r: dict, a) -> bool:
         print(f"{lo / 60:5.0f}-{hi / 60:<3.0f}{(f.min() if f.size else np.nan):7.1f} {(f.mean() if f.size else np.nan):9.2f} "
               f"{H.pct(r['lat'][sel], 95):8.0f} {int(np.isfinite(r['lat'][sel]).sum()):3d}/{sel.sum():<3d} "
               f"{(np.nanmax(np.abs(avw)) if np.isfinite(avw).any() else np.nan):7.2f} "
+              + (f"{H.pct(r['compute_ms'][(r['block_t'] >= lo) & (r['block_t'] < hi)], 95):13.1f} " if comp else "")
               + " ".join(f"{(np.nanmax(v) if v.size else np.nan):11.0f} MiB" for v in rs))
 
     first = r["onset_t"] < w
