@@ -14,6 +14,7 @@ ROS domain (``ros_env``) before rclpy starts.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import signal
@@ -417,7 +418,7 @@ def run_sink(ns: str, out: Path, ready: Path, seconds: float) -> int:
             tick += 0.01 * (1 + int((now - tick) // 0.01))
     np.savez(out, **{k: np.asarray(v, np.float64).reshape(-1, 3) for k, v in rec.items()},
              lateness=np.asarray(lateness), cpu_s=time.process_time() - cpu0,
-             diag=np.asarray([repr(d) for d in diags], dtype=object), allow_pickle=True)
+             diag=np.asarray([json.dumps(d) for d in diags], dtype=str))
     node.destroy_node()
     rclpy.try_shutdown()
     return 0
@@ -469,7 +470,7 @@ def speech_out_delays(onset_pub: np.ndarray, audio: np.ndarray, window: float = 
 
 
 def load_diags(sink: dict) -> list[tuple[float, str, dict]]:
-    return [eval(d) for d in sink["diag"]]  # written by run_sink: (float, str, dict of str)
+    return [tuple(json.loads(d)) for d in sink["diag"]]  # run_sink: [time, hardware_id, {key: value}]
 
 
 def main() -> int:

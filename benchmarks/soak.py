@@ -131,7 +131,6 @@ def user_face(t: float, space, rng_phase: float) -> tuple[np.ndarray, float]:
 def simulate(a) -> dict:
     import psutil
 
-    from avatar_forcing_ros.core.motion import AF_MOTION_V1
     from avatar_forcing_ros.core.runtime import StreamingGenerator
     from avatar_forcing_ros.generation.factory import load_motion_model
     from avatar_forcing_ros.render.stylised import StylisedFaceRenderer
@@ -144,7 +143,6 @@ def simulate(a) -> dict:
     # the simulated clock stands still while a block is computed: no compute budget needed
     gen = StreamingGenerator(model, output_delay_s=a.output_delay, compute_budget_s=0.0)
     space, hop, fps = model.space, gen.hop, gen.fps
-    jaw = space.index("jawOpen")
     rend = StylisedFaceRenderer()
     x0, y0, x1, y1 = rend.mouth_box()
     mouth = np.array(rend.mouth_colour, np.int16)
@@ -155,7 +153,6 @@ def simulate(a) -> dict:
 
     me = psutil.Process()
     n_frames_max = conv.n // hop + 100
-    jaw_v = np.zeros(n_frames_max, np.float32)
     pres = np.full(n_frames_max, np.nan)
     first_nz = np.full(n_frames_max, -1, np.int32)  # first non-silent speech sample in the frame
     opened = np.zeros(n_frames_max, bool)  # rendered open mouth (frames near robot onsets)
@@ -218,7 +215,7 @@ def simulate(a) -> dict:
             i = f.index
             if i >= n_frames_max:
                 continue
-            jaw_v[i], pres[i] = f.values[jaw], f.presentation_time
+            pres[i] = f.presentation_time
             nz = np.flatnonzero(np.abs(f.speech) > 1e-4)
             first_nz[i] = nz[0] if nz.size else -1
             if near[i]:
