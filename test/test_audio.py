@@ -98,3 +98,14 @@ def test_speech_energy_shows_in_the_last_feature():
     feats = LogMelFeatures()
     loud, quiet = feats.frames(tone(0.2)), feats.frames(tone(0.2, amp=0.001))
     assert loud[:, -1].mean() > quiet[:, -1].mean() + 5
+
+
+@pytest.mark.parametrize("gap_s", [29.9, 29.99, 30.0, 30.02, 45.0])
+def test_a_chunk_after_a_ring_long_silence_is_kept_whole(gap_s):
+    # the silence before it is cleared without touching the chunk itself (the gap clearing
+    # once wrapped around the 30 s ring onto the chunk just written and erased it)
+    tl = AudioTimeline(30.0)
+    tl.push(np.ones(320, np.float32), 320)
+    start = tl.push(np.full(320, 0.5, np.float32), 320 + int(gap_s * 16000) + 320)
+    np.testing.assert_array_equal(tl.read(start, start + 320), np.full(320, 0.5, np.float32))
+    assert not tl.read(start - 320, start).any()
