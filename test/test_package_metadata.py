@@ -1,5 +1,4 @@
 """The package's ROS and pip metadata agree with each other and with the files in the repository."""
-import ast
 import os
 import re
 import sys
@@ -90,17 +89,9 @@ def test_ros_packages_the_code_imports_are_declared_in_package_xml(ros_package):
     declared = {dependency.name for dependency in
                 package.build_depends + package.exec_depends + package.buildtool_depends}
 
-    imported = {}
-    for path in [*(REPO / "avatar_forcing_ros").rglob("*.py"), *(REPO / "launch").glob("*.py")]:
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
-                continue
-            for name in names:
-                imported.setdefault(name.split(".")[0], str(path.relative_to(REPO)))
+    from test_workspace_dependencies import imported_modules
+
+    imported = imported_modules()
     undeclared = {name: where for name, where in imported.items()
                   if name in known_ros_packages and name not in declared
                   and name != "avatar_forcing_ros"}
