@@ -179,7 +179,7 @@ def _window_main(settings):
                 cv2.namedWindow(name, cv2.WINDOW_NORMAL | cv2.WINDOW_GUI_NORMAL | ratio)
                 cv2.moveWindow(name, *settings["position"])
             cv2.imshow(name, bgr)
-            if shown in (0, 5, 25) and settings["fullscreen"]:
+            if settings["fullscreen"] and (shown in (0, 5, 25) or (shown % 50 == 0 and not _is_fullscreen(name))):
                 # only after the first imshow: Qt sizes a new window to its first image. Done
                 # again a little later: without a window manager the first full-screen switch
                 # can race the window's mapping and leave it unmapped
@@ -200,6 +200,16 @@ def _window_main(settings):
     if shown:
         cv2.destroyWindow(name)
         cv2.waitKey(1)
+
+
+def _is_fullscreen(name: str) -> bool:
+    """Whether the window is mapped and full screen: without a window manager the switch can
+    still be lost later (seen on Xvfb under load), so it is checked again every 2 s."""
+    try:
+        return (cv2.getWindowProperty(name, cv2.WND_PROP_VISIBLE) >= 1
+                and cv2.getWindowProperty(name, cv2.WND_PROP_FULLSCREEN) == cv2.WINDOW_FULLSCREEN)
+    except cv2.error:
+        return False
 
 
 class FaceScreenDisplay:
