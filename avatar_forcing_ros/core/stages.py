@@ -109,6 +109,7 @@ class AudioInput(_Stage):
         self.side = side
         self.decoder = PcmDecoder(fmt)
         self.muted_by: str = ""  # the non-PCM coding that muted the stream
+        self._last_info = None
         self._report_format()
 
     @property
@@ -116,6 +117,13 @@ class AudioInput(_Stage):
         return self.decoder.format
 
     def on_info(self, msg) -> Skip | None:
+        """Take an AudioInfo: switch the format, or mute the stream for a non-PCM coding. One
+        identical to the last changes nothing and is not counted again (a latched info can
+        arrive twice, and drivers repeat theirs)."""
+        key = (int(msg.channels), int(msg.sample_rate), msg.sample_format, msg.coding_format)
+        if key == self._last_info:
+            return None
+        self._last_info = key
         if not is_pcm_coding(msg.coding_format):
             if self.muted_by != msg.coding_format:
                 self.muted_by = msg.coding_format

@@ -24,16 +24,13 @@ FAILURE = TransitionCallbackReturn.FAILURE
 
 
 def qos(kind: str, depth: int = 10) -> QoSProfile:
-    """'sensor_data' (best effort, shallow: camera, mic), 'reliable' (motion, outputs),
-    'latched' (reliable + transient local: format descriptions that late joiners need) or
-    'latest_info' (a subscription to such a description: it receives one latched before it
-    started from a transient-local publisher, and still matches a volatile one)."""
+    """'sensor_data' (best effort, shallow: camera, mic), 'reliable' (motion, outputs) or
+    'latched' (reliable + transient local: format descriptions that late joiners need)."""
     if kind == "sensor_data":
         return qos_profile_sensor_data
-    if kind in ("latched", "latest_info"):
-        durability = DurabilityPolicy.TRANSIENT_LOCAL if kind == "latched" else DurabilityPolicy.BEST_AVAILABLE
+    if kind == "latched":
         return QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
-                          depth=depth, durability=durability)
+                          depth=depth, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     if kind == "reliable":
         return QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
                           depth=depth, durability=DurabilityPolicy.VOLATILE)

@@ -12,6 +12,7 @@ import threading
 
 from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.event_handler import SubscriptionEventCallbacks
 
 from ..core.audio import SAMPLE_RATE, SUPPORTED_SAMPLE_FORMATS, encode_s16le
 from ..core.messages import audio_data_msg, audio_info_msg, audio_stamped_msg, face_motion_msg
@@ -96,14 +97,25 @@ class GeneratorNode(AvatarNode):
                                      qos(self.param("user_audio_qos")), callback_group=group()),
             self.create_subscription(msg_type, "avatar/speech", lambda m: self._on_audio("speech", m),
                                      qos(self.param("speech_audio_qos")), callback_group=group()),
-            self.create_subscription(AudioInfo, "user/audio_info", lambda m: self._on_info("user", m),
-                                     qos("latest_info", 5), callback_group=group()),
-            self.create_subscription(AudioInfo, "avatar/speech_info", lambda m: self._on_info("speech", m),
-                                     qos("latest_info", 5), callback_group=group()),
+            *self._info_subscriptions("user", "user/audio_info", group()),
+            *self._info_subscriptions("speech", "avatar/speech_info", group()),
             self.create_subscription(FaceMotion, "user/face_motion", self._on_user_motion,
                                      qos("reliable"), callback_group=group()),
         ]
         self._tick_group = group()
+
+    def _info_subscriptions(self, side: str, topic: str, callback_group):
+        """An AudioInfo topic, subscribed twice: transient local, to get an info latched before
+        this node started (audio_capture latches its own), and volatile, to match publishers
+        that do not latch (a transient-local subscription cannot). A latched info arrives on
+        both: the stage ignores an info identical to the last. (BEST_AVAILABLE durability would
+        be one subscription, but it is settled when the subscription is made: made before any
+        publisher, it stays transient local and misses every volatile one.)"""
+        quiet = SubscriptionEventCallbacks(incompatible_qos=lambda event: None)  # expected: see above
+        return [self.create_subscription(AudioInfo, topic, lambda m: self._on_info(side, m), qos("latched", 5),
+                                         callback_group=callback_group, event_callbacks=quiet),
+                self.create_subscription(AudioInfo, topic, lambda m: self._on_info(side, m), qos("reliable", 5),
+                                         callback_group=callback_group)]
 
     def apply(self, name: str, value) -> None:
         stage = self.stage
