@@ -61,10 +61,11 @@ def build_motion_model(p: dict) -> tuple[MotionModel, str]:
         guidance_scale=float(p["guidance_scale"]), threads=int(p["torch_threads"]))
 
 
-def build_generator(p: dict, model: MotionModel, compute_budget_s: float | None = None) -> StreamingGenerator:
+def build_generator(p: dict, model: MotionModel) -> StreamingGenerator:
+    budget = float(p.get("compute_budget_s", -1.0))  # -1: the measured p95 of block compute
     return StreamingGenerator(model, output_delay_s=float(p["output_delay_s"]),
                               user_motion_timeout_s=float(p["user_motion_timeout_s"]),
-                              compute_budget_s=compute_budget_s)
+                              compute_budget_s=None if budget < 0 else budget)
 
 
 def build_renderer(p: dict):
@@ -94,11 +95,10 @@ def build_perception_stage(p: dict, telemetry: Telemetry | None = None) -> Perce
     return PerceptionStage(build_estimator(p), float(p["max_frame_age_s"]), telemetry)
 
 
-def build_generator_stage(p: dict, telemetry: Telemetry | None = None,
-                          compute_budget_s: float | None = None) -> tuple[GeneratorStage, str]:
+def build_generator_stage(p: dict, telemetry: Telemetry | None = None) -> tuple[GeneratorStage, str]:
     """The generator stage and a note on a model fallback ('' if none)."""
     model, note = build_motion_model(p)
-    generator = build_generator(p, model, compute_budget_s)
+    generator = build_generator(p, model)
     return GeneratorStage(generator, audio_format(p, "user"), audio_format(p, "speech"), telemetry), note
 
 

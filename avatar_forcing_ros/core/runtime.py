@@ -127,7 +127,6 @@ class StreamingGenerator:
         self.stats = RuntimeStats()
         self._t0: float | None = None
         self._next_frame = 0
-        self._blocks_since_start = 0
 
     # -- clock ------------------------------------------------------------------------------
 
@@ -139,7 +138,6 @@ class StreamingGenerator:
         """Start (or restart) the stream at ``now``: empty inputs, a fresh model state."""
         self._t0 = now
         self._next_frame = 0
-        self._blocks_since_start = 0
         self._avatar_clock, self._user_clock = SourceClock(), SourceClock()
         self.avatar_audio = AudioTimeline(self.audio_capacity_s)
         self.user_audio = AudioTimeline(self.audio_capacity_s)
@@ -180,13 +178,12 @@ class StreamingGenerator:
         now_s = self.sample_at(now)
         end = min(self.sample_at(end_t - max(latency_s, 0.0)), now_s)
         own_start = end - samples.size
-        if own_start < 0 and self._next_frame == 0 and self._blocks_since_start == 0:
+        if own_start < 0 and self._next_frame == 0:  # no block made yet
             # Audio from before the clock started (a replay starts it at the first message, which
             # is the end of a chunk): move the origin back so it sits at its own time instead of
             # pushing the whole stream one chunk later, as far as the first block can still be
             # made and presented on time.
-            budget = self.compute_budget_s if self.compute_budget_s is not None else self.stats.compute_percentiles()[1]
-            room = self._t0 + self.output_delay_s - budget - self.schedule_margin_s - now
+            room = self._deadline(0) - now
             n = min(-own_start, max(int(room * SAMPLE_RATE), 0))
             if n > 0:
                 self._t0 -= n / SAMPLE_RATE
@@ -204,6 +201,14 @@ class StreamingGenerator:
         start = timeline.push(samples, now_s, earliest=earliest, end_sample=end, rewind=rewind)
         if start < made:
             self.stats.late_audio_samples += min(made - start, samples.size)
+
+    def _deadline(self, start: int) -> float:
+        """The latest clock time a block starting at frame ``start`` can be made and still be
+        presented on time: keeps the compute budget (None: the measured p95) and a margin."""
+        budget = self.compute_budget_s
+        if budget is None:
+            _, budget = self.stats.compute_percentiles()
+        return self.frame_time(start) + self.output_delay_s - budget - self.schedule_margin_s
 
     def _first_unpresented(self, now: float) -> int:
         """Index of the first frame whose presentation time is still to come at ``now``."""
@@ -245,11 +250,7 @@ class StreamingGenerator:
         end = (start + self.block) * self.hop
         if self.avatar_audio.write_head >= end and self.user_audio.write_head >= end:
             return True
-        budget = self.compute_budget_s
-        if budget is None:
-            _, budget = self.stats.compute_percentiles()
-        deadline = self.frame_time(start) + self.output_delay_s - budget - self.schedule_margin_s
-        return now >= deadline
+        return now >= self._deadline(start)
 
     def _generate_block(self, start: int) -> int:
         b, hop, ctx = self.block, self.hop, self.features.context
@@ -269,7 +270,6 @@ class StreamingGenerator:
         self.stats.compute_s.append(dt)
         self.stats.last_block_compute_s = dt
         self.stats.blocks += 1
-        self._blocks_since_start += 1
         values, _ = zip(*(self.model.space.sanitize(v) for v in values))
         for k in range(b):
             if len(self._queue) == self._queue.maxlen:

@@ -144,7 +144,7 @@ def replay(in_bag: str | Path, out_bag: str | Path, *, config: str | Path | None
     perception = _PerceptionProcess(in_bag, camera_topic, pp) if parallel else _Perception(pp)
     try:
         # bag time stands still while computing: no compute budget before a block's deadline
-        generator, note = build_generator_stage(gp, compute_budget_s=0.0)
+        generator, note = build_generator_stage({**gp, "compute_budget_s": 0.0})
         renderer = build_renderer_stage(rp, generator.space)
     except Exception:
         perception.close(abort=True)

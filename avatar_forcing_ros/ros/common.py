@@ -73,10 +73,6 @@ class Param:
         return ParameterDescriptor(description=self.description + limits + choices + when, read_only=not self.live)
 
 
-def as_param(entry) -> Param:
-    return entry if isinstance(entry, Param) else Param(*entry)
-
-
 class AvatarNode(LifecycleNode):
     """A lifecycle node that declares its parameters from a table and, with ``autostart``
     (default true), configures and activates itself so it also "just runs".
@@ -114,7 +110,7 @@ class AvatarNode(LifecycleNode):
                 self.trigger_activate()
 
     def parameter_table(self) -> dict[str, Param]:
-        return {name: as_param(e) for name, e in {**self.COMMON_PARAMETERS, **self.PARAMETERS}.items()}
+        return {**self.COMMON_PARAMETERS, **self.PARAMETERS}
 
     def _declare(self, name: str, entry: Param) -> None:
         """Declare with the start-up value (YAML, launch); a bad one is kept out and named, so

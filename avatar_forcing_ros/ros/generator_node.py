@@ -75,9 +75,7 @@ class GeneratorNode(AvatarNode):
 
     def configure(self) -> None:
         msg_type = _AUDIO_TYPES[self.param("audio_message_type")]  # one of them: checked at start-up
-        budget = self.param("compute_budget_s")
-        self.stage, note = build_generator_stage(self.parameter_values(), self.telemetry,
-                                                 compute_budget_s=None if budget < 0 else budget)
+        self.stage, note = build_generator_stage(self.parameter_values(), self.telemetry)
         if note:
             self.get_logger().warning(note)
         model = self.stage.generator.model
