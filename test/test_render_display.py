@@ -6,6 +6,7 @@ renderer node does) and grabs the screen with Pillow's XCB grabber.
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import cv2
@@ -148,4 +149,58 @@ def test_a_dead_window_process_is_restarted_then_reported(xvfb):
         with pytest.raises(RuntimeError, match="exited with code -9"):
             screen.show(frame)
     finally:
+        screen.close()
+
+
+COVER = r"""
+import sys, cv2, numpy as np
+width, height = int(sys.argv[1]), int(sys.argv[2])
+cv2.namedWindow("cover", cv2.WINDOW_NORMAL | cv2.WINDOW_GUI_NORMAL)
+cv2.resizeWindow("cover", width, height)
+cv2.moveWindow("cover", 0, 0)
+cv2.imshow("cover", np.zeros((height, width, 3), np.uint8))
+while True:
+    cv2.waitKey(50)
+"""
+
+
+def test_a_window_that_shows_nothing_is_made_anew(xvfb):
+    """Under load Qt now and then maps the window and never paints it: the screen stays black.
+    The window process reads the screen back; here a black window laid over the face stands in
+    for the unpainted one: the face window must be made anew and come back on top."""
+    from PIL import ImageGrab
+
+    frame = np.full((SCREEN[1], SCREEN[0], 3), (30, 160, 220), np.uint8)
+
+    def on_screen():
+        try:
+            shot = np.asarray(ImageGrab.grab(xdisplay=xvfb))[..., :3].astype(np.int16)
+        except OSError:
+            return False
+        return np.abs(shot - frame).mean() < 3
+
+    screen = FaceScreenDisplay(display=xvfb)
+    stop = threading.Event()
+
+    def stream():
+        while not stop.is_set():
+            screen.show(frame)
+            time.sleep(0.04)
+
+    feeder = threading.Thread(target=stream)
+    feeder.start()
+    cover = None
+    try:
+        assert _wait_until(on_screen, 20), "the face never reached the screen"
+        cover = subprocess.Popen([sys.executable, "-c", COVER, *map(str, SCREEN)],
+                                 env=dict(os.environ, DISPLAY=xvfb), stderr=subprocess.DEVNULL)
+        assert _wait_until(lambda: not on_screen(), 20), "the black cover never showed"
+        assert _wait_until(on_screen, 20), "the face window was not made anew over the black one"
+        assert screen.windows_reopened >= 1
+    finally:
+        stop.set()
+        feeder.join()
+        if cover is not None:
+            cover.kill()
+            cover.wait()
         screen.close()

@@ -135,8 +135,9 @@ def fit_to_screen(bgr: np.ndarray, screen_size, keep_aspect: bool) -> np.ndarray
     return canvas
 
 
-_SHOWN, _KEY = 0, 1  # status messages from the window process: (kind, value)
+_SHOWN, _KEY, _REOPENED = 0, 1, 2  # status messages from the window process: (kind, value)
 _CLOSE = struct.pack("<II", 0, 0)  # a frame header of height 0
+_CHECK_EVERY_S = 1.0  # how often the window process checks the screen shows its frames
 
 
 def _read_exact(stream, n):
@@ -150,16 +151,97 @@ def _read_exact(stream, n):
     return bytes(buf)
 
 
+class _Window:
+    """The HighGUI window of the window process, with the checks that keep it on the screen.
+
+    Without a window manager (a bare X server on a robot, Xvfb) Qt does not size a full-screen
+    window itself, so it is sized explicitly; and now and then under load Qt maps the window but
+    never paints it: the screen stays black while every imshow succeeds (seen on Xvfb, about 1
+    start in 7 with two busy cores). So every few seconds the screen under the window is read
+    back; black where the last frame is not, twice in a row, and the window is made anew.
+    """
+
+    def __init__(self, settings):
+        self.name = settings["window_name"]
+        self.fullscreen = settings["fullscreen"]
+        self.keep_aspect = settings["keep_aspect"]
+        self.position = tuple(settings["position"])
+        self.size = None if settings["screen_size"] is None else tuple(settings["screen_size"])
+        self.display = settings["display"]
+        self.is_open = False
+        self.reopened = 0
+        self._black_checks = 0
+        self._next_check = 0.0
+
+    def show(self, bgr):
+        if self.fullscreen:
+            bgr = fit_to_screen(bgr, self.size, self.keep_aspect)
+        if not self.is_open:
+            ratio = cv2.WINDOW_KEEPRATIO if self.keep_aspect else cv2.WINDOW_FREERATIO
+            cv2.namedWindow(self.name, cv2.WINDOW_NORMAL | cv2.WINDOW_GUI_NORMAL | ratio)
+            if self.fullscreen and self.size is not None:
+                cv2.resizeWindow(self.name, *self.size)  # before it maps: no resize race
+            cv2.moveWindow(self.name, *self.position)
+        cv2.imshow(self.name, bgr)
+        if not self.is_open:
+            if self.fullscreen:  # for a window manager, which then keeps it above panels
+                cv2.setWindowProperty(self.name, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_FULLSCREEN)
+            self.is_open = True
+            self._next_check = time.monotonic() + _CHECK_EVERY_S
+        elif time.monotonic() >= self._next_check:
+            self._next_check = time.monotonic() + _CHECK_EVERY_S
+            self._check(bgr)
+
+    def _check(self, bgr):
+        if self.fullscreen and not _is_fullscreen(self.name):
+            cv2.setWindowProperty(self.name, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_FULLSCREEN)
+        if self.display is None or self._unpainted(bgr) is not True:
+            self._black_checks = 0
+            return
+        self._black_checks += 1
+        if self._black_checks >= 2:
+            log.warning("display: window %r is mapped but shows nothing; making it anew", self.name)
+            self.close()
+            self.reopened += 1
+            self._black_checks = 0
+
+    def _unpainted(self, bgr) -> bool | None:
+        """True when the screen under the window is black where the frame is not; None when the
+        screen cannot be read (no permission, X busy): then nothing is concluded."""
+        h, w = bgr.shape[:2]
+        x, y = self.position
+        try:
+            from PIL import ImageGrab
+            shot = np.asarray(ImageGrab.grab(bbox=(x, y, x + w, y + h), xdisplay=self.display))
+        except Exception:
+            return None
+        if shot.ndim != 3 or shot.shape[:2] != (h, w):
+            return None
+        lit = bgr.max(axis=2) > 40
+        return bool(lit.mean() > 0.05 and shot[..., :3][lit].max(axis=-1).mean() < 8)
+
+    def close(self):
+        if self.is_open:
+            cv2.destroyWindow(self.name)
+            cv2.waitKey(1)
+            self.is_open = False
+
+
 def _window_main(settings):
     """The window process: frames (8-byte header h, w; then h*w*3 RGB bytes; h = 0 closes) on
     stdin, newest painted; (kind, value) int32 pairs on stdout."""
     # status goes on our own copy of stdout; anything a library prints goes to stderr instead
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
     inp = sys.stdin.buffer
-    name = settings["window_name"]
-    size = None if settings["screen_size"] is None else tuple(settings["screen_size"])
+    window = _Window(settings)
     shown = 0
+
+    def status(kind, value):
+        out.write(struct.pack("<ii", kind, value))
+        out.flush()
+
     while True:
         rgb = None
         try:
@@ -171,40 +253,21 @@ def _window_main(settings):
         except EOFError:  # closed, or the node went away
             break
         if rgb is not None:
-            bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-            if settings["fullscreen"]:
-                bgr = fit_to_screen(bgr, size, settings["keep_aspect"])
-            if shown == 0:
-                ratio = cv2.WINDOW_KEEPRATIO if settings["keep_aspect"] else cv2.WINDOW_FREERATIO
-                cv2.namedWindow(name, cv2.WINDOW_NORMAL | cv2.WINDOW_GUI_NORMAL | ratio)
-                cv2.moveWindow(name, *settings["position"])
-            cv2.imshow(name, bgr)
-            if settings["fullscreen"] and (shown in (0, 5, 25) or (shown % 50 == 0 and not _is_fullscreen(name))):
-                # only after the first imshow: Qt sizes a new window to its first image. Done
-                # again a little later: without a window manager the first full-screen switch
-                # can race the window's mapping and leave it unmapped
-                if shown:
-                    cv2.setWindowProperty(name, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_NORMAL)
-                cv2.moveWindow(name, *settings["position"])
-                if size is not None:
-                    cv2.resizeWindow(name, *size)
-                cv2.setWindowProperty(name, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_FULLSCREEN)
+            reopened = window.reopened
+            window.show(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
             shown += 1
-            out.write(struct.pack("<ii", _SHOWN, shown))
-            out.flush()
-        if shown:
+            status(_SHOWN, shown)
+            if window.reopened != reopened:
+                status(_REOPENED, window.reopened)
+        if window.is_open:
             key = cv2.waitKey(1)  # lets Qt paint and read the keyboard
             if key != -1:
-                out.write(struct.pack("<ii", _KEY, key))
-                out.flush()
-    if shown:
-        cv2.destroyWindow(name)
-        cv2.waitKey(1)
+                status(_KEY, key)
+    window.close()
 
 
 def _is_fullscreen(name: str) -> bool:
-    """Whether the window is mapped and full screen: without a window manager the switch can
-    still be lost later (seen on Xvfb under load), so it is checked again every 2 s."""
+    """Whether Qt has the window visible and full screen (a window manager may take it back)."""
     try:
         return (cv2.getWindowProperty(name, cv2.WND_PROP_VISIBLE) >= 1
                 and cv2.getWindowProperty(name, cv2.WND_PROP_FULLSCREEN) == cv2.WINDOW_FULLSCREEN)
@@ -249,6 +312,7 @@ class FaceScreenDisplay:
         self.screen_size = None if screen_size is None else (int(screen_size[0]), int(screen_size[1]))
         self.backend = backend
         self.frames_replaced = 0
+        self._windows_reopened = 0
         self._status_buf = b""
         self._frames_shown = 0
         self._last_key = -1
@@ -264,7 +328,7 @@ class FaceScreenDisplay:
 
     def _start(self):
         settings = dict(window_name=self.window_name, fullscreen=self.fullscreen, position=self.position,
-                        keep_aspect=self.keep_aspect, screen_size=self.screen_size)
+                        keep_aspect=self.keep_aspect, screen_size=self.screen_size, display=self.display)
         env = dict(os.environ, DISPLAY=self.display)  # Qt reads it when its application starts
         # the child imports this module by name: make sure it finds the same package
         package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -303,7 +367,7 @@ class FaceScreenDisplay:
         with self._lock:
             try:
                 data = self._process.stdout.read()
-            except OSError:
+            except (OSError, ValueError):  # ValueError: closed by close()
                 data = None
             if not data:
                 return
@@ -313,6 +377,8 @@ class FaceScreenDisplay:
             for kind, value in struct.iter_unpack("<ii", data[:n]):
                 if kind == _SHOWN:
                     self._frames_shown = value
+                elif kind == _REOPENED:
+                    self._windows_reopened += 1
                 else:
                     self._last_key = value
 
@@ -322,6 +388,13 @@ class FaceScreenDisplay:
         if self._process is not None:
             self._read_status()
         return self._frames_shown
+
+    @property
+    def windows_reopened(self) -> int:
+        """Windows made anew because the screen stayed black under them (see _Window)."""
+        if self._process is not None:
+            self._read_status()
+        return self._windows_reopened
 
     @property
     def last_key(self) -> int:
