@@ -26,7 +26,8 @@ import numpy as np
 
 from ..core.motion import AF_MOTION_V1
 from .portrait_mouth import (LIPS_LOWER_INNER, LIPS_LOWER_OUTER, LIPS_UPPER_INNER, LIPS_UPPER_OUTER,
-                             MouthInterior, analyse_mouth, close_lips, closed_lip_landmarks, luminance)
+                             MouthInterior, analyse_mouth, close_lips, closed_lip_landmarks, luminance,
+                             refine_inner_lips)
 
 _M = AF_MOTION_V1
 _I = {n: _M.index(n) for n in _M.names}
@@ -268,13 +269,21 @@ class PortraitRenderer:
         centre = np.array([oval[:, 0].mean(), oval[:, 1].mean()])
         k = self.width * face_fraction / face_w
         centre[1] += 0.08 * self.height / k
+        # a tight photo: zoom in until the window fits it (no made-up border), then keep the
+        # window inside the photo (the face may sit off-centre)
+        ph, pw = rgb.shape[:2]
+        k = max(k, self.width / pw, self.height / ph)
+        half_w, half_h = 0.5 * self.width / k, 0.5 * self.height / k
+        centre[0] = min(max(centre[0], half_w), pw - half_w)
+        centre[1] = min(max(centre[1], half_h), ph - half_h)
         affine = np.array([[k, 0, self.width / 2 - k * centre[0]],
                            [0, k, self.height / 2 - k * centre[1]]])
         photo = cv2.warpAffine(rgb, affine, (self.width, self.height),
                                flags=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         photo_lm = np.column_stack([pts[:, :2] * k + affine[:, 2], pts[:, 2] * k])  # (478, 3)
-        self.photo, self.photo_landmarks = photo, photo_lm
-        self.eye_distance = D = float(np.linalg.norm(photo_lm[473, :2] - photo_lm[468, :2]))
+        D = float(np.linalg.norm(photo_lm[473, :2] - photo_lm[468, :2]))
+        photo_lm = refine_inner_lips(photo, photo_lm, D)
+        self.photo, self.photo_landmarks, self.eye_distance = photo, photo_lm, D
         self.face_width = float(face_w * k)
         self.warp = ThinPlateWarp(self.width, self.height, grid_step, smoothing)
         self.anchors, self.hair = self._anchors(photo_lm)
@@ -347,6 +356,9 @@ class PortraitRenderer:
         w[lower_lip] = np.clip(1 - ((lm[lower_lip, 0] - mouth[0]) / half_w) ** 2, 0, 1) ** 0.6
         w[upper_lip] = 0.0
         pats["jawOpen"][:, 1] = 0.5 * D * w
+        # the corners follow the jaw a little, down and in: an open mouth, not a crescent
+        for side, sx in (("Left", 1.0), ("Right", -1.0)):
+            pats["jawOpen"] += gauss(lm[MOUTH_CORNER[side]], 0.12) * np.array([-0.05 * sx * D, 0.12 * D])
         pats["jawOpen"][upper_lip, 1] -= 0.03 * D * np.clip(1 - ((lm[upper_lip, 0] - mouth[0]) / half_w) ** 2, 0, 1)
 
         for side, sx in (("Left", 1.0), ("Right", -1.0)):

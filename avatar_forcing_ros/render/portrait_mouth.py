@@ -57,13 +57,60 @@ class MouthAnalysis:
                 f"lower teeth {self.lower_teeth_px:.1f} px)")
 
 
+def refine_inner_lips(rgb, lm, eye_distance):
+    """Landmarks with the inner lip edges moved onto the lips where the face mesh put them
+    inside the mouth.
+
+    On an open mouth the mesh sometimes puts the lower lip's inner edge inside the dark
+    cavity, or the upper lip's on the teeth. Where the pixels just below a lower-inner-lip
+    point are still dark, that point and the outer lower-lip point of its column move down to
+    where the dark ends (the outer edge keeps a lip's width below it); where those just above an upper-inner-lip point are teeth or dark,
+    it moves up to where they end."""
+    out = lm.copy()
+    up, lo = lm[LIPS_UPPER_INNER, :2], lm[LIPS_LOWER_INNER, :2]
+    if (lo[:, 1] - up[:, 1]).max() < 0.05 * eye_distance:
+        return out
+    lum = luminance(rgb)
+    sat = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1]
+    skin = _skin_luminance(rgb, lm)
+    dark = lum < 0.45 * skin
+    teeth = (lum > max(1.02 * skin, 70.0)) & (sat < 70)  # brighter and greyer than skin or lips
+    h, w = lum.shape
+
+    def run(mask, x, y, step, limit):
+        xi, yi = int(round(x)), int(round(y))
+        if not (0 <= xi < w and 0 <= yi < h):
+            return 0
+        n = 0
+        while n < limit and 0 <= yi + step * n < h and mask[yi + step * n, xi]:
+            n += 1
+        return n
+
+    drop = np.zeros(len(LIPS_LOWER_INNER))
+    lift = np.zeros(len(LIPS_UPPER_INNER))
+    for i in range(1, len(lo) - 1):
+        drop[i] = run(dark, *lo[i], +1, int(0.3 * eye_distance))
+        lift[i] = run(dark | teeth, *up[i], -1, int(0.08 * eye_distance))
+    out[LIPS_LOWER_INNER, 1] += drop
+    # the outer edge stays where the mesh saw it unless that leaves less than a thin lip
+    outer = np.array(LIPS_LOWER_OUTER[1:-1])
+    inner_y = np.interp(lm[outer, 0], lo[:, 0], out[LIPS_LOWER_INNER, 1])
+    out[outer, 1] = np.maximum(lm[outer, 1], inner_y + 0.08 * eye_distance * (drop.max() > 0))
+    out[LIPS_UPPER_INNER, 1] -= lift
+    return out
+
+
+def _skin_luminance(rgb, lm):
+    ys = np.clip(lm[CHEEKS, 1].round().astype(int), 0, rgb.shape[0] - 1)
+    xs = np.clip(lm[CHEEKS, 0].round().astype(int), 0, rgb.shape[1] - 1)
+    return float(np.median(luminance(rgb[ys, xs])))
+
+
 def analyse_mouth(rgb, lm, eye_distance) -> MouthAnalysis:
     """The photo's mouth state from its inner-lip landmarks and the pixels between them."""
     up, lo = lm[LIPS_UPPER_INNER, :2], lm[LIPS_LOWER_INNER, :2]
     gap = np.maximum(lo[:, 1] - up[:, 1], 0.0)
-    ys = np.clip(lm[CHEEKS, 1].round().astype(int), 0, rgb.shape[0] - 1)
-    xs = np.clip(lm[CHEEKS, 0].round().astype(int), 0, rgb.shape[1] - 1)
-    skin = float(np.median(luminance(rgb[ys, xs])))
+    skin = _skin_luminance(rgb, lm)
     if gap.max() < 0.05 * eye_distance:
         return MouthAnalysis("closed", gap, 0.0, 0.0, skin)
     inside = _polygon_mask(rgb.shape, np.concatenate([up, lo[::-1]]))
@@ -164,7 +211,20 @@ def close_lips(rgb, lm, closed_lm, warp, control, anchors, eye_distance):
     near_line = _polygon_mask(rgb.shape, np.concatenate([line - [0, 0.12 * eye_distance],
                                                          line[::-1] + [0, 0.12 * eye_distance]]))
     weight = np.where(near_line, hard, soft)[..., None]
-    out = halves[0] * (1 - weight) + halves[1] * weight
+    out = (halves[0] * (1 - weight) + halves[1] * weight).round().astype(np.uint8)
+    # what is left of the mouth's inside along the lip line (dark corners, teeth edges the
+    # face mesh did not count as mouth) is filled in from the lips around it
+    band = np.zeros((h, w), np.uint8)
+    ends = np.concatenate([[line[0] - [0.15 * eye_distance, 0]], line, [line[-1] + [0.15 * eye_distance, 0]]])
+    cv2.polylines(band, [np.round(ends).astype(np.int32)], False, 1, max(3, int(round(0.1 * eye_distance))))
+    skin = _skin_luminance(rgb, lm)
+    lum = luminance(out)
+    sat = cv2.cvtColor(out, cv2.COLOR_RGB2HSV)[..., 1]
+    leftover = band.astype(bool) & ((lum < 0.45 * skin) | ((lum > 1.02 * skin) & (sat < 70)))
+    if leftover.any():
+        hole = cv2.dilate(leftover.astype(np.uint8), np.ones((3, 3), np.uint8))
+        out = cv2.inpaint(out, hole, max(2.0, 0.05 * eye_distance), cv2.INPAINT_TELEA)
+    out = out.astype(np.float32)
     # a soft contact shadow along the line where the lips meet
     shade = np.zeros((h, w), np.float32)
     cv2.polylines(shade, [np.round(line * 16).astype(np.int32)], False, 1.0,
@@ -226,14 +286,14 @@ class MouthInterior:
             self.lower_tex = _sample_strip(rgb, lm, LIPS_LOWER_INNER, analysis.lower_teeth_px, -1)
             self.lower_depth = analysis.lower_teeth_px / max(src_width, 1.0)
         else:
-            self.lower_tex = (synthetic_teeth(teeth_colour) * 0.8).astype(np.uint8)
-            self.lower_depth = 0.05 * D / max(src_width, 1.0)
+            self.lower_tex = (synthetic_teeth(teeth_colour) * 0.85).astype(np.uint8)
+            self.lower_depth = 0.035 * D / max(src_width, 1.0)
         self.own_upper_teeth = analysis.upper_teeth_px > 0
         self.teeth_colour = teeth_colour
         lum = float(luminance(np.asarray(lip_colour, np.uint8)[None, None])[0, 0])
-        self.edge_colour = self.lip_colour * 0.42
+        self.edge_colour = self.lip_colour * 0.3
         self.back_colour = np.array([22, 8, 10], np.float32) * max(0.6, min(1.4, lum / 120.0))
-        self.tongue_colour = self.lip_colour * np.array([0.95, 0.62, 0.62], np.float32)
+        self.tongue_colour = self.lip_colour * np.array([0.85, 0.5, 0.52], np.float32)
 
     def draw(self, frame, upper, lower, jaw_open):
         """Composite the interior into ``frame`` (in place) between the moved inner lips."""
@@ -274,28 +334,28 @@ class MouthInterior:
 
         # cavity: lip-coloured shadow at the lips, dark at the back and in the corners
         from_lip = np.minimum(t - t_up, t_lo - t).clip(0) / half
-        depth = (from_lip.clip(0, 1) * (1 - across ** 2)) ** 0.6
+        depth = (np.clip(from_lip / 0.4, 0, 1) * (1 - across ** 2)) ** 0.7
         depth = np.maximum(depth, across ** 3 * 0.8)
         colour = self.edge_colour + (self.back_colour - self.edge_colour) * depth[..., None]
 
         # tongue: low in the mouth when it is wide open
-        tongue = float(np.clip((jaw_open - 0.35) / 0.4, 0, 1))
+        tongue = float(np.clip((jaw_open - 0.45) / 0.4, 0, 1))
         if tongue > 0:
-            top = t_lo - 0.45 * open_h
-            a = np.clip((t - top) / (0.25 * open_h + 1e-3), 0, 1) * np.clip(1 - (across / 0.7) ** 2, 0, 1)
-            a = a * tongue
-            tone = self.tongue_colour * (0.65 + 0.35 * np.clip((t_lo - t) / (0.45 * open_h + 1e-3), 0, 1))[..., None]
+            # a hint only: in the mouth's shadow, a rounded hump low in the middle
+            top = t_lo - 0.3 * open_h
+            a = np.clip((t - top) / (0.2 * open_h + 1e-3), 0, 1) * np.clip(1 - (across / 0.55) ** 2, 0, 1) * tongue
+            tone = self.tongue_colour * (0.3 + 0.25 * np.clip((t_lo - t) / (0.3 * open_h + 1e-3), 0, 1))[..., None]
             colour = colour * (1 - a[..., None]) + tone * a[..., None]
 
         # teeth: lower with the lower lip (jaw), upper with the upper lip (head); upper drawn last
-        for tex, depth_w, from_upper, span in ((self.lower_tex, self.lower_depth, False, 0.6),
+        for tex, depth_w, from_upper, span in ((self.lower_tex, self.lower_depth, False, 0.5),
                                                (self.upper_tex, self.upper_depth, True, 1.0)):
             # the teeth's outline: deepest in the middle, none at the corners (lower: the front only)
             reach = depth_w * width * np.sqrt(np.clip(1 - ((2 * s - 1) / span) ** 2, 0, 1)) ** 0.5
             into = (t - t_up) if from_upper else (t_lo - t)
             vis = np.clip(reach - into + 0.5, 0, 1) * (into > -1.0)
             if not from_upper:
-                vis = vis * min(1.0, max(0.0, (float(gap.max()) - 0.12 * self.eye_distance) / (0.2 * self.eye_distance)))
+                vis = vis * min(1.0, max(0.0, (float(gap.max()) - 0.2 * self.eye_distance) / (0.25 * self.eye_distance)))
             mx = (s.clip(0, 1) * (_TEX_W - 1)).astype(np.float32)
             my = (into.clip(0) / np.maximum(reach, 1e-3) * _TEX_H).clip(0, _TEX_H - 1).astype(np.float32)
             texel = cv2.remap(tex, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
