@@ -225,7 +225,8 @@ class _Eye:
             roi = roi * (1 - a[..., None]) + iris * a[..., None]
         if blink > 0.01:
             # rows from the crease to the new lid edge show the lid from the crease to its edge
-            edge = self.y_up + min(1.0, blink) * (self.y_lo - self.y_up)
+            # a full blink tucks the lashes just past the lower lid's edge
+            edge = self.y_up + 1.1 * min(1.0, blink) * (self.y_lo - self.y_up)
             c, u = self.y_crease[None], self.y_up[None]
             stretch = (u - c) / np.maximum(edge[None] - c, 1e-3)
             gy = self._gy
@@ -365,7 +366,7 @@ class PortraitRenderer:
             corner = lm[MOUTH_CORNER[side]]
             cheek = lm[CHEEK[side]]
             near_corner = gauss(corner, 0.35)
-            pats["mouthSmile" + side] = near_corner * np.array([0.12 * sx * D, -0.14 * D]) \
+            pats["mouthSmile" + side] = near_corner * np.array([0.12 * sx * D, -0.17 * D]) \
                 + gauss(cheek, 0.4) * np.array([0.02 * sx * D, -0.06 * D])
             pats["mouthFrown" + side] = near_corner * np.array([0.0, 0.12 * D])
             pats["mouthStretch" + side] = gauss(corner, 0.3) * np.array([0.15 * sx * D, 0.02 * D])
@@ -416,6 +417,21 @@ class PortraitRenderer:
         lm[:, :2] += np.tensordot(v[self._pattern_channels], self.patterns, axes=1)
         return self._rotate(lm, v)
 
+    def moved_hair(self, v):
+        """(n, 2) positions of the hair ring's points: they follow the head by ``hair_follow``."""
+        hair = self.hair
+        return self._rotate(np.column_stack([hair, np.full(len(hair), self.pivot[2])]), v, self.hair_follow)
+
+    def warp_maps(self, v, moved=None):
+        """(map_x, map_y): where each output pixel samples the rest image for motion ``v``, or
+        None when nothing moves."""
+        moved = self.moved_landmarks(v) if moved is None else moved
+        if not np.any(moved != self.landmarks[:, :2]):
+            return None
+        dst = np.concatenate([moved[_CONTROL], self.moved_hair(v), self.anchors])
+        src = np.concatenate([self.landmarks[_CONTROL, :2], self.hair, self.anchors])
+        return self.warp.backward_map(dst, src)
+
     def iris_shift(self, v, side):
         """Pixels the iris moves in the rest image for the gaze in ``v``: an eyeball of about
         0.4 eye widths radius turned by the gaze angles."""
@@ -437,15 +453,11 @@ class PortraitRenderer:
                 if np.any(shift) or blinking[side] > 0.01:
                     eye.draw(src, shift, blinking[side])
         moved = self.moved_landmarks(v)
-        hair = self.hair
-        moved_hair = self._rotate(np.column_stack([hair, np.full(len(hair), self.pivot[2])]), v, self.hair_follow)
-        if not np.any(moved != self.landmarks[:, :2]):
+        maps = self.warp_maps(v, moved)
+        if maps is None:
             frame = src.copy()  # no warp: the rest image itself, untouched by resampling
         else:
-            dst = np.concatenate([moved[_CONTROL], moved_hair, self.anchors])
-            ctrl_src = np.concatenate([self.landmarks[_CONTROL, :2], hair, self.anchors])
-            map_x, map_y = self.warp.backward_map(dst, ctrl_src)
-            frame = cv2.remap(src, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            frame = cv2.remap(src, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         self.interior.draw(frame, moved[LIPS_UPPER_INNER], moved[LIPS_LOWER_INNER], v[_I["jawOpen"]])
         return frame
 

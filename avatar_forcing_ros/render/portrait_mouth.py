@@ -300,6 +300,10 @@ class MouthInterior:
         gap = lower[:, 1] - upper[:, 1]
         if gap.max() < 0.5:
             return
+        # a little over the lips' inner edges: they carry the closed lips' contact shadow
+        grow = min(1.0, gap.max() / (0.1 * self.eye_distance)) * 0.012 * self.eye_distance
+        taper = np.sin(np.linspace(0, np.pi, len(gap)))[:, None] * np.array([0.0, grow])
+        upper, lower = upper - taper, lower + taper
         cavity = np.concatenate([upper, lower[::-1]])
         h, w = frame.shape[:2]
         x0, y0 = np.floor(cavity.min(0)).astype(int) - 2
