@@ -216,7 +216,7 @@ def close_lips(rgb, lm, closed_lm, warp, control, anchors, eye_distance):
     # face mesh did not count as mouth) is filled in from the lips around it
     band = np.zeros((h, w), np.uint8)
     ends = np.concatenate([[line[0] - [0.15 * eye_distance, 0]], line, [line[-1] + [0.15 * eye_distance, 0]]])
-    cv2.polylines(band, [np.round(ends).astype(np.int32)], False, 1, max(3, int(round(0.1 * eye_distance))))
+    cv2.polylines(band, [np.round(ends).astype(np.int32)], False, 1, max(3, int(round(0.05 * eye_distance))))
     skin = _skin_luminance(rgb, lm)
     lum = luminance(out)
     sat = cv2.cvtColor(out, cv2.COLOR_RGB2HSV)[..., 1]
@@ -253,14 +253,14 @@ def synthetic_teeth(colour, rng_seed=0):
     s = np.linspace(-1, 1, _TEX_W)
     v = (np.arange(_TEX_H) + 0.5) / _TEX_H
     # tooth boundaries in s (centre line, incisors wide, back teeth narrow)
-    widths = [0.16, 0.12, 0.11, 0.1, 0.1, 0.09]
+    widths = [0.3, 0.22, 0.19, 0.16, 0.14, 0.12]  # of the half-mouth: incisors, canine, premolars
     edges = np.cumsum([0] + widths)
     edges = np.concatenate([-edges[::-1], edges[1:]])
     d_edge = np.min(np.abs(s[:, None] - edges[None]), axis=1)
-    gaps = np.exp(-(d_edge / 0.012) ** 2)                                    # (W,)
+    gaps = np.exp(-(d_edge / 0.01) ** 2)                                     # (W,)
     shade = 0.78 + 0.22 * np.clip(v / 0.35, 0, 1)                            # shadow under the lip
     tip = 1 - 0.12 * np.clip((v - 0.75) / 0.25, 0, 1)                        # slightly translucent tips
-    light = shade[:, None] * tip[:, None] * (1 - 0.28 * gaps[None] * (0.4 + 0.6 * v[:, None]))
+    light = shade[:, None] * tip[:, None] * (1 - 0.2 * gaps[None] * (0.3 + 0.7 * v[:, None]))
     tex = np.asarray(colour, np.float32)[None, None] * light[..., None]
     return tex.clip(0, 255).astype(np.uint8)
 
@@ -273,7 +273,9 @@ class MouthInterior:
         self.analysis = analysis
         src_width = float(abs(lm[308, 0] - lm[78, 0]))
         self.lip_colour = np.asarray(lip_colour, np.float32)
-        teeth_colour = np.asarray(sclera_colour, np.float32) * np.array([0.97, 0.93, 0.85], np.float32)
+        # made teeth: the eye whites' colour and light, a touch warmer
+        sclera = np.asarray(sclera_colour, np.float32)
+        teeth_colour = ((0.6 * sclera + 0.4 * sclera.mean()) * np.array([1.08, 1.06, 1.0], np.float32)).clip(0, 255)
         if analysis.upper_teeth_px > 0:
             self.upper_tex = _sample_strip(rgb, lm, LIPS_UPPER_INNER, analysis.upper_teeth_px, +1)
             self.upper_depth = analysis.upper_teeth_px / max(src_width, 1.0)  # in mouth widths
@@ -286,13 +288,13 @@ class MouthInterior:
             self.lower_tex = _sample_strip(rgb, lm, LIPS_LOWER_INNER, analysis.lower_teeth_px, -1)
             self.lower_depth = analysis.lower_teeth_px / max(src_width, 1.0)
         else:
-            self.lower_tex = (synthetic_teeth(teeth_colour) * 0.85).astype(np.uint8)
-            self.lower_depth = 0.035 * D / max(src_width, 1.0)
+            self.lower_tex = (synthetic_teeth(teeth_colour) * 0.75).astype(np.uint8)  # in the upper lip's shade
+            self.lower_depth = 0.06 * D / max(src_width, 1.0)
         self.own_upper_teeth = analysis.upper_teeth_px > 0
         self.teeth_colour = teeth_colour
         lum = float(luminance(np.asarray(lip_colour, np.uint8)[None, None])[0, 0])
         self.edge_colour = self.lip_colour * 0.3
-        self.back_colour = np.array([22, 8, 10], np.float32) * max(0.6, min(1.4, lum / 120.0))
+        self.back_colour = np.array([30, 10, 12], np.float32) * max(0.6, min(1.4, lum / 120.0))
         self.tongue_colour = self.lip_colour * np.array([0.85, 0.5, 0.52], np.float32)
 
     def draw(self, frame, upper, lower, jaw_open):
@@ -303,7 +305,7 @@ class MouthInterior:
         # a little over the lips' inner edges: they carry the closed lips' contact shadow
         grow = min(1.0, gap.max() / (0.1 * self.eye_distance)) * 0.012 * self.eye_distance
         taper = np.sin(np.linspace(0, np.pi, len(gap)))[:, None] * np.array([0.0, grow])
-        upper, lower = upper - taper, lower + taper
+        upper, lower = upper - taper, lower + 2 * taper
         cavity = np.concatenate([upper, lower[::-1]])
         h, w = frame.shape[:2]
         x0, y0 = np.floor(cavity.min(0)).astype(int) - 2
@@ -338,7 +340,7 @@ class MouthInterior:
 
         # cavity: lip-coloured shadow at the lips, dark at the back and in the corners
         from_lip = np.minimum(t - t_up, t_lo - t).clip(0) / half
-        depth = (np.clip(from_lip / 0.4, 0, 1) * (1 - across ** 2)) ** 0.7
+        depth = (np.clip(from_lip / 0.8, 0, 1) * (1 - across ** 2)) ** 0.8
         depth = np.maximum(depth, across ** 3 * 0.8)
         colour = self.edge_colour + (self.back_colour - self.edge_colour) * depth[..., None]
 
@@ -348,7 +350,7 @@ class MouthInterior:
             # a hint only: in the mouth's shadow, a rounded hump low in the middle
             top = t_lo - 0.3 * open_h
             a = np.clip((t - top) / (0.2 * open_h + 1e-3), 0, 1) * np.clip(1 - (across / 0.55) ** 2, 0, 1) * tongue
-            tone = self.tongue_colour * (0.3 + 0.25 * np.clip((t_lo - t) / (0.3 * open_h + 1e-3), 0, 1))[..., None]
+            tone = self.tongue_colour * (0.35 + 0.3 * np.clip((t_lo - t) / (0.3 * open_h + 1e-3), 0, 1))[..., None]
             colour = colour * (1 - a[..., None]) + tone * a[..., None]
 
         # teeth: lower with the lower lip (jaw), upper with the upper lip (head); upper drawn last
@@ -357,7 +359,7 @@ class MouthInterior:
             # the teeth's outline: deepest in the middle, none at the corners (lower: the front only)
             reach = depth_w * width * np.sqrt(np.clip(1 - ((2 * s - 1) / span) ** 2, 0, 1)) ** 0.5
             into = (t - t_up) if from_upper else (t_lo - t)
-            vis = np.clip(reach - into + 0.5, 0, 1) * (into > -1.0)
+            vis = np.clip(reach - into + 0.5, 0, 1) * np.clip(reach / 1.5, 0, 1) * (into > -1.0)
             if not from_upper:
                 vis = vis * min(1.0, max(0.0, (float(gap.max()) - 0.2 * self.eye_distance) / (0.25 * self.eye_distance)))
             mx = (s.clip(0, 1) * (_TEX_W - 1)).astype(np.float32)
