@@ -256,6 +256,18 @@ def test_crop_frames_the_face(renderers):
         assert lm[:, 1].min() > 0 and lm[:, 1].max() < r.height
 
 
+def test_small_photo_works_like_a_large_one():
+    from skimage import data
+    small = cv2.resize(data.astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
+    r = PortraitRenderer(image=small)
+    assert r.mouth.state == "teeth"
+    assert dark_pixels(r.base, mouth_mask(r), r) <= 0.002 * r.eye_distance ** 2
+    x0, y0, x1, y1 = mouth_box(r)
+    box = np.zeros((r.height, r.width), bool)
+    box[y0:y1, x0:x1] = True
+    assert dark_pixels(draw(r, jawOpen=1.0), box, r) > 0.15 * r.eye_distance ** 2
+
+
 def test_tight_photo_is_zoomed_not_padded(renderers):
     # the 300x380 "closed" photo is narrower than the face-centred window: no replicated
     # border columns (they would make rows of identical pixels at the frame's sides)
