@@ -102,7 +102,8 @@ def test_rest_frame_shows_no_teeth_of_a_smiling_photo(renderer):
     r = renderer
     inside = polygon(r, LIPS_UPPER_INNER + LIPS_LOWER_INNER[::-1], r.photo_landmarks)
     saturation = lambda img: cv2.cvtColor(img, cv2.COLOR_RGB2HSV)[..., 1]  # noqa: E731
-    teeth = lambda img: ((luminance(img) > r.mouth.skin_luminance) & (saturation(img) < 80))[inside].mean()  # noqa: E731
+    teeth = lambda img: ((luminance(img) > r.mouth.skin_luminance)  # noqa: E731
+                         & (saturation(img) < 80))[inside].mean()
     assert teeth(r.photo) > 0.25 and teeth(r.base) < 0.05
 
 

@@ -380,7 +380,8 @@ class PortraitRenderer:
             pats["cheekSquint" + side] = gauss(cheek, 0.35) * np.array([0, -0.07 * D])
             pats["cheekSquint" + side][EYE_LOWER[side][1:-1], 1] -= 0.04 * D
         inner = 0.5 * (lm[BROW_INNER["Left"]].mean(0) + lm[BROW_INNER["Right"]].mean(0))
-        pats["browInnerUp"] = (gauss(lm[BROW_INNER["Left"]].mean(0), 0.25) + gauss(lm[BROW_INNER["Right"]].mean(0), 0.25)
+        pats["browInnerUp"] = (gauss(lm[BROW_INNER["Left"]].mean(0), 0.25)
+                               + gauss(lm[BROW_INNER["Right"]].mean(0), 0.25)
                                + 0.3 * gauss(inner, 0.4)) * np.array([0, -0.1 * D])
 
         # rounded lips: corners pulled toward the middle; funnel also opens the lips a little

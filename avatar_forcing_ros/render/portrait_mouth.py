@@ -63,9 +63,9 @@ def refine_inner_lips(rgb, lm, eye_distance):
 
     On an open mouth the mesh sometimes puts the lower lip's inner edge inside the dark
     cavity, or the upper lip's on the teeth. Where the pixels just below a lower-inner-lip
-    point are still dark, that point and the outer lower-lip point of its column move down to
-    where the dark ends (the outer edge keeps a lip's width below it); where those just above an upper-inner-lip point are teeth or dark,
-    it moves up to where they end."""
+    point are still dark, that point moves down to where the dark ends (the outer edge keeps
+    at least a lip's width below it); where those just above an upper-inner-lip point are
+    teeth or dark, it moves up to where they end."""
     out = lm.copy()
     up, lo = lm[LIPS_UPPER_INNER, :2], lm[LIPS_LOWER_INNER, :2]
     if (lo[:, 1] - up[:, 1]).max() < 0.05 * eye_distance:
@@ -141,16 +141,16 @@ def analyse_mouth(rgb, lm, eye_distance) -> MouthAnalysis:
 
 
 def _run_length(col):
-    """Pixels from the start of a boolean column to the last True of its first run (gaps of 1 allowed)."""
-    n = 0
-    misses = 0
+    """Pixels from the start of a boolean column to the last True of its first run (a gap of
+    one pixel does not end the run); 0 when the run does not start within 3 pixels."""
+    n = misses = 0
     for i, v in enumerate(col):
         if v:
             n, misses = i + 1, 0
-        else:
-            misses += 1
-            if misses > 1 and n > 0 or (i > 2 and n == 0):
-                break
+            continue
+        misses += 1
+        if (n > 0 and misses > 1) or (n == 0 and i >= 2):
+            break
     return n
 
 
@@ -280,7 +280,6 @@ class MouthInterior:
             self.upper_tex = _sample_strip(rgb, lm, LIPS_UPPER_INNER, analysis.upper_teeth_px, +1)
             self.upper_depth = analysis.upper_teeth_px / max(src_width, 1.0)  # in mouth widths
             teeth_colour = np.median(self.upper_tex[:, _TEX_W // 3: 2 * _TEX_W // 3].reshape(-1, 3), axis=0)
-            self.upper_profile = None  # the photo's own outline (sampled texture is the outline)
         else:
             self.upper_tex = synthetic_teeth(teeth_colour)
             self.upper_depth = 0.11 * D / max(src_width, 1.0)
@@ -290,7 +289,6 @@ class MouthInterior:
         else:
             self.lower_tex = (synthetic_teeth(teeth_colour) * 0.75).astype(np.uint8)  # in the upper lip's shade
             self.lower_depth = 0.06 * D / max(src_width, 1.0)
-        self.own_upper_teeth = analysis.upper_teeth_px > 0
         self.teeth_colour = teeth_colour
         lum = float(luminance(np.asarray(lip_colour, np.uint8)[None, None])[0, 0])
         self.edge_colour = self.lip_colour * 0.3
@@ -361,7 +359,8 @@ class MouthInterior:
             into = (t - t_up) if from_upper else (t_lo - t)
             vis = np.clip(reach - into + 0.5, 0, 1) * np.clip(reach / 1.5, 0, 1) * (into > -1.0)
             if not from_upper:
-                vis = vis * min(1.0, max(0.0, (float(gap.max()) - 0.2 * self.eye_distance) / (0.25 * self.eye_distance)))
+                D = self.eye_distance  # lower teeth show once the mouth is well open
+                vis = vis * min(1.0, max(0.0, (float(gap.max()) - 0.2 * D) / (0.25 * D)))
             mx = (s.clip(0, 1) * (_TEX_W - 1)).astype(np.float32)
             my = (into.clip(0) / np.maximum(reach, 1e-3) * _TEX_H).clip(0, _TEX_H - 1).astype(np.float32)
             texel = cv2.remap(tex, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
