@@ -208,6 +208,7 @@ class _Eye:
         self.y_up = np.interp(xs, upper[order_u, 0], upper[order_u, 1]) - y0
         self.y_lo = np.interp(xs, lower[order_l, 0], lower[order_l, 1]) - y0
         self.y_crease = self.y_up - 1.1 * opening_h
+        self.lash_px = 0.25 * opening_h  # the dark band of lashes along the upper lid
         self.y_crease = np.maximum(self.y_crease, 0.0)
         gy, gx = np.mgrid[0:roi.shape[0], 0:roi.shape[1]].astype(np.float32)
         self._gx, self._gy = gx, gy
@@ -224,13 +225,16 @@ class _Eye:
             a = cv2.warpAffine(self.iris_alpha, m, size, flags=cv2.INTER_LINEAR) * self.opening
             roi = roi * (1 - a[..., None]) + iris * a[..., None]
         if blink > 0.01:
-            # rows from the crease to the new lid edge show the lid from the crease to its edge
-            # a full blink tucks the lashes just past the lower lid's edge
-            edge = self.y_up + 1.1 * min(1.0, blink) * (self.y_lo - self.y_up)
+            # rows from the crease to the new lid edge show the lid from the crease to its edge:
+            # the skin stretched, the lash band above the edge at its own width. A full blink
+            # tucks the lashes just past the lower lid's edge.
+            edge = (self.y_up + 1.1 * min(1.0, blink) * (self.y_lo - self.y_up))[None]
             c, u = self.y_crease[None], self.y_up[None]
-            stretch = (u - c) / np.maximum(edge[None] - c, 1e-3)
+            lash = np.minimum(self.lash_px, 0.5 * (u - c))
             gy = self._gy
-            map_y = np.where((gy >= c) & (gy <= edge[None]) & self.lid_cols[None], c + (gy - c) * stretch, gy)
+            skin = c + (gy - c) * (u - lash - c) / np.maximum(edge - lash - c, 1e-3)
+            lid = np.where(gy >= edge - lash, u - (edge - gy), skin)
+            map_y = np.where((gy >= c) & (gy <= edge) & self.lid_cols[None], lid, gy)
             roi = cv2.remap(roi.astype(np.float32), self._gx, map_y.astype(np.float32), cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REPLICATE)
         src[y0:y1, x0:x1] = roi.round().clip(0, 255).astype(np.uint8)
