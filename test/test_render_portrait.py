@@ -98,6 +98,21 @@ def test_rest_frame_has_closed_lips_without_dark_mouth_pixels(renderers, name):
         assert photo_inside.sum() > 0.05 * r.eye_distance ** 2  # the photo's mouth was open
 
 
+def test_photo_with_a_dark_open_mouth_closes_and_gets_made_teeth(renderers):
+    # the open-mouth portrait with its teeth painted over: a mouth open on darkness
+    r = renderers["open"]
+    photo = r.photo.copy()
+    inside = polygon(r, LIPS_UPPER_INNER + LIPS_LOWER_INNER[::-1], r.photo_landmarks)
+    photo[cv2.dilate(inside.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)] = (40, 14, 16)
+    dark_mouth = PortraitRenderer(image=photo)
+    assert dark_mouth.mouth.state == "open" and dark_mouth.mouth.upper_teeth_px == 0
+    assert dark_pixels(dark_mouth.base, mouth_mask(dark_mouth), dark_mouth) <= 0.002 * dark_mouth.eye_distance ** 2
+    moved = dark_mouth.moved_landmarks(M.from_dict({"jawOpen": 0.5}).astype(np.float64))
+    below_lip = moved[13] + [0, 0.04 * dark_mouth.eye_distance]
+    teeth = draw(dark_mouth, jawOpen=0.5)[int(below_lip[1]), int(below_lip[0])]
+    assert luminance(teeth[None].astype(np.uint8))[0] > 0.6 * dark_mouth.mouth.skin_luminance
+
+
 def test_rest_frame_shows_no_teeth_of_a_smiling_photo(renderer):
     r = renderer
     inside = polygon(r, LIPS_UPPER_INNER + LIPS_LOWER_INNER[::-1], r.photo_landmarks)
