@@ -287,7 +287,7 @@ class MouthInterior:
             self.lower_tex = _sample_strip(rgb, lm, LIPS_LOWER_INNER, analysis.lower_teeth_px, -1)
             self.lower_depth = analysis.lower_teeth_px / max(src_width, 1.0)
         else:
-            self.lower_tex = (synthetic_teeth(teeth_colour) * 0.75).astype(np.uint8)  # in the upper lip's shade
+            self.lower_tex = (synthetic_teeth(teeth_colour) * 0.68).astype(np.uint8)  # in the upper lip's shade
             self.lower_depth = 0.06 * D / max(src_width, 1.0)
         self.teeth_colour = teeth_colour
         lum = float(luminance(np.asarray(lip_colour, np.uint8)[None, None])[0, 0])
@@ -352,10 +352,11 @@ class MouthInterior:
             colour = colour * (1 - a[..., None]) + tone * a[..., None]
 
         # teeth: lower with the lower lip (jaw), upper with the upper lip (head); upper drawn last
-        for tex, depth_w, from_upper, span in ((self.lower_tex, self.lower_depth, False, 0.5),
-                                               (self.upper_tex, self.upper_depth, True, 1.0)):
-            # the teeth's outline: deepest in the middle, none at the corners (lower: the front only)
-            reach = depth_w * width * np.sqrt(np.clip(1 - ((2 * s - 1) / span) ** 2, 0, 1)) ** 0.5
+        for tex, depth_w, from_upper, span, power in ((self.lower_tex, self.lower_depth, False, 0.55, 1.0),
+                                                      (self.upper_tex, self.upper_depth, True, 1.0, 0.25)):
+            # the teeth's outline: deepest in the middle, none at the corners (lower: the front
+            # ones only, rounded, mostly behind the lower lip)
+            reach = depth_w * width * np.clip(1 - ((2 * s - 1) / span) ** 2, 0, 1) ** power
             into = (t - t_up) if from_upper else (t_lo - t)
             vis = np.clip(reach - into + 0.5, 0, 1) * np.clip(reach / 1.5, 0, 1) * (into > -1.0)
             if not from_upper:
