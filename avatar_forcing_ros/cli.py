@@ -1,6 +1,7 @@
 """The ``avatar-forcing`` command: everything the package does without ROS.
 
     avatar-forcing demo        write an MP4 of the avatar in a synthetic conversation
+    avatar-forcing gallery     a PNG of the photo portrait's expressions on sample portraits
     avatar-forcing corpus      generate the dyadic training corpus
     avatar-forcing train       train the Avatar Forcing model
     avatar-forcing dpo         preference-tune it (losers: user conditions dropped)
@@ -20,6 +21,7 @@ import sys
 # subcommand -> (module, function taking argv); modules load lazily (torch only when needed)
 COMMANDS = {
     "demo": ("avatar_forcing_ros.demo", "main"),
+    "gallery": ("avatar_forcing_ros.render.portrait_gallery", "main_gallery"),
     "corpus": ("avatar_forcing_ros.corpus.dataset", "main_generate"),
     "train": ("avatar_forcing_ros.generation.forcing.train", "main_train"),
     "dpo": ("avatar_forcing_ros.generation.forcing.dpo", "main_dpo"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 import cv2
@@ -70,14 +71,18 @@ def label(canvas: np.ndarray, text: str, org: tuple[int, int]) -> None:
 
 
 def run_demo(out: str | Path = "avatar_forcing_demo.mp4", model: str = "default",
-             renderer: str = "stylised", size: int = 480, seed: int = 0) -> dict:
+             renderer: str = "stylised", size: int = 480, seed: int = 0, portrait: str | None = None) -> dict:
+    face_params = dict(width=size, height=size)
+    if portrait:  # a photo of one's own: the photo renderer, checked before anything runs
+        renderer = "portrait"
+        face_params["image_path"] = str(portrait)
+    avatar_face = make_renderer(renderer, **face_params)
     avatar_audio, user_audio, user_motion, info = build_conversation()
     motion_model, note = load_motion_model(model, seed=seed)
     if note:
         log.warning(note)
     gen = StreamingGenerator(motion_model)
     frames = generate_offline(gen, avatar_audio, user_audio, user_motion)
-    avatar_face = make_renderer(renderer, width=size, height=size)
     user_face = StylisedFaceRenderer(width=size // 2, height=size // 2, background=(35, 35, 35),
                                      face_colour=(200, 220, 250), feature_colour=(40, 50, 80))
 
@@ -108,9 +113,15 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="avatar_forcing_demo.mp4", help="MP4 to write")
     p.add_argument("--model", default="default", help="default, procedural, checkpoint dir or .onnx")
     p.add_argument("--renderer", default="stylised", help="stylised or portrait")
+    p.add_argument("--portrait", default=None, metavar="PHOTO",
+                   help="animate this photo (one face; implies --renderer portrait)")
     p.add_argument("--size", type=int, default=480, help="avatar image size (px)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    info = run_demo(a.out, a.model, a.renderer, a.size, a.seed)
+    try:
+        info = run_demo(a.out, a.model, a.renderer, a.size, a.seed, a.portrait)
+    except (FileNotFoundError, ValueError) as e:  # a bad photo, model or option: say which
+        print(f"avatar-forcing demo: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {info['path']}: {info['frames']} frames, model {info['model']}")
     return 0

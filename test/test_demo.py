@@ -38,3 +38,11 @@ def test_demo_writes_an_mp4_with_the_conversation_and_its_sound(tmp_path):
 def test_cli_without_a_command_prints_help_and_rejects_unknown_ones(capsys):
     assert cli([]) == 2 and "avatar-forcing demo" in capsys.readouterr().out
     assert cli(["fly"]) == 2 and "unknown command" in capsys.readouterr().err
+
+
+def test_demo_with_a_photo_without_a_face_says_so(tmp_path, capsys):
+    import cv2
+    wall = tmp_path / "wall.png"
+    cv2.imwrite(str(wall), np.full((256, 256, 3), 128, np.uint8))
+    assert cli(["demo", "--portrait", str(wall), "--out", str(tmp_path / "x.mp4")]) == 2
+    assert "no face found in portrait" in capsys.readouterr().err and not (tmp_path / "x.mp4").exists()

@@ -115,3 +115,24 @@ def test_a_bad_start_up_value_fails_configure_naming_it(ros_context, name, param
         assert our_publishers(node) == []
     finally:
         node.destroy_node()
+
+
+@pytest.mark.parametrize("faces", [0, 2])
+def test_a_portrait_photo_without_one_face_fails_configure_saying_so(ros_context, tmp_path, faces):
+    import cv2
+    import numpy as np
+    from rclpy.lifecycle import TransitionCallbackReturn as R
+    from skimage import data
+
+    one = data.astronaut()[:, 100:400]
+    photo = np.full_like(one, 128) if faces == 0 else np.concatenate([one, one], 1)
+    path = tmp_path / "photo.png"
+    cv2.imwrite(str(path), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    node = make(ros_context, "renderer", renderer="portrait", portrait_path=str(path))
+    try:
+        assert node.trigger_configure() == R.FAILURE
+        expected = "no face found" if faces == 0 else "2 faces found"
+        assert expected in node.telemetry.last_error and "photo.png" in node.telemetry.last_error
+        assert our_publishers(node) == []
+    finally:
+        node.destroy_node()
