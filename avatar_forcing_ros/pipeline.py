@@ -14,6 +14,7 @@ from .core.motion_model import MotionModel
 from .core.paths import find_share
 from .generation.factory import load_motion_model
 from .core.runtime import StreamingGenerator
+from .core.face_commands import FaceCommands, FaceCommandSettings
 from .core.stages import GeneratorStage, PerceptionStage, RendererStage
 from .core.telemetry import Telemetry
 
@@ -99,7 +100,23 @@ def build_generator_stage(p: dict, telemetry: Telemetry | None = None) -> tuple[
     """The generator stage and a note on a model fallback ('' if none)."""
     model, note = build_motion_model(p)
     generator = build_generator(p, model)
-    return GeneratorStage(generator, audio_format(p, "user"), audio_format(p, "speech"), telemetry), note
+    return GeneratorStage(generator, audio_format(p, "user"), audio_format(p, "speech"), telemetry,
+                          build_face_commands(p, model.space)), note
+
+
+def face_command_settings(p: dict) -> FaceCommandSettings:
+    """The expression / look-at blend settings (defaults where a parameter file predates them)."""
+    d = FaceCommandSettings()
+    return FaceCommandSettings(
+        expression_time_constant_s=float(p.get("expression_time_constant_s", d.expression_time_constant_s)),
+        look_at_time_constant_s=float(p.get("look_at_time_constant_s", d.look_at_time_constant_s)),
+        look_at_head_share=float(p.get("look_at_head_share", d.look_at_head_share)),
+        look_at_hold_s=float(p.get("look_at_hold_s", d.look_at_hold_s)),
+        look_at_frames=tuple(p.get("look_at_frames", d.look_at_frames)))
+
+
+def build_face_commands(p: dict, space) -> FaceCommands:
+    return FaceCommands(space, face_command_settings(p))
 
 
 def build_renderer_stage(p: dict, model_space=None, telemetry: Telemetry | None = None) -> RendererStage:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .audio import SAMPLE_RATE, AudioFormat, AudioFormatError, PcmDecoder
+from .face_commands import CommandError, FaceCommands
 from .imaging import ImageFormatError
 from .messages import (audio_payload, audio_stamp, header_stamp_s, image_to_rgb, is_pcm_coding,
                        read_face_motion)
@@ -206,10 +207,12 @@ class GeneratorStage(_Stage):
     SIDES = ("user", "speech")
 
     def __init__(self, generator: StreamingGenerator, user_format: AudioFormat, speech_format: AudioFormat,
-                 telemetry: Telemetry | None = None):
+                 telemetry: Telemetry | None = None, commands: FaceCommands | None = None):
         super().__init__(telemetry, "generator")
         self.generator = generator
         self.space: MotionSpace = generator.model.space
+        # expression and look-at commands, blended into every frame at its presentation time
+        self.commands = commands or FaceCommands(self.space)
         self.inputs = {"user": AudioInput("user", user_format, self.telemetry),
                        "speech": AudioInput("speech", speech_format, self.telemetry)}
         self.inputs["user"].check_rate = True  # a microphone streams; a TTS bursts
@@ -234,6 +237,7 @@ class GeneratorStage(_Stage):
         last = self._last_now
         if last is not None and (now < last - CLOCK_JUMP_BACK_S or (last == 0.0 and now > 0.0)):
             self.generator.start(now)
+            self.commands.restart_clock(now)
             self.restarts += 1
             self.telemetry.set("restarts (clock jumped)", self.restarts)
             self._last_now = now
@@ -269,13 +273,39 @@ class GeneratorStage(_Stage):
             self.generator.push_user_motion(values, confidence, now)
         return None
 
+    def on_expression(self, msg, now: float) -> Skip | None:
+        """An hri_msgs/Expression (by fields): the expression the face shows from ``now`` on."""
+        self._handle()
+        with self._lock:
+            try:
+                shown = self.commands.set_expression(msg.expression, msg.valence, msg.arousal, msg.confidence, now)
+            except CommandError as exc:
+                return self._skip(exc.reason, exc.detail)
+        self.telemetry.set("expression", shown)
+        return None
+
+    def on_look_at(self, msg, now: float) -> Skip | None:
+        """A geometry_msgs/PointStamped in the avatar's frame: where the face looks from ``now`` on."""
+        self._handle()
+        with self._lock:
+            try:
+                self.commands.set_look_at(msg.point.x, msg.point.y, msg.point.z, msg.header.frame_id, now)
+            except CommandError as exc:
+                return self._skip(exc.reason, exc.detail)
+            shown = self.commands.look_at
+        self.telemetry.set("look at", shown)
+        return None
+
     def tick(self, now: float) -> list[GeneratedFrame]:
-        """Make every block that is due at ``now``; the frames whose presentation time came."""
+        """Make every block that is due at ``now``; the frames whose presentation time came,
+        with the face commands blended in."""
         with self._lock:
             self._follow_clock(now)
             gen = self.generator
             made = gen.step(now)
             frames = gen.pop_due(now)
+            for f in frames:
+                f.values = self.commands.apply(f.values, f.presentation_time)
             if made:
                 self.telemetry.latency(gen.stats.last_block_compute_s)
             self.telemetry.set("frames skipped (late)", gen.stats.skipped_frames)

@@ -211,6 +211,8 @@ def replay(in_bag: str | Path, out_bag: str | Path, *, config: str | Path | None
         else:
             account.use(topic_name)
 
+    commands = {bags.topic(k, namespace): (k, msgtype) for k, (_, msgtype) in bags.COMMAND_TOPICS.items()}
+    command_handlers = {"expression": generator.on_expression, "look_at": generator.on_look_at}
     audio_topics = {T["user_audio"]: "user", T["speech"]: "speech"}
     info_topics = {T["user_audio_info"]: "user", T["speech_info"]: "speech"}
     try:
@@ -249,6 +251,13 @@ def replay(in_bag: str | Path, out_bag: str | Path, *, config: str | Path | None
                     account.skip(m.topic, f"not an AudioInfo ({m.msgtype})")
                     continue
                 count(m.topic, generator.on_info(info_topics[m.topic], m.msg))
+            elif m.topic in commands:
+                advance(m.t_ns)
+                key, msgtype = commands[m.topic]
+                if m.msgtype != msgtype:
+                    account.skip(m.topic, f"not a {msgtype} ({m.msgtype})")
+                    continue
+                count(m.topic, command_handlers[key](m.msg, now))
             elif m.topic == other_camera:
                 account.skip(m.topic, f"perception reads {camera_topic} (image_transport)")
             elif m.topic in outputs:

@@ -5,12 +5,17 @@ Subscribes (relative names, remap them): ``user/audio`` and ``avatar/speech``
 ``user/face_motion`` (FaceMotion). Publishes ``avatar/face_motion`` (FaceMotion, at the frame
 rate, stamped with presentation time) and ``avatar/audio`` (the robot speech, delayed so it
 plays in sync with the frames made from it).
+
+Commands (core/face_commands.py): ``robot_face/expression`` (hri_msgs/Expression, where hri_msgs
+is installed) and ``robot_face/look_at`` (geometry_msgs/PointStamped in the avatar's frame) are
+blended into the generated frames.
 """
 from __future__ import annotations
 
 import threading
 
 from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
+from geometry_msgs.msg import PointStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
 
@@ -20,6 +25,11 @@ from ..msg import FaceMotion
 from ..pipeline import build_generator_stage
 from .common import Param, AvatarNode, main_for, qos
 from .messages import ROS_KIT
+
+try:  # ROS4HRI's messages: optional (released for Jazzy, built from source elsewhere)
+    from hri_msgs.msg import Expression
+except ImportError:
+    Expression = None
 
 _AUDIO_TYPES = {"AudioDataStamped": AudioDataStamped, "AudioData": AudioData}
 
@@ -63,6 +73,17 @@ class GeneratorNode(AvatarNode):
         "speech_audio_channels": Param(1, "Robot speech channels.", min=1, max=32),
         "speech_audio_sample_format": Param("S16LE", "Robot speech sample format.", choices=SUPPORTED_SAMPLE_FORMATS),
         "frame_id": Param("avatar_face", "frame_id of published FaceMotion and audio.", live=True),
+        "expression_time_constant_s": Param(0.3, "Time constant with which a commanded expression "
+                                            "(robot_face/expression) blends in and out (s).", min=0.0, max=10.0, live=True),
+        "look_at_time_constant_s": Param(0.25, "Time constant with which head and eyes turn to a "
+                                         "look-at target (robot_face/look_at) (s).", min=0.0, max=10.0, live=True),
+        "look_at_head_share": Param(0.6, "Share of a look-at angle turned by the head; the eyes turn "
+                                    "the rest.", min=0.0, max=1.0, live=True),
+        "look_at_hold_s": Param(5.0, "A look-at target is let go after this long without a new "
+                                "point (s); 0: held until the next.", min=0.0, max=3600.0, live=True),
+        "look_at_frames": Param(["avatar_face"], "Frames a look-at point may be given in: the avatar "
+                                "face's own frame (REP-103: x out of the screen, y to the face's "
+                                "left, z up). Points in other frames are dropped (no TF lookup).", live=True),
     }
 
     def __init__(self, **kwargs):
@@ -99,7 +120,15 @@ class GeneratorNode(AvatarNode):
             *self._info_subscriptions("speech", "avatar/speech_info", group()),
             self.create_subscription(FaceMotion, "user/face_motion", self._on_user_motion,
                                      qos("reliable"), callback_group=group()),
+            self.create_subscription(PointStamped, "robot_face/look_at", self._on_look_at,
+                                     qos("reliable"), callback_group=group()),
         ]
+        if Expression is not None:
+            self._subs.append(self.create_subscription(Expression, "robot_face/expression", self._on_expression,
+                                                       qos("reliable"), callback_group=group()))
+        else:
+            self.get_logger().warning("hri_msgs is not installed: robot_face/expression is not subscribed")
+            self.telemetry.set("expression", "unavailable (no hri_msgs)")
         self._tick_group = group()
 
     def _info_subscriptions(self, side: str, topic: str, callback_group):
@@ -123,6 +152,8 @@ class GeneratorNode(AvatarNode):
             stage.generator.model.set_guidance(value)
         elif name == "user_motion_timeout_s":
             stage.generator.user_motion.timeout_s = float(value)
+        elif hasattr(stage.commands.settings, name):
+            setattr(stage.commands.settings, name, tuple(value) if name == "look_at_frames" else float(value))
 
     def activate(self) -> None:
         self.stage.start(self.now_s())
@@ -160,6 +191,16 @@ class GeneratorNode(AvatarNode):
         stage = self.stage
         if stage is not None and self._timer is not None:
             stage.on_user_motion(msg, self.now_s())
+
+    def _on_expression(self, msg) -> None:
+        stage = self.stage
+        if stage is not None and self._timer is not None:
+            stage.on_expression(msg, self.now_s())
+
+    def _on_look_at(self, msg) -> None:
+        stage = self.stage
+        if stage is not None and self._timer is not None:
+            stage.on_look_at(msg, self.now_s())
 
     # -- output -----------------------------------------------------------------------------
 
