@@ -15,6 +15,7 @@ from .core.paths import find_share
 from .generation.factory import load_motion_model
 from .core.runtime import StreamingGenerator
 from .core.face_commands import FaceCommands, FaceCommandSettings
+from .core.humans import HumanSettings, HumanSource
 from .core.stages import GeneratorStage, PerceptionStage, RendererStage
 from .core.telemetry import Telemetry
 
@@ -101,7 +102,18 @@ def build_generator_stage(p: dict, telemetry: Telemetry | None = None) -> tuple[
     model, note = build_motion_model(p)
     generator = build_generator(p, model)
     return GeneratorStage(generator, audio_format(p, "user"), audio_format(p, "speech"), telemetry,
-                          build_face_commands(p, model.space)), note
+                          build_face_commands(p, model.space), build_human_source(p, model.space)), note
+
+
+def build_human_source(p: dict, space) -> HumanSource | None:
+    """The ROS4HRI user selection of ``user_source: hri`` (None for the camera)."""
+    if p.get("user_source", "camera") != "hri":
+        return None
+    d = HumanSettings()
+    return HumanSource(space, HumanSettings(
+        calibration_frames=int(p.get("hri_calibration_frames", d.calibration_frames)),
+        switch_time_s=float(p.get("hri_switch_time_s", d.switch_time_s)),
+        max_ids=int(p.get("hri_max_ids", d.max_ids))))
 
 
 def face_command_settings(p: dict) -> FaceCommandSettings:

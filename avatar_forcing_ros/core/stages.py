@@ -15,6 +15,7 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, AudioFormat, AudioFormatError, PcmDecoder
 from .face_commands import CommandError, FaceCommands
+from .humans import HumanSource, LandmarkError
 from .imaging import ImageFormatError
 from .messages import (audio_payload, audio_stamp, header_stamp_s, image_to_rgb, is_pcm_coding,
                        read_face_motion)
@@ -207,12 +208,17 @@ class GeneratorStage(_Stage):
     SIDES = ("user", "speech")
 
     def __init__(self, generator: StreamingGenerator, user_format: AudioFormat, speech_format: AudioFormat,
-                 telemetry: Telemetry | None = None, commands: FaceCommands | None = None):
+                 telemetry: Telemetry | None = None, commands: FaceCommands | None = None,
+                 humans: HumanSource | None = None):
         super().__init__(telemetry, "generator")
         self.generator = generator
         self.space: MotionSpace = generator.model.space
         # expression and look-at commands, blended into every frame at its presentation time
         self.commands = commands or FaceCommands(self.space)
+        # user_source hri: the user is chosen among ROS4HRI's humans (None: our own camera)
+        self.humans = humans
+        if humans is not None:
+            humans.telemetry = self.telemetry
         self.inputs = {"user": AudioInput("user", user_format, self.telemetry),
                        "speech": AudioInput("speech", speech_format, self.telemetry)}
         self.inputs["user"].check_rate = True  # a microphone streams; a TTS bursts
@@ -295,6 +301,53 @@ class GeneratorStage(_Stage):
             shown = self.commands.look_at
         self.telemetry.set("look at", shown)
         return None
+
+    # -- ROS4HRI humans (user_source hri) ----------------------------------------------------
+
+    def on_tracked(self, kind: str, msg, now: float) -> tuple[list[str], list[str]]:
+        """An hri_msgs/IdsList of faces, persons or voices: (ids to subscribe, ids to drop)."""
+        self._handle()
+        with self._lock:
+            return self.humans.on_tracked(kind, list(msg.ids), now)
+
+    def on_engagement(self, person_id: str, msg, now: float) -> None:
+        self._handle()
+        with self._lock:
+            self.humans.on_engagement(person_id, msg.level, now)
+
+    def on_person_match(self, person_id: str, kind: str, msg, now: float) -> None:
+        """A person's face_id or voice_id (std_msgs/String)."""
+        self._handle()
+        with self._lock:
+            if kind == "face":
+                self.humans.on_person_face(person_id, msg.data, now)
+            else:
+                self.humans.on_person_voice(person_id, msg.data)
+
+    def on_face_landmarks(self, face_id: str, msg, now: float) -> Skip | None:
+        """One face's hri_msgs/FacialLandmarks: the user's face motion when it is the user's."""
+        self._handle()
+        with self._lock:
+            try:
+                choice = self.humans.on_landmarks(face_id, msg, now)
+            except LandmarkError as exc:
+                return self._skip("face landmarks", str(exc))
+            if choice is None:
+                return None  # another person's face: tracked for the choice, not the user
+            self._follow_clock(now)
+            self.generator.push_user_motion(choice.values, choice.confidence, now)
+        self.telemetry.tick("user face motion")
+        return None
+
+    def on_voice_audio(self, voice_id: str, msg, now: float) -> Skip | None:
+        """A voice's audio: the user's audio when it is the selected person's voice."""
+        with self._lock:
+            mine = self.humans.voice_selected(voice_id)
+        if not mine:
+            self._handle()
+            self.telemetry.tick("other voices' audio")
+            return None
+        return self.on_audio("user", msg, now)
 
     def tick(self, now: float) -> list[GeneratedFrame]:
         """Make every block that is due at ``now``; the frames whose presentation time came,

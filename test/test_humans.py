@@ -1,0 +1,140 @@
+"""The user from ROS4HRI's humans (core/humans.py): landmarks of known geometry -> the motion
+channels, who is chosen as the user, smooth switching, ids coming and going."""
+import math
+
+import numpy as np
+import pytest
+
+from avatar_forcing_ros.core.humans import (DISENGAGED, ENGAGED, ENGAGING, HumanSettings, HumanSource,
+                                            LandmarkError, LandmarkMotion, landmark_points)
+from avatar_forcing_ros.core.motion import AF_MOTION_V1 as S
+from avatar_forcing_ros.core.telemetry import Telemetry
+from hri_faces import face_points, landmarks_msg
+
+
+def motion(points, calibrate=None, **kw):
+    lm = LandmarkMotion(S, calibration_frames=1 if calibrate is not None else 0)
+    if calibrate is not None:
+        xy, c = landmark_points(landmarks_msg(calibrate, plain=True, **kw))
+        lm.values(xy, c, 640, 480)
+    xy, c = landmark_points(landmarks_msg(points, plain=True, **kw))
+    values, conf = lm.values(xy, c, 640, 480)
+    return S.as_dict(values), conf
+
+
+def test_a_neutral_face_is_neutral_and_a_smile_an_open_jaw_and_raised_brows_are_measured():
+    neutral, conf = motion(face_points(), calibrate=face_points())
+    assert conf == 1.0 and max(abs(x) for x in neutral.values()) < 1e-6
+    smile, _ = motion(face_points(smile=1.0), calibrate=face_points())
+    assert smile["mouthSmileLeft"] > 0.95 and smile["mouthSmileRight"] > 0.95 and smile["jawOpen"] < 0.05
+    half, _ = motion(face_points(smile=0.5), calibrate=face_points())
+    assert half["mouthSmileLeft"] == pytest.approx(0.5, abs=0.05)
+    jaw, _ = motion(face_points(jaw=0.5), calibrate=face_points())
+    assert jaw["jawOpen"] == pytest.approx(0.5, abs=0.05) and jaw["mouthSmileLeft"] < 0.05
+    brows, _ = motion(face_points(brows=1.0), calibrate=face_points())
+    assert brows["browInnerUp"] > 0.95 and brows["browOuterUpLeft"] > 0.95
+
+
+def test_the_template_defaults_read_an_average_face_as_neutral_without_calibration():
+    values, _ = motion(face_points())
+    assert all(abs(values[c]) < 0.1 for c in ("jawOpen", "mouthSmileLeft", "mouthFrownLeft", "browInnerUp",
+                                              "eyeBlinkLeft", "head_yaw", "head_pitch", "head_roll"))
+
+
+def test_head_roll_and_yaw_follow_the_landmarks():
+    a = math.radians(15)
+    rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    rolled, _ = motion(face_points() @ rot.T, calibrate=face_points())
+    assert rolled["head_roll"] == pytest.approx(a, abs=1e-3)  # clockwise in the image: > 0
+    assert rolled["mouthSmileLeft"] < 0.05  # expressions are measured de-rolled
+    turned = face_points()
+    turned[27:36, 0] += 12.0  # nose toward the image's right
+    values, _ = motion(turned, calibrate=face_points())
+    assert values["head_yaw"] == pytest.approx(math.asin(12 / 35), abs=1e-3)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda m: m.landmarks.pop(), "69 landmarks"),
+    (lambda m: setattr(m.landmarks[3], "x", float("nan")), "non-finite"),
+    (lambda m: [setattr(p, "x", 0.5) or setattr(p, "y", 0.5) for p in m.landmarks], "degenerate"),
+])
+def test_landmarks_that_are_not_a_face_are_refused(mutate, message):
+    msg = landmarks_msg(face_points(), plain=True)
+    mutate(msg)
+    with pytest.raises(LandmarkError, match=message):
+        xy, c = landmark_points(msg)
+        LandmarkMotion(S).values(xy, c, 640, 480)
+
+
+def two_people(**settings):
+    """A HumanSource with faces a (large, on the left) and b (small), persons a and b."""
+    h = HumanSource(S, HumanSettings(calibration_frames=0, **settings), Telemetry("t"))
+    h.on_tracked("faces", ["a", "b"], 0.0)
+    h.on_tracked("persons", ["a", "b"], 0.0)
+    return h
+
+
+def feed(h, t, smile_a=0.0, smile_b=0.0):
+    """Both faces' landmarks at ``t``; the user's motion (or None)."""
+    out_a = h.on_landmarks("a", landmarks_msg(face_points(smile=smile_a), (0.3, 0.5), 0.3, plain=True), t)
+    out_b = h.on_landmarks("b", landmarks_msg(face_points(smile=smile_b), (0.7, 0.5), 0.2, plain=True), t)
+    return out_a or out_b
+
+
+def test_without_engagement_the_largest_face_is_the_user():
+    h = two_people()
+    choice = feed(h, 0.1, smile_b=1.0)
+    assert h.selected == "a" and choice.face_id == "a"
+    assert S.as_dict(choice.values)["mouthSmileLeft"] < 0.05  # b smiles, a does not
+
+
+def test_the_engaged_person_is_the_user_and_a_switch_crossfades_and_is_counted():
+    h = two_people(switch_time_s=0.5)
+    feed(h, 0.0, smile_b=1.0)
+    h.on_engagement("b", ENGAGED, 0.1)
+    assert h.selected == "b" and h.switches == 1
+    assert h.telemetry.values["user switches"] == "1" and h.telemetry.values["user face"] == "b"
+    smiles = [S.as_dict(feed(h, 0.1 + k * 0.1, smile_b=1.0).values)["mouthSmileLeft"] for k in range(8)]
+    # from a's neutral face to b's smile over half a second, no jump
+    assert smiles[0] < 0.05 and smiles[-1] > 0.95
+    assert np.all(np.diff(smiles) >= -1e-6) and np.max(np.diff(smiles)) <= 0.25
+
+
+def test_the_person_engaged_longest_keeps_the_user_and_disengaging_hands_it_over():
+    h = two_people()
+    feed(h, 0.0)
+    h.on_engagement("b", ENGAGING, 0.1)
+    h.on_engagement("a", ENGAGED, 0.2)
+    assert h.selected == "a"  # engaged beats engaging
+    h.on_engagement("b", ENGAGED, 0.3)
+    assert h.selected == "a"  # both engaged: the current user stays
+    h.on_engagement("a", DISENGAGED, 0.4)
+    assert h.selected == "b"
+
+
+def test_a_person_s_face_and_voice_ids_link_them():
+    h = HumanSource(S, HumanSettings(calibration_frames=0))
+    h.on_tracked("faces", ["f1", "f2"], 0.0)
+    h.on_tracked("persons", ["p7"], 0.0)
+    h.on_person_face("p7", "f2", 0.0)
+    h.on_person_voice("p7", "v3")
+    h.on_landmarks("f1", landmarks_msg(face_points(), (0.3, 0.5), 0.3, plain=True), 0.0)
+    h.on_landmarks("f2", landmarks_msg(face_points(), (0.7, 0.5), 0.1, plain=True), 0.0)
+    assert h.selected == "f1"  # the larger face
+    h.on_engagement("p7", ENGAGED, 0.1)
+    assert h.selected == "f2"
+    assert h.voice_selected("v3") and not h.voice_selected("p7") and not h.voice_selected("v1")
+
+
+def test_ids_appearing_and_vanishing_give_the_subscriptions_to_make_and_drop_and_are_bounded():
+    h = HumanSource(S, HumanSettings(calibration_frames=0, max_ids=3), Telemetry("t"))
+    assert h.on_tracked("faces", ["a", "b"], 0.0) == (["a", "b"], [])
+    feed(h, 0.1)
+    assert h.selected == "a"
+    assert h.on_tracked("faces", ["b", "c", "", "b"], 0.2) == (["c"], ["a"])
+    assert h.selected == "b"  # the user vanished: the next one
+    assert h.on_landmarks("a", landmarks_msg(face_points(), plain=True), 0.3) is None  # gone: ignored
+    assert h.on_tracked("faces", ["b", "c", "d", "e", "f"], 0.4) == (["d"], [])
+    assert h.telemetry.drops["faces over max_ids"] == 1
+    assert h.on_tracked("faces", [], 0.5) == ([], ["b", "c", "d"])
+    assert h.selected == "" and h.telemetry.values["user face"] == "none"
