@@ -138,3 +138,19 @@ def test_ids_appearing_and_vanishing_give_the_subscriptions_to_make_and_drop_and
     assert h.telemetry.drops["faces over max_ids"] == 1
     assert h.on_tracked("faces", [], 0.5) == ([], ["b", "c", "d"])
     assert h.selected == "" and h.telemetry.values["user face"] == "none"
+
+
+def test_the_perceived_face_maps_to_facial_action_units():
+    from avatar_forcing_ros.core.humans import FACS_MAP, facial_action_units
+
+    v = S.from_dict({"mouthSmileLeft": 0.8, "mouthSmileRight": 0.6, "jawOpen": 0.05, "browInnerUp": 0.5,
+                     "head_yaw": 0.25, "gaze_pitch": -0.3})
+    intensity, conf = facial_action_units(S, v, 0.9)
+    assert intensity.shape == conf.shape == (99,)
+    assert intensity[12] == pytest.approx(0.7)  # lip corner puller: both smiles
+    assert intensity[1] == pytest.approx(0.5) and intensity[26] == pytest.approx(0.05)
+    assert intensity[25] == pytest.approx(0.5)  # lips part at a tenth of a full jaw drop
+    assert intensity[51] == pytest.approx(0.5) and intensity[52] == 0.0  # turned to the person's left
+    assert intensity[64] == pytest.approx(1.0) and intensity[63] == 0.0  # eyes down
+    assert set(np.flatnonzero(conf)) == set(FACS_MAP) and np.allclose(conf[list(FACS_MAP)], 0.9)
+    assert np.all((intensity >= 0) & (intensity <= 1))

@@ -23,8 +23,12 @@ def test_expression_and_look_at_commands_steer_the_face_while_speech_still_opens
     from avatar_forcing_ros.corpus.speech import synthesize
 
     ns = unique_topic("commands")
-    gen = node_process("avatar_forcing_ros.ros.generator_node", *node_args(ns, "model:=procedural"))
+    from sensor_msgs.msg import JointState
+
+    gen = node_process("avatar_forcing_ros.ros.generator_node",
+                       *node_args(ns, "model:=procedural", "publish_named_motion:=true"))
     drv = PipelineDriver(ros_context, ns)
+    named = ros_context.collect(JointState, f"{ns}/avatar/face_motion_named", 10, node=drv.node)
     drv.pub["expression"] = drv.node.create_publisher(Expression, f"{ns}/robot_face/expression", 10)
     drv.pub["look_at"] = drv.node.create_publisher(PointStamped, f"{ns}/robot_face/look_at", 10)
     drv.wait_connected(["speech", "expression", "look_at"], [gen])
@@ -73,3 +77,9 @@ def test_expression_and_look_at_commands_steer_the_face_while_speech_still_opens
     assert v[happy, S.index("jawOpen")].max() > 0.3 and v[sad, S.index("jawOpen")].max() > 0.3  # still speaking
     assert v[left, S.index("head_yaw")].mean() > 0.45 and v[left, S.index("gaze_yaw")].mean() > 0.3
     assert v[sad, S.index("head_yaw")].mean() < 0.3
+    # the same frames with their channel names, for tools that do not know FaceMotion
+    by_stamp = {stamp(m): list(m.position) for m in named}
+    assert all(list(m.name) == list(S.names) for m in named)
+    common = [(by_stamp[stamp(m)], list(m.values)) for m in drv.avatar_motion if stamp(m) in by_stamp]
+    assert len(common) > 0.9 * len(drv.avatar_motion)
+    assert all(np.allclose(a, b) for a, b in common)

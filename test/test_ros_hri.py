@@ -149,3 +149,35 @@ def test_without_hri_msgs_user_source_hri_fails_configure_clearly_and_camera_sti
     for process in (hri_gen, camera_gen):
         process.stop(check=True)
     assert "configure failed: user_source hri needs ROS4HRI's hri_msgs" in hri_gen.log()
+
+
+def test_the_perception_node_publishes_the_user_s_face_as_facial_action_units_and_named_channels(ros_context,
+                                                                                                 node_process):
+    hri = pytest.importorskip("hri_msgs.msg")
+    from sensor_msgs.msg import JointState
+
+    from avatar_forcing_ros.core.humans import FACS_MAP, facial_action_units
+
+    ns = unique_topic("facs")
+    perception = node_process("avatar_forcing_ros.ros.perception_node",
+                              *node_args(ns, "publish_hri_facs:=true", "publish_named_motion:=true"))
+    drv = PipelineDriver(ros_context, ns)
+    facs = ros_context.collect(hri.FacialActionUnits, f"{ns}/humans/faces/avatar_user/facs", 10, node=drv.node)
+    tracked = ros_context.collect(hri.IdsList, f"{ns}/humans/faces/tracked", 10, node=drv.node)
+    named = ros_context.collect(JointState, f"{ns}/user/face_motion_named", 10, node=drv.node)
+    drv.wait_connected(["camera"], [perception])
+    drv.stream(2.5, camera_hz=10, processes=[perception])
+    wait_for(lambda: len(facs) >= 5 and len(named) >= 5, timeout=20, spin=ros_context, processes=[perception],
+             what="facs and named motion")
+    perception.stop(check=True)
+
+    assert tracked and all(list(m.ids) == ["avatar_user"] for m in tracked)  # the astronaut's face is seen
+    motion = {stamp(m): m for m in drv.user_motion}
+    for au_msg in facs:
+        m = motion[stamp(au_msg)]  # the same frame: same stamp
+        intensity, confidence = facial_action_units(S, np.asarray(m.values), m.confidence)
+        assert np.allclose(au_msg.intensity, intensity) and np.allclose(au_msg.confidence, confidence)
+        assert set(np.flatnonzero(au_msg.confidence)) <= set(FACS_MAP)
+    for n in named:
+        assert list(n.name) == list(S.names)
+        assert np.allclose(n.position, motion[stamp(n)].values)

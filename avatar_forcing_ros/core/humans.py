@@ -374,3 +374,52 @@ class HumanSource:
     def _drop(self, reason, detail="") -> None:
         if self.telemetry is not None:
             self.telemetry.drop(reason, detail)
+
+
+# -- out: the perceived face the REP-155 way ------------------------------------------------------
+
+# hri_msgs/FacialActionUnits index (the AU code) <- af-motion-v1 channels, averaged, then scaled
+# and clipped to [0, 1]. Sides: af-motion-v1's head_yaw > 0 turns the nose to the image's right,
+# which is the person's own left for a face looking at the camera (FACS AU51 "head turn left");
+# likewise gaze_yaw > 0 is AU61 "eyes turn left" and head_roll > 0 (clockwise in the image, the
+# top of the head to the person's left) AU55 "head tilt left". Angles are in radians; the scale
+# says which angle counts as full intensity (1).
+FACS_MAP: dict[int, tuple[tuple[str, ...], float]] = {
+    1: (("browInnerUp",), 1.0),                            # inner brow raiser
+    2: (("browOuterUpLeft", "browOuterUpRight"), 1.0),     # outer brow raiser
+    4: (("browDownLeft", "browDownRight"), 1.0),           # brow lowerer
+    5: (("eyeWideLeft", "eyeWideRight"), 1.0),             # upper lid raiser
+    6: (("cheekSquintLeft", "cheekSquintRight"), 1.0),     # cheek raiser
+    12: (("mouthSmileLeft", "mouthSmileRight"), 1.0),      # lip corner puller
+    15: (("mouthFrownLeft", "mouthFrownRight"), 1.0),      # lip corner depressor
+    18: (("mouthPucker",), 1.0),                           # lip pucker
+    20: (("mouthStretchLeft", "mouthStretchRight"), 1.0),  # lip stretcher
+    22: (("mouthFunnel",), 1.0),                           # lip funneler
+    25: (("jawOpen",), 1 / 0.1),                           # lips part: a tenth of a full jaw drop
+    26: (("jawOpen",), 1.0),                               # jaw drop
+    43: (("eyeBlinkLeft", "eyeBlinkRight"), 1.0),          # eyes closed
+    51: (("head_yaw",), 1 / 0.5),                          # head turn left (0.5 rad = full)
+    52: (("head_yaw",), -1 / 0.5),                         # head turn right
+    53: (("head_pitch",), 1 / 0.4),                        # head up
+    54: (("head_pitch",), -1 / 0.4),                       # head down
+    55: (("head_roll",), 1 / 0.4),                         # head tilt left
+    56: (("head_roll",), -1 / 0.4),                        # head tilt right
+    61: (("gaze_yaw",), 1 / 0.4),                          # eyes turn left
+    62: (("gaze_yaw",), -1 / 0.4),                         # eyes turn right
+    63: (("gaze_pitch",), 1 / 0.3),                        # eyes up
+    64: (("gaze_pitch",), -1 / 0.3),                       # eyes down
+}
+N_ACTION_UNITS = 99
+
+
+def facial_action_units(space: MotionSpace, values: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """(intensity (99,), confidence (99,)) of hri_msgs/FacialActionUnits from one motion vector:
+    the AUs of FACS_MAP in [0, 1] with the observation's confidence, the others 0 / 0."""
+    intensity = np.zeros(N_ACTION_UNITS, np.float32)
+    conf = np.zeros(N_ACTION_UNITS, np.float32)
+    v = np.asarray(values, np.float64)
+    for au, (channels, scale) in FACS_MAP.items():
+        x = float(np.mean([v[space.index(c)] for c in channels])) * scale
+        intensity[au] = min(1.0, max(0.0, x))
+        conf[au] = float(np.clip(confidence, 0.0, 1.0))
+    return intensity, conf

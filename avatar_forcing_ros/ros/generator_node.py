@@ -22,6 +22,7 @@ import threading
 
 from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
 from geometry_msgs.msg import PointStamped
+from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
@@ -31,7 +32,7 @@ from ..core.messages import audio_data_msg, audio_info_msg, audio_stamped_msg, f
 from ..msg import FaceMotion
 from ..pipeline import build_generator_stage
 from .common import Param, AvatarNode, main_for, qos
-from .messages import ROS_KIT
+from .messages import ROS_KIT, named_motion_msg
 
 try:  # ROS4HRI's messages: optional (released for Jazzy, built from source elsewhere)
     from hri_msgs.msg import EngagementLevel, Expression, FacialLandmarks, IdsList
@@ -100,6 +101,8 @@ class GeneratorNode(AvatarNode):
                                    "to another person (s).", min=0.0, max=10.0),
         "hri_max_ids": Param(16, "Most faces, persons and voices followed at once (per-id "
                              "subscriptions); more are counted and ignored.", min=1, max=256),
+        "publish_named_motion": Param(False, "Also publish avatar/face_motion_named (sensor_msgs/"
+                                      "JointState: channel names + values) for tools that know no FaceMotion."),
         "look_at_frames": Param(["avatar_face"], "Frames a look-at point may be given in: the avatar "
                                 "face's own frame (REP-103: x out of the screen, y to the face's "
                                 "left, z up). Points in other frames are dropped (no TF lookup).", live=True),
@@ -127,6 +130,8 @@ class GeneratorNode(AvatarNode):
         self.get_logger().info(f"motion model: {model.name} (block {model.block_frames} frames)")
         self.telemetry.set("model", model.name)
         self._pubs["motion"] = self.create_lifecycle_publisher(FaceMotion, "avatar/face_motion", qos("reliable"))
+        if self.param("publish_named_motion"):
+            self._pubs["named"] = self.create_lifecycle_publisher(JointState, "avatar/face_motion_named", qos("reliable"))
         self._pubs["audio"] = self.create_lifecycle_publisher(AudioDataStamped, "avatar/audio", qos("reliable"))
         self._pubs["audio_info"] = self.create_lifecycle_publisher(
             AudioInfo, "avatar/audio_info", qos("latched", 1))
@@ -297,8 +302,10 @@ class GeneratorNode(AvatarNode):
                 return  # deactivated while this tick was queued
             frame_id = self.param("frame_id")
             for f in stage.tick(self.now_s()):
-                pubs["motion"].publish(face_motion_msg(ROS_KIT, stage.space, f.values, 1.0, True,
-                                                       f.presentation_time, frame_id))
+                motion = face_motion_msg(ROS_KIT, stage.space, f.values, 1.0, True, f.presentation_time, frame_id)
+                pubs["motion"].publish(motion)
+                if "named" in pubs:
+                    pubs["named"].publish(named_motion_msg(stage.space, motion))
                 pcm = encode_s16le(f.speech)
                 pubs["audio"].publish(audio_stamped_msg(ROS_KIT, pcm, f.presentation_time, frame_id))
                 pubs["play"].publish(audio_data_msg(ROS_KIT, pcm))
