@@ -113,7 +113,8 @@ def build_human_source(p: dict, space) -> HumanSource | None:
     return HumanSource(space, HumanSettings(
         calibration_frames=int(p.get("hri_calibration_frames", d.calibration_frames)),
         switch_time_s=float(p.get("hri_switch_time_s", d.switch_time_s)),
-        max_ids=int(p.get("hri_max_ids", d.max_ids))))
+        max_ids=int(p.get("hri_max_ids", d.max_ids)),
+        camera_hfov_deg=float(p.get("hri_camera_hfov_deg", d.camera_hfov_deg))))
 
 
 def face_command_settings(p: dict) -> FaceCommandSettings:

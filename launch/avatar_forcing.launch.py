@@ -41,7 +41,8 @@ ARGUMENTS = [
      "no perception node; needs hri_msgs) (\"\" = the config's)."),
     ("humans_prefix", "", "ROS4HRI topic prefix for user_source hri, e.g. /humans (\"\" = the config's)."),
     ("expression_topic", "robot_face/expression", "Expression commands (hri_msgs/Expression)."),
-    ("look_at_topic", "robot_face/look_at", "Look-at targets (geometry_msgs/PointStamped in the avatar's frame)."),
+    ("look_at_topic", "robot_face/look_at", "Look-at targets (geometry_msgs/PointStamped in the avatar's frame; "
+     "<topic>_face: a ROS4HRI face id to follow, std_msgs/String)."),
     ("model", "", "Motion model: default, procedural, a checkpoint dir or an .onnx (\"\" = the config's)."),
     ("device", "", "Torch device of a learned model, e.g. cpu, cuda:0 (\"\" = the config's)."),
     ("renderer", "", "stylised, portrait or neural (\"\" = the config's)."),
@@ -118,7 +119,8 @@ def _nodes(context):
     camera, image = get("camera_topic"), get("image_topic")
     audio_remaps = [("user/audio", get("mic_topic")), ("user/audio_info", get("mic_info_topic")),
                     ("avatar/speech", get("speech_topic")), ("avatar/speech_info", get("speech_info_topic"))]
-    command_remaps = [("robot_face/expression", get("expression_topic")), ("robot_face/look_at", get("look_at_topic"))]
+    command_remaps = [("robot_face/expression", get("expression_topic")), ("robot_face/look_at", get("look_at_topic")),
+                      ("robot_face/look_at_face", get("look_at_topic") + "_face")]
     user_source = get("user_source") or _config_value(config, "generator", "user_source", "camera")
     if user_source not in ("camera", "hri"):
         raise ValueError(f"{argument_name('user_source')}:={user_source!r}: expected camera or hri")

@@ -154,3 +154,40 @@ def test_the_perceived_face_maps_to_facial_action_units():
     assert intensity[64] == pytest.approx(1.0) and intensity[63] == 0.0  # eyes down
     assert set(np.flatnonzero(conf)) == set(FACS_MAP) and np.allclose(conf[list(FACS_MAP)], 0.9)
     assert np.all((intensity >= 0) & (intensity <= 1))
+
+
+def test_a_face_id_look_at_follows_that_face_in_the_camera_image():
+    from types import SimpleNamespace
+
+    from avatar_forcing_ros.pipeline import build_generator_stage, load_node_parameters
+
+    p = {**load_node_parameters()["generator"], "model": "procedural", "user_source": "hri",
+         "hri_calibration_frames": 0, "hri_camera_hfov_deg": 90.0, "look_at_time_constant_s": 0.0}
+    stage, _ = build_generator_stage(p)
+    stage.start(0.0)
+    stage.on_tracked("faces", SimpleNamespace(ids=["a", "b"]), 0.0)
+    # a on the camera image's left (the robot's left), b on its right and higher
+    stage.on_face_landmarks("a", landmarks_msg(face_points(), (0.25, 0.5), 0.2, plain=True), 0.0)
+    stage.on_face_landmarks("b", landmarks_msg(face_points(), (0.75, 0.25), 0.2, plain=True), 0.0)
+    assert stage.on_look_at_face(SimpleNamespace(data="b"), 0.1) is None
+    b = stage.humans.direction("b")
+    assert b[0] == pytest.approx(-math.atan(0.5)) and b[1] == pytest.approx(math.atan(0.5 * 0.75))
+    stage.commands.apply(S.neutral(), 0.15)
+    _, look = stage.commands.offsets()
+    assert look[0] < 0 and look[2] < 0 and look[1] > 0  # head and eyes to the face's right, up
+    stage.on_face_landmarks("b", landmarks_msg(face_points(), (0.25, 0.5), 0.2, plain=True), 0.2)  # b moves
+    stage.commands.apply(S.neutral(), 0.3)
+    _, look = stage.commands.offsets()
+    assert look[0] > 0 and abs(look[1]) < 1e-6  # followed to the left
+    stage.on_look_at_face(SimpleNamespace(data=""), 0.4)
+    stage.commands.apply(S.neutral(), 0.5)
+    assert not stage.commands.offsets()[1].any() and stage.commands.look_at == "none"
+
+
+def test_a_face_id_look_at_without_the_hri_source_is_counted():
+    from types import SimpleNamespace
+
+    from avatar_forcing_ros.pipeline import build_generator_stage, load_node_parameters
+
+    stage, _ = build_generator_stage({**load_node_parameters()["generator"], "model": "procedural"})
+    assert stage.on_look_at_face(SimpleNamespace(data="f1"), 0.0).reason == "look-at face without user_source hri"

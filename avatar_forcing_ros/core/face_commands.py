@@ -210,6 +210,11 @@ class FaceCommands:
         self._look_until = now + self.settings.look_at_hold_s if self.settings.look_at_hold_s > 0 else None
         self.look_at = f"yaw {math.degrees(yaw):+.0f} deg, pitch {math.degrees(pitch):+.0f} deg"
 
+    def release_look(self, now: float) -> None:
+        """Let the look-at target go: back to the model's own head and gaze."""
+        self._look.set(np.zeros(4), now, self.settings.look_at_time_constant_s)
+        self._look_until, self.look_at = None, "none"
+
     def _split(self, yaw: float, pitch: float) -> np.ndarray:
         """Head and gaze offsets of a direction: the head takes its share, the eyes the rest up to
         their range, and the head whatever the eyes cannot reach."""

@@ -205,6 +205,8 @@ class _Face:
     motion: LandmarkMotion
     area: float = 0.0  # landmark box area (px^2), for "the largest face"
     seen: float = -math.inf
+    centre: tuple = (0.5, 0.5)  # eye midpoint, normalised image coordinates
+    aspect: float = 0.75        # image height / width
 
 
 @dataclass
@@ -213,6 +215,7 @@ class HumanSettings:
     switch_time_s: float = 0.5
     max_ids: int = 16
     landmark_timeout_s: float = 1.0  # a face without landmarks for this long is not chosen
+    camera_hfov_deg: float = 60.0    # horizontal field of view of the camera the landmarks are in
 
 
 @dataclass
@@ -353,6 +356,9 @@ class HumanSource:
         lo, hi = xy[:68].min(0), xy[:68].max(0)
         values, confidence = face.motion.values(xy, conf, float(msg.width or 1), float(msg.height or 1))
         face.area, face.seen = float(np.prod(hi - lo)), now
+        w, h = float(msg.width or 1), float(msg.height or 1)
+        eyes = 0.5 * (xy[_EYE["R"][0]] + xy[_EYE["L"][0]])
+        face.centre, face.aspect = (eyes[0] / w, eyes[1] / h), h / w
         self._reselect(now)
         if face_id != self.selected:
             return None
@@ -364,6 +370,16 @@ class HumanSource:
                 values = self.space.clip(((1 - max(a, 0.0)) * self._fade_from + max(a, 0.0) * values).astype(np.float32))
         self._last_out = values
         return Choice(values, confidence, face_id)
+
+    def direction(self, face_id: str) -> tuple[float, float] | None:
+        """(yaw, pitch) of a face as seen from the camera (radians; the camera's left and up
+        positive: a camera facing the way the avatar's face does, so they are the face's own
+        left and up), from its last landmarks; None if the face is not tracked or never seen."""
+        face = self.faces.get(face_id)
+        if face is None or face.seen == -math.inf:
+            return None
+        t = math.tan(math.radians(self.settings.camera_hfov_deg) / 2)
+        return (math.atan((0.5 - face.centre[0]) * 2 * t), math.atan((0.5 - face.centre[1]) * 2 * t * face.aspect))
 
     # -- telemetry -------------------------------------------------------------------------
 

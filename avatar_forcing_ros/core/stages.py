@@ -217,6 +217,7 @@ class GeneratorStage(_Stage):
         self.commands = commands or FaceCommands(self.space)
         # user_source hri: the user is chosen among ROS4HRI's humans (None: our own camera)
         self.humans = humans
+        self.look_at_face = ""  # a face id the look-at follows (user_source hri)
         if humans is not None:
             humans.telemetry = self.telemetry
         self.inputs = {"user": AudioInput("user", user_format, self.telemetry),
@@ -332,11 +333,29 @@ class GeneratorStage(_Stage):
                 choice = self.humans.on_landmarks(face_id, msg, now)
             except LandmarkError as exc:
                 return self._skip("face landmarks", str(exc))
+            if face_id == self.look_at_face and (d := self.humans.direction(face_id)) is not None:
+                self.commands.look_towards(*d, now)
             if choice is None:
                 return None  # another person's face: tracked for the choice, not the user
             self._follow_clock(now)
             self.generator.push_user_motion(choice.values, choice.confidence, now)
         self.telemetry.tick("user face motion")
+        return None
+
+    def on_look_at_face(self, msg, now: float) -> Skip | None:
+        """A face id (std_msgs/String) to keep looking at, followed on its landmarks (user_source
+        hri); an empty one lets the target go."""
+        self._handle()
+        face_id = msg.data.strip()
+        if self.humans is None:
+            return self._skip("look-at face without user_source hri", repr(face_id))
+        with self._lock:
+            self.look_at_face = face_id
+            if not face_id:
+                self.commands.release_look(now)
+            elif (d := self.humans.direction(face_id)) is not None:
+                self.commands.look_towards(*d, now)
+        self.telemetry.set("look at face", face_id or "none")
         return None
 
     def on_voice_audio(self, voice_id: str, msg, now: float) -> Skip | None:

@@ -99,6 +99,9 @@ class GeneratorNode(AvatarNode):
                                         "neutral (user_source hri; 0: template defaults).", min=0, max=10000),
         "hri_switch_time_s": Param(0.5, "Crossfade of the user's face motion when the user changes "
                                    "to another person (s).", min=0.0, max=10.0),
+        "hri_camera_hfov_deg": Param(60.0, "Horizontal field of view of the camera the ROS4HRI landmarks "
+                                     "come from (deg), facing the way the avatar does: where a face id "
+                                     "on robot_face/look_at_face is.", min=1.0, max=179.0),
         "hri_max_ids": Param(16, "Most faces, persons and voices followed at once (per-id "
                              "subscriptions); more are counted and ignored.", min=1, max=256),
         "publish_named_motion": Param(False, "Also publish avatar/face_motion_named (sensor_msgs/"
@@ -147,6 +150,8 @@ class GeneratorNode(AvatarNode):
             *self._info_subscriptions("user", "user/audio_info", group()),
             *self._info_subscriptions("speech", "avatar/speech_info", group()),
             self.create_subscription(PointStamped, "robot_face/look_at", self._on_look_at,
+                                     qos("reliable"), callback_group=group()),
+            self.create_subscription(String, "robot_face/look_at_face", self._on_look_at_face,
                                      qos("reliable"), callback_group=group()),
         ]
         if self.stage.humans is None:  # user_source camera
@@ -287,6 +292,11 @@ class GeneratorNode(AvatarNode):
         stage = self.stage
         if stage is not None and self._timer is not None:
             stage.on_expression(msg, self.now_s())
+
+    def _on_look_at_face(self, msg) -> None:
+        stage = self.stage
+        if stage is not None and self._timer is not None:
+            stage.on_look_at_face(msg, self.now_s())
 
     def _on_look_at(self, msg) -> None:
         stage = self.stage
