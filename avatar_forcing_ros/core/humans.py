@@ -38,9 +38,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .motion import MotionSpace
-from .perception import (_BLINK_FRACTION, _BROW_DOWN_MM, _BROW_UP_MM, _EYE_WIDTH_MM, _EYEBALL_RADIUS_MM,
-                         _FROWN_MM, _JAW_OPEN_MM, _NARROW_MM, _ROUND_MM, _SMILE_MM, _STRETCH_MM, _WIDE_FRACTION,
-                         DEFAULT_NEUTRAL_FEATURES, FACE_WIDTH_MM)
+from .perception import DEFAULT_NEUTRAL_FEATURES, FACE_WIDTH_MM, FULLY_ON
+
+# what "fully on" means, as in the camera path
+_JAW_OPEN_MM, _NARROW_MM, _ROUND_MM = FULLY_ON["jaw_open_mm"], FULLY_ON["narrow_mm"], FULLY_ON["round_mm"]
+_SMILE_MM, _FROWN_MM, _STRETCH_MM = FULLY_ON["smile_mm"], FULLY_ON["frown_mm"], FULLY_ON["stretch_mm"]
+_BROW_UP_MM, _BROW_DOWN_MM = FULLY_ON["brow_up_mm"], FULLY_ON["brow_down_mm"]
+_BLINK_FRACTION, _WIDE_FRACTION = FULLY_ON["blink_fraction"], FULLY_ON["wide_fraction"]
+_EYE_WIDTH_MM, _EYEBALL_RADIUS_MM = FULLY_ON["eye_width_mm"], FULLY_ON["eyeball_radius_mm"]
 
 # hri_msgs/FacialLandmarks indices (dlib / OpenPose 68 + pupils). "R" is the face's own right
 # (the image's left for a face looking at the camera), as ARKit and perception name sides.
