@@ -191,3 +191,49 @@ def test_a_face_id_look_at_without_the_hri_source_is_counted():
 
     stage, _ = build_generator_stage({**load_node_parameters()["generator"], "model": "procedural"})
     assert stage.on_look_at_face(SimpleNamespace(data="f1"), 0.0).reason == "look-at face without user_source hri"
+
+
+def test_offline_replay_takes_the_user_from_ros4hri_topics_in_a_bag(tmp_path):
+    """The same two-person scene as the ROS test, recorded: a (larger) engaged first, b smiling;
+    then b engaged. The replay chooses the same user and the avatar mirrors only b's smile, once
+    b is engaged. Per-id topics of ids not in the tracked lists are skipped, as the node is not
+    subscribed to them."""
+    from avatar_forcing_ros.offline import bags
+    from avatar_forcing_ros.offline.replay import replay
+
+    types = bags.typestore().types
+    if "hri_msgs/msg/FacialLandmarks" not in types:
+        pytest.skip("hri_msgs is not installed")
+    Ids, Engagement, Landmarks, Poi = (types[f"hri_msgs/msg/{n}"] for n in
+                                       ("IdsList", "EngagementLevel", "FacialLandmarks", "NormalizedPointOfInterest2D"))
+    t0, switch, end = 20.0, 3.5, 7.0
+    with bags.BagWriter(tmp_path / "in") as w:
+        for k in range(int(end * 20)):
+            t = t0 + k * 0.05
+            ns = bags.t_to_ns(t)
+            if k % 2 == 0:
+                w.write("/humans/faces/tracked", ns, Ids(header=bags.header(t), ids=["fa", "fb"]))
+                w.write("/humans/persons/tracked", ns, Ids(header=bags.header(t), ids=["fa", "fb"]))
+                for p in ("fa", "fb"):
+                    engaged = (p == "fa") == (k * 0.05 < switch)
+                    w.write(f"/humans/persons/{p}/engagement_status", ns,
+                            Engagement(header=bags.header(t), level=ENGAGED if engaged else DISENGAGED))
+            for p, centre, size in (("fa", (0.3, 0.5), 0.3), ("fb", (0.7, 0.5), 0.22)):
+                smile = 1.0 if p == "fb" and k * 0.05 > 1.0 else 0.0
+                plain = landmarks_msg(face_points(smile=smile), centre, size, plain=True)
+                w.write(f"/humans/faces/{p}/landmarks", ns, Landmarks(
+                    header=bags.header(t), width=plain.width, height=plain.height,
+                    landmarks=[Poi(x=q.x, y=q.y, c=q.c) for q in plain.landmarks]))
+            w.write("/humans/faces/fz/landmarks", ns, Landmarks(  # never tracked
+                header=bags.header(t), width=640, height=480, landmarks=[Poi(x=0.5, y=0.5, c=1.0)] * 70))
+    res = replay(tmp_path / "in", tmp_path / "out", images="none",
+                 overrides=["generator.model=procedural", "generator.user_source=hri",
+                            "generator.hri_calibration_frames=10"])
+    assert res.account.skipped["/humans/faces/fz/landmarks"] == {"faces id not tracked": int(end * 20)}
+    assert not res.account.skipped.get("/humans/faces/fa/landmarks")
+    motion = [m for m in bags.read_bag(tmp_path / "out", bags.BagAccount()) if m.topic == bags.topic("avatar_motion")]
+    t = np.array([m.msg.header.stamp.sec + m.msg.header.stamp.nanosec * 1e-9 for m in motion]) - t0
+    v = np.array([np.asarray(m.msg.values) for m in motion])
+    smile = 0.5 * (v[:, S.index("mouthSmileLeft")] + v[:, S.index("mouthSmileRight")])
+    assert smile[(t > 2.0) & (t < switch)].max() < 0.1
+    assert smile[(t > switch + 1.5) & (t < end)].mean() > 0.5
