@@ -22,10 +22,10 @@ import threading
 
 from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
 from geometry_msgs.msg import PointStamped
-from sensor_msgs.msg import JointState
-from std_msgs.msg import String
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
 
 from ..core.audio import SAMPLE_RATE, SUPPORTED_SAMPLE_FORMATS, encode_s16le
 from ..core.messages import audio_data_msg, audio_info_msg, audio_stamped_msg, face_motion_msg
