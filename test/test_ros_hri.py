@@ -97,6 +97,8 @@ def test_the_avatar_reacts_to_the_engaged_person_s_smile_and_follows_engagement(
     gen.stop(check=True)
 
     assert values["user face"] == "fb"
+    # the engaged person's voice was taken as the user's audio, the other's was not
+    assert "rate user audio (Hz)" in values and "rate other voices' audio (Hz)" in values
     assert drops.get("faces id unusable", 0) == 1  # "bad id!" is no topic name: counted, not a crash
     t = np.array([stamp(m) for m in drv.avatar_motion])
     v = np.array([np.asarray(m.values) for m in drv.avatar_motion])
