@@ -75,7 +75,9 @@ def test_expression_and_look_at_commands_steer_the_face_while_speech_still_opens
     assert smile[sad].mean() < 0.15
     assert v[sad, S.index("mouthFrownLeft")].mean() > 0.4 and v[sad, S.index("browInnerUp")].mean() > 0.4
     assert v[happy, S.index("jawOpen")].max() > 0.3 and v[sad, S.index("jawOpen")].max() > 0.3  # still speaking
-    assert v[left, S.index("head_yaw")].mean() > 0.45 and v[left, S.index("gaze_yaw")].mean() > 0.3
+    # 72 degrees = 1.25 rad: 0.75 by the head, 0.5 by the eyes, on top of the model's own drift and saccades
+    head, gaze = v[left, S.index("head_yaw")].mean(), v[left, S.index("gaze_yaw")].mean()
+    assert head > 0.45 and gaze > 0.1 and head + gaze > 0.8
     assert v[sad, S.index("head_yaw")].mean() < 0.3
     # the same frames with their channel names, for tools that do not know FaceMotion
     by_stamp = {stamp(m): list(m.position) for m in named}

@@ -31,6 +31,9 @@ def test_the_avatar_reacts_to_the_engaged_person_s_smile_and_follows_engagement(
                        *node_args(ns, "model:=procedural", "user_source:=hri", "hri_calibration_frames:=10"))
     drv = PipelineDriver(ros_context, ns)
     node, h = drv.node, f"{ns}/humans"
+    from avatar_forcing_ros.msg import FaceMotion
+
+    frames = ros_context.collect(FaceMotion, f"{ns}/avatar/face_motion", 1000, node=node)  # deep: none missed
     pubs = {kind: node.create_publisher(hri.IdsList, f"{h}/{kind}/tracked", 10) for kind in ("faces", "persons", "voices")}
     wait_for(lambda: all(p.get_subscription_count() for p in pubs.values()), timeout=60, spin=ros_context,
              processes=[gen], what="the generator's tracked-ids subscriptions")
@@ -100,8 +103,8 @@ def test_the_avatar_reacts_to_the_engaged_person_s_smile_and_follows_engagement(
     # the engaged person's voice was taken as the user's audio, the other's was not
     assert "rate user audio (Hz)" in values and "rate other voices' audio (Hz)" in values
     assert drops.get("faces id unusable", 0) == 1  # "bad id!" is no topic name: counted, not a crash
-    t = np.array([stamp(m) for m in drv.avatar_motion])
-    v = np.array([np.asarray(m.values) for m in drv.avatar_motion])
+    t = np.array([stamp(m) for m in frames])
+    v = np.array([np.asarray(m.values) for m in frames])
     smile = 0.5 * (v[:, S.index("mouthSmileLeft")] + v[:, S.index("mouthSmileRight")])
     t0 = t_switch - phase_s
     before = (t > t0 + 2.0) & (t < t_switch)  # b smiles, a (engaged) does not
@@ -109,9 +112,11 @@ def test_the_avatar_reacts_to_the_engaged_person_s_smile_and_follows_engagement(
     assert before.sum() > 10 and after.sum() > 10
     assert smile[before].max() < 0.1, "the avatar mirrored the smile of a person it is not engaged with"
     assert smile[after].mean() > 0.4, "the avatar did not mirror the engaged person's smile"
-    # frames kept coming at the frame rate while ids came and went (no stall)
+    # frames kept coming while ids came and went (no stall): most of the frame rate's frames were
+    # made (a loaded machine may skip a few, counted), and frames go on after the last change
     during = t[(t > t0 + 1.0) & (t < t_end)]
-    assert np.diff(during).max() < 0.25
+    assert len(np.unique(during)) > 0.8 * 25 * (t_end - t0 - 1.0)
+    assert (t > t0 + 5.5 + 1.0).sum() > 10
 
 
 def hri_msgs_hidden(tmp_path) -> dict:
