@@ -33,7 +33,7 @@ Pure Python, no rclpy: the generator node and the offline replay drive the same 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
