@@ -14,6 +14,8 @@ from .core.motion_model import MotionModel
 from .core.paths import find_share
 from .generation.factory import load_motion_model
 from .core.runtime import StreamingGenerator
+from .core.face_commands import FaceCommands, FaceCommandSettings
+from .core.humans import HumanSettings, HumanSource
 from .core.stages import GeneratorStage, PerceptionStage, RendererStage
 from .core.telemetry import Telemetry
 
@@ -99,7 +101,35 @@ def build_generator_stage(p: dict, telemetry: Telemetry | None = None) -> tuple[
     """The generator stage and a note on a model fallback ('' if none)."""
     model, note = build_motion_model(p)
     generator = build_generator(p, model)
-    return GeneratorStage(generator, audio_format(p, "user"), audio_format(p, "speech"), telemetry), note
+    return GeneratorStage(generator, audio_format(p, "user"), audio_format(p, "speech"), telemetry,
+                          build_face_commands(p, model.space), build_human_source(p, model.space)), note
+
+
+def build_human_source(p: dict, space) -> HumanSource | None:
+    """The ROS4HRI user selection of ``user_source: hri`` (None for the camera)."""
+    if p.get("user_source", "camera") != "hri":
+        return None
+    d = HumanSettings()
+    return HumanSource(space, HumanSettings(
+        calibration_frames=int(p.get("hri_calibration_frames", d.calibration_frames)),
+        switch_time_s=float(p.get("hri_switch_time_s", d.switch_time_s)),
+        max_ids=int(p.get("hri_max_ids", d.max_ids)),
+        camera_hfov_deg=float(p.get("hri_camera_hfov_deg", d.camera_hfov_deg))))
+
+
+def face_command_settings(p: dict) -> FaceCommandSettings:
+    """The expression / look-at blend settings (defaults where a parameter file predates them)."""
+    d = FaceCommandSettings()
+    return FaceCommandSettings(
+        expression_time_constant_s=float(p.get("expression_time_constant_s", d.expression_time_constant_s)),
+        look_at_time_constant_s=float(p.get("look_at_time_constant_s", d.look_at_time_constant_s)),
+        look_at_head_share=float(p.get("look_at_head_share", d.look_at_head_share)),
+        look_at_hold_s=float(p.get("look_at_hold_s", d.look_at_hold_s)),
+        look_at_frames=tuple(p.get("look_at_frames", d.look_at_frames)))
+
+
+def build_face_commands(p: dict, space) -> FaceCommands:
+    return FaceCommands(space, face_command_settings(p))
 
 
 def build_renderer_stage(p: dict, model_space=None, telemetry: Telemetry | None = None) -> RendererStage:

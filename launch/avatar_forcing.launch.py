@@ -37,6 +37,12 @@ ARGUMENTS = [
     ("speech_topic", "avatar/speech", "Robot TTS audio (audio_common_msgs)."),
     ("speech_info_topic", "avatar/speech_info", "AudioInfo of the robot's speech."),
     ("image_topic", "avatar/image", "Avatar image output (<topic>/compressed: JPEG)."),
+    ("user_source", "", "camera (perception node on the camera) or hri (the user from ROS4HRI's /humans/...: "
+     "no perception node; needs hri_msgs) (\"\" = the config's)."),
+    ("humans_prefix", "", "ROS4HRI topic prefix for user_source hri, e.g. /humans (\"\" = the config's)."),
+    ("expression_topic", "robot_face/expression", "Expression commands (hri_msgs/Expression)."),
+    ("look_at_topic", "robot_face/look_at", "Look-at targets (geometry_msgs/PointStamped in the avatar's frame; "
+     "<topic>_face: a ROS4HRI face id to follow, std_msgs/String)."),
     ("model", "", "Motion model: default, procedural, a checkpoint dir or an .onnx (\"\" = the config's)."),
     ("device", "", "Torch device of a learned model, e.g. cpu, cuda:0 (\"\" = the config's)."),
     ("renderer", "", "stylised, portrait or neural (\"\" = the config's)."),
@@ -75,6 +81,18 @@ def _rosbag2_can_record(storage: str) -> bool:
     return rosbag2_available(storage)
 
 
+def _config_value(path: str, node: str, key: str, default):
+    """A value of the parameter file as a node of that name reads it (wildcard sections too)."""
+    import yaml
+
+    with open(path) as f:
+        doc = yaml.safe_load(f) or {}
+    value = default
+    for section in ("/**", f"/**/{node}", node, f"/{node}"):
+        value = ((doc.get(section) or {}).get("ros__parameters") or {}).get(key, value)
+    return value
+
+
 def _nodes(context):
     def get(name):
         return LaunchConfiguration(argument_name(name)).perform(context)
@@ -101,6 +119,11 @@ def _nodes(context):
     camera, image = get("camera_topic"), get("image_topic")
     audio_remaps = [("user/audio", get("mic_topic")), ("user/audio_info", get("mic_info_topic")),
                     ("avatar/speech", get("speech_topic")), ("avatar/speech_info", get("speech_info_topic"))]
+    command_remaps = [("robot_face/expression", get("expression_topic")), ("robot_face/look_at", get("look_at_topic")),
+                      ("robot_face/look_at_face", get("look_at_topic") + "_face")]
+    user_source = get("user_source") or _config_value(config, "generator", "user_source", "camera")
+    if user_source not in ("camera", "hri"):
+        raise ValueError(f"{argument_name('user_source')}:={user_source!r}: expected camera or hri")
     camera_remaps = [("camera/image_raw", camera), ("camera/image_raw/compressed", camera + "/compressed")]
     image_remaps = [("avatar/image", image), ("avatar/image/compressed", image + "/compressed")]
     common = dict(package=PKG, namespace=namespace, output="screen", additional_env=env)
@@ -108,12 +131,15 @@ def _nodes(context):
     renderer_params = optional(renderer=get("renderer"), portrait_path=get("portrait_path"))
     if get("display") != "":
         renderer_params["display"] = as_bool("display", get("display"))
-    nodes = [
+    generator_params = optional(model=get("model"), device=get("device"), user_source=get("user_source"),
+                                humans_prefix=get("humans_prefix"))
+    # with user_source hri the robot's own face detector sees the user: no second tracker
+    perception = [] if user_source == "hri" else [
         LifecycleNode(executable="perception_node", name="perception", remappings=camera_remaps,
-                      parameters=[config, common_params], **common),
-        LifecycleNode(executable="generator_node", name="generator", remappings=audio_remaps,
-                      parameters=[config, common_params, optional(model=get("model"), device=get("device"))],
-                      **common),
+                      parameters=[config, common_params], **common)]
+    nodes = perception + [
+        LifecycleNode(executable="generator_node", name="generator", remappings=audio_remaps + command_remaps,
+                      parameters=[config, common_params, generator_params], **common),
         LifecycleNode(executable="renderer_node", name="renderer", remappings=image_remaps,
                       parameters=[config, common_params, renderer_params], **common),
     ]

@@ -137,19 +137,32 @@ def test_rosdep_keys_of_the_imports_are_declared_in_package_xml(package, release
 
 
 def test_every_package_xml_key_resolves_for_jazzy_and_kilted(package, rosdep_db, released):
-    dependencies = {d.name for group in (package.buildtool_depends, package.build_depends,
-                                          package.build_export_depends, package.exec_depends,
-                                          package.test_depends) for d in group}
+    """Per distribution, as rosdep reads package.xml there: a dependency whose condition
+    (``$ROS_DISTRO == ...``) is false on it is not asked for."""
     unresolved = []
-    for name in sorted(dependencies):
-        if name in rosdep_db:
-            if not resolves(rosdep_db[name]):
-                unresolved.append(f"{name}: no rule for {' '.join(PLATFORM)}")
-        else:
-            not_in = [d for d in DISTROS if name not in released[d]]
-            if not_in:
-                unresolved.append(f"{name}: neither a rosdep key nor released in {', '.join(not_in)}")
+    for distro in DISTROS:
+        package.evaluate_conditions({"ROS_DISTRO": distro})
+        dependencies = {d.name for group in (package.buildtool_depends, package.build_depends,
+                                              package.build_export_depends, package.exec_depends,
+                                              package.test_depends) for d in group if d.evaluated_condition}
+        for name in sorted(dependencies):
+            if name in rosdep_db:
+                if not resolves(rosdep_db[name]):
+                    unresolved.append(f"{name}: no rule for {' '.join(PLATFORM)}")
+            elif name not in released[distro]:
+                unresolved.append(f"{name}: neither a rosdep key nor released in {distro}")
     assert unresolved == []
+
+
+def test_hri_msgs_is_asked_for_only_where_it_is_released(package, released):
+    """ROS4HRI's hri_msgs is optional at run time; rosdep installs it on Jazzy (released) and
+    does not ask for it on Kilted (not released: `rosdep install` would fail)."""
+    asked = {}
+    for distro in DISTROS:
+        package.evaluate_conditions({"ROS_DISTRO": distro})
+        asked[distro] = any(d.name == "hri_msgs" and d.evaluated_condition for d in package.exec_depends)
+    assert asked == {distro: "hri_msgs" in released[distro] for distro in DISTROS}
+    assert asked["jazzy"]
 
 
 def test_what_rosdep_cannot_provide_is_one_pinned_pip_step():

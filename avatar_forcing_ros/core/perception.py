@@ -110,6 +110,11 @@ _BROW_DOWN_MM = 4.0
 _CHEEK_MM = 4.0
 _BLINK_FRACTION = 0.75  # eye opening lost (of neutral) for a full blink
 _WIDE_FRACTION = 0.5
+# The same scales for other measurements of the user (core/humans.py: ROS4HRI landmarks).
+FULLY_ON = {"jaw_open_mm": _JAW_OPEN_MM, "narrow_mm": _NARROW_MM, "round_mm": _ROUND_MM, "smile_mm": _SMILE_MM,
+            "frown_mm": _FROWN_MM, "stretch_mm": _STRETCH_MM, "brow_up_mm": _BROW_UP_MM,
+            "brow_down_mm": _BROW_DOWN_MM, "blink_fraction": _BLINK_FRACTION, "wide_fraction": _WIDE_FRACTION,
+            "eye_width_mm": _EYE_WIDTH_MM, "eyeball_radius_mm": _EYEBALL_RADIUS_MM}
 
 
 @dataclass

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .audio import SAMPLE_RATE, AudioFormat, AudioFormatError, PcmDecoder
+from .face_commands import CommandError, FaceCommands
+from .humans import HumanSource, LandmarkError
 from .imaging import ImageFormatError
 from .messages import (audio_payload, audio_stamp, header_stamp_s, image_to_rgb, is_pcm_coding,
                        read_face_motion)
@@ -206,10 +208,18 @@ class GeneratorStage(_Stage):
     SIDES = ("user", "speech")
 
     def __init__(self, generator: StreamingGenerator, user_format: AudioFormat, speech_format: AudioFormat,
-                 telemetry: Telemetry | None = None):
+                 telemetry: Telemetry | None = None, commands: FaceCommands | None = None,
+                 humans: HumanSource | None = None):
         super().__init__(telemetry, "generator")
         self.generator = generator
         self.space: MotionSpace = generator.model.space
+        # expression and look-at commands, blended into every frame at its presentation time
+        self.commands = commands or FaceCommands(self.space)
+        # user_source hri: the user is chosen among ROS4HRI's humans (None: our own camera)
+        self.humans = humans
+        self.look_at_face = ""  # a face id the look-at follows (user_source hri)
+        if humans is not None:
+            humans.telemetry = self.telemetry
         self.inputs = {"user": AudioInput("user", user_format, self.telemetry),
                        "speech": AudioInput("speech", speech_format, self.telemetry)}
         self.inputs["user"].check_rate = True  # a microphone streams; a TTS bursts
@@ -234,6 +244,7 @@ class GeneratorStage(_Stage):
         last = self._last_now
         if last is not None and (now < last - CLOCK_JUMP_BACK_S or (last == 0.0 and now > 0.0)):
             self.generator.start(now)
+            self.commands.restart_clock(now)
             self.restarts += 1
             self.telemetry.set("restarts (clock jumped)", self.restarts)
             self._last_now = now
@@ -269,13 +280,104 @@ class GeneratorStage(_Stage):
             self.generator.push_user_motion(values, confidence, now)
         return None
 
+    def on_expression(self, msg, now: float) -> Skip | None:
+        """An hri_msgs/Expression (by fields): the expression the face shows from ``now`` on."""
+        self._handle()
+        with self._lock:
+            try:
+                shown = self.commands.set_expression(msg.expression, msg.valence, msg.arousal, msg.confidence, now)
+            except CommandError as exc:
+                return self._skip(exc.reason, exc.detail)
+        self.telemetry.set("expression", shown)
+        return None
+
+    def on_look_at(self, msg, now: float) -> Skip | None:
+        """A geometry_msgs/PointStamped in the avatar's frame: where the face looks from ``now`` on."""
+        self._handle()
+        with self._lock:
+            try:
+                self.commands.set_look_at(msg.point.x, msg.point.y, msg.point.z, msg.header.frame_id, now)
+            except CommandError as exc:
+                return self._skip(exc.reason, exc.detail)
+            shown = self.commands.look_at
+        self.telemetry.set("look at", shown)
+        return None
+
+    # -- ROS4HRI humans (user_source hri) ----------------------------------------------------
+
+    def on_tracked(self, kind: str, msg, now: float) -> tuple[list[str], list[str]]:
+        """An hri_msgs/IdsList of faces, persons or voices: (ids to subscribe, ids to drop)."""
+        self._handle()
+        with self._lock:
+            return self.humans.on_tracked(kind, list(msg.ids), now)
+
+    def on_engagement(self, person_id: str, msg, now: float) -> None:
+        self._handle()
+        with self._lock:
+            self.humans.on_engagement(person_id, msg.level, now)
+
+    def on_person_match(self, person_id: str, kind: str, msg, now: float) -> None:
+        """A person's face_id or voice_id (std_msgs/String)."""
+        self._handle()
+        with self._lock:
+            if kind == "face":
+                self.humans.on_person_face(person_id, msg.data, now)
+            else:
+                self.humans.on_person_voice(person_id, msg.data)
+
+    def on_face_landmarks(self, face_id: str, msg, now: float) -> Skip | None:
+        """One face's hri_msgs/FacialLandmarks: the user's face motion when it is the user's."""
+        self._handle()
+        with self._lock:
+            try:
+                choice = self.humans.on_landmarks(face_id, msg, now)
+            except LandmarkError as exc:
+                return self._skip("face landmarks", str(exc))
+            if face_id == self.look_at_face and (d := self.humans.direction(face_id)) is not None:
+                self.commands.look_towards(*d, now)
+            if choice is None:
+                return None  # another person's face: tracked for the choice, not the user
+            self._follow_clock(now)
+            self.generator.push_user_motion(choice.values, choice.confidence, now)
+        self.telemetry.tick("user face motion")
+        return None
+
+    def on_look_at_face(self, msg, now: float) -> Skip | None:
+        """A face id (std_msgs/String) to keep looking at, followed on its landmarks (user_source
+        hri); an empty one lets the target go."""
+        self._handle()
+        face_id = msg.data.strip()
+        if self.humans is None:
+            return self._skip("look-at face without user_source hri", repr(face_id))
+        with self._lock:
+            self.look_at_face = face_id
+            if not face_id:
+                self.commands.release_look(now)
+            elif (d := self.humans.direction(face_id)) is not None:
+                self.commands.look_towards(*d, now)
+        self.telemetry.set("look at face", face_id or "none")
+        return None
+
+    def on_voice_audio(self, voice_id: str, msg, now: float) -> Skip | None:
+        """A voice's audio: the user's audio when it is the selected person's voice."""
+        with self._lock:
+            mine = self.humans.voice_selected(voice_id)
+        if not mine:
+            self._handle()
+            self.telemetry.tick("other voices' audio")
+            return None
+        return self.on_audio("user", msg, now)
+
     def tick(self, now: float) -> list[GeneratedFrame]:
-        """Make every block that is due at ``now``; the frames whose presentation time came."""
+        """Make every block that is due at ``now``; the frames whose presentation time came,
+        with the face commands blended in."""
         with self._lock:
             self._follow_clock(now)
             gen = self.generator
             made = gen.step(now)
             frames = gen.pop_due(now)
+            for f in frames:
+                f.values = self.commands.apply(f.values, f.presentation_time)
             if made:
                 self.telemetry.latency(gen.stats.last_block_compute_s)
             self.telemetry.set("frames skipped (late)", gen.stats.skipped_frames)

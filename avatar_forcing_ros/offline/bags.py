@@ -25,6 +25,8 @@ AUDIO_INFO = "audio_common_msgs/msg/AudioInfo"
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 DIAGNOSTICS = "diagnostic_msgs/msg/DiagnosticArray"
+EXPRESSION = "hri_msgs/msg/Expression"
+POINT_STAMPED = "geometry_msgs/msg/PointStamped"
 
 # The pipeline's topics (relative names in the nodes; absolute at the root namespace in bags).
 TOPICS = {
@@ -43,6 +45,11 @@ TOPICS = {
     "diagnostics": ("/diagnostics", DIAGNOSTICS),
 }
 STORAGES = ("mcap", "sqlite3")
+# Commands to the face (core/face_commands.py), replayed where a bag has them.
+COMMAND_TOPICS = {
+    "expression": ("/robot_face/expression", EXPRESSION),
+    "look_at": ("/robot_face/look_at", POINT_STAMPED),
+}
 
 
 def pipeline_topics(namespace: str = "", remaps: dict | None = None) -> list[str]:
@@ -99,8 +106,8 @@ class BagError(RuntimeError):
 
 
 def topic(key: str, namespace: str = "") -> str:
-    """Absolute topic name of one of the pipeline's topics under ``namespace``."""
-    name = TOPICS[key][0]
+    """Absolute topic name of one of the pipeline's topics (or COMMAND_TOPICS) under ``namespace``."""
+    name = (TOPICS.get(key) or COMMAND_TOPICS[key])[0]
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
     return ns + name
 
@@ -143,8 +150,23 @@ def typestore():
         for name in sorted(texts, key=lambda n: (n != AUDIO_DATA, n)):
             types.update(get_types_from_msg(texts[name], name))
         store.register(types)
+        _register_optional_types(store, get_types_from_msg)
         _TYPESTORE = store
     return _TYPESTORE
+
+
+def _register_optional_types(store, parse) -> None:
+    """ROS4HRI's hri_msgs where it is installed (a bag recorded by rosbag2 carries its own
+    definitions: see ``_learn_types_from_bag``)."""
+    for d in share_candidates("msg", package="hri_msgs"):
+        if not d.is_dir():
+            continue
+        for f in sorted(d.glob("*.msg")):
+            try:
+                store.register(parse(f.read_text(), f"hri_msgs/msg/{f.stem}"))
+            except Exception:  # a definition this rosbags cannot parse: that type stays unknown
+                continue
+        return
 
 
 # -- writing -----------------------------------------------------------------------------------

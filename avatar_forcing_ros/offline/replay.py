@@ -211,6 +211,10 @@ def replay(in_bag: str | Path, out_bag: str | Path, *, config: str | Path | None
         else:
             account.use(topic_name)
 
+    humans = generator.humans  # user_source hri: ROS4HRI topics instead of the camera and microphone
+    hri_topic = _hri_topics(gp.get("humans_prefix", "humans"), namespace) if humans is not None else None
+    commands = {bags.topic(k, namespace): (k, msgtype) for k, (_, msgtype) in bags.COMMAND_TOPICS.items()}
+    command_handlers = {"expression": generator.on_expression, "look_at": generator.on_look_at}
     audio_topics = {T["user_audio"]: "user", T["speech"]: "speech"}
     info_topics = {T["user_audio_info"]: "user", T["speech_info"]: "speech"}
     try:
@@ -223,7 +227,14 @@ def replay(in_bag: str | Path, out_bag: str | Path, *, config: str | Path | None
                 break
             now = m.t_ns / 1e9
             last_ns = m.t_ns
-            if m.topic == camera_topic:
+            route = hri_topic(m.topic) if hri_topic is not None else None
+            if route is not None:
+                advance(m.t_ns)
+                with _Timer(stage, "generator"):
+                    count(m.topic, _hri_message(generator, route, m, now))
+            elif humans is not None and m.topic in (camera_topic, T["user_audio"], T["user_audio_info"]):
+                account.skip(m.topic, "user_source hri")
+            elif m.topic == camera_topic:
                 advance(m.t_ns)
                 obs = perception.step(m.msg, now)
                 if not isinstance(obs, Skip):
@@ -249,6 +260,13 @@ def replay(in_bag: str | Path, out_bag: str | Path, *, config: str | Path | None
                     account.skip(m.topic, f"not an AudioInfo ({m.msgtype})")
                     continue
                 count(m.topic, generator.on_info(info_topics[m.topic], m.msg))
+            elif m.topic in commands:
+                advance(m.t_ns)
+                key, msgtype = commands[m.topic]
+                if m.msgtype != msgtype:
+                    account.skip(m.topic, f"not a {msgtype} ({m.msgtype})")
+                    continue
+                count(m.topic, command_handlers[key](m.msg, now))
             elif m.topic == other_camera:
                 account.skip(m.topic, f"perception reads {camera_topic} (image_transport)")
             elif m.topic in outputs:
@@ -287,6 +305,59 @@ def replay(in_bag: str | Path, out_bag: str | Path, *, config: str | Path | None
         account.problems.append("no avatar frames were made: no MP4 written")
     result.wall_s = time.perf_counter() - t_wall
     return result
+
+
+_HRI_TYPES = {"tracked": "hri_msgs/msg/IdsList", "landmarks": "hri_msgs/msg/FacialLandmarks",
+              "engagement_status": "hri_msgs/msg/EngagementLevel", "face_id": "std_msgs/msg/String",
+              "voice_id": "std_msgs/msg/String", "look_at_face": "std_msgs/msg/String"}
+
+
+def _hri_topics(prefix: str, namespace: str):
+    """topic -> (kind, id, what) for the ROS4HRI topics the generator node subscribes under
+    ``prefix`` (resolved in ``namespace`` as the node resolves it), or None."""
+    import re
+
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    base = prefix.rstrip("/") if prefix.startswith("/") else f"{ns}/{prefix.strip('/')}"
+    tracked = re.compile(re.escape(base) + r"/(faces|persons|voices)/tracked$")
+    per_id = re.compile(re.escape(base) + r"/(faces|persons|voices)/([^/]+)/(landmarks|engagement_status|face_id"
+                        r"|voice_id|audio)$")
+    look_face = bags.topic("look_at", namespace) + "_face"
+
+    def route(topic_name: str):
+        if topic_name == look_face:
+            return ("commands", "", "look_at_face")
+        if m := tracked.match(topic_name):
+            return (m.group(1), "", "tracked")
+        if m := per_id.match(topic_name):
+            return m.groups()
+        return None
+    return route
+
+
+def _hri_message(generator, route, m, now: float):
+    """One ROS4HRI message to the generator stage as the node hands it on: per-id topics only
+    for ids in the tracked lists (the node is subscribed to those only)."""
+    kind, i, what = route
+    expected = _HRI_TYPES.get(what)
+    if what == "audio":
+        expected = m.msgtype if m.msgtype in (bags.AUDIO_STAMPED, bags.AUDIO_DATA) else bags.AUDIO_STAMPED
+    if m.msgtype != expected:
+        return Skip(f"not a {expected} ({m.msgtype})")
+    if what == "look_at_face":
+        return generator.on_look_at_face(m.msg, now)
+    if what == "tracked":
+        generator.on_tracked(kind, m.msg, now)
+        return None
+    if i not in generator.humans.tracked[kind]:
+        return Skip(f"{kind} id not tracked")
+    if what == "landmarks":
+        return generator.on_face_landmarks(i, m.msg, now)
+    if what == "audio":
+        return generator.on_voice_audio(i, m.msg, now)
+    if what == "engagement_status":
+        return generator.on_engagement(i, m.msg, now)
+    return generator.on_person_match(i, what[:-3], m.msg, now)
 
 
 class _Perception:

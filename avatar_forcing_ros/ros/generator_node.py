@@ -5,21 +5,39 @@ Subscribes (relative names, remap them): ``user/audio`` and ``avatar/speech``
 ``user/face_motion`` (FaceMotion). Publishes ``avatar/face_motion`` (FaceMotion, at the frame
 rate, stamped with presentation time) and ``avatar/audio`` (the robot speech, delayed so it
 plays in sync with the frames made from it).
+
+Commands (core/face_commands.py): ``robot_face/expression`` (hri_msgs/Expression, where hri_msgs
+is installed) and ``robot_face/look_at`` (geometry_msgs/PointStamped in the avatar's frame) are
+blended into the generated frames.
+
+``user_source: hri`` takes the user from ROS4HRI instead (core/humans.py): ``<humans_prefix>/
+faces/tracked``, ``persons/tracked``, ``voices/tracked`` (IdsList), and per id, subscribed and
+dropped as ids come and go, ``faces/<id>/landmarks``, ``persons/<id>/engagement_status``,
+``persons/<id>/face_id`` / ``voice_id`` and ``voices/<id>/audio``; ``user/face_motion`` and
+``user/audio`` are then not subscribed.
 """
 from __future__ import annotations
 
 import threading
 
 from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
+from geometry_msgs.msg import PointStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
 
 from ..core.audio import SAMPLE_RATE, SUPPORTED_SAMPLE_FORMATS, encode_s16le
 from ..core.messages import audio_data_msg, audio_info_msg, audio_stamped_msg, face_motion_msg
 from ..msg import FaceMotion
 from ..pipeline import build_generator_stage
 from .common import Param, AvatarNode, main_for, qos
-from .messages import ROS_KIT
+from .messages import ROS_KIT, named_motion_msg
+
+try:  # ROS4HRI's messages: optional (released for Jazzy, built from source elsewhere)
+    from hri_msgs.msg import EngagementLevel, Expression, FacialLandmarks, IdsList
+except ImportError:
+    EngagementLevel = Expression = FacialLandmarks = IdsList = None
 
 _AUDIO_TYPES = {"AudioDataStamped": AudioDataStamped, "AudioData": AudioData}
 
@@ -63,10 +81,39 @@ class GeneratorNode(AvatarNode):
         "speech_audio_channels": Param(1, "Robot speech channels.", min=1, max=32),
         "speech_audio_sample_format": Param("S16LE", "Robot speech sample format.", choices=SUPPORTED_SAMPLE_FORMATS),
         "frame_id": Param("avatar_face", "frame_id of published FaceMotion and audio.", live=True),
+        "expression_time_constant_s": Param(0.3, "Time constant with which a commanded expression "
+                                            "(robot_face/expression) blends in and out (s).", min=0.0, max=10.0, live=True),
+        "look_at_time_constant_s": Param(0.25, "Time constant with which head and eyes turn to a "
+                                         "look-at target (robot_face/look_at) (s).", min=0.0, max=10.0, live=True),
+        "look_at_head_share": Param(0.6, "Share of a look-at angle turned by the head; the eyes turn "
+                                    "the rest.", min=0.0, max=1.0, live=True),
+        "look_at_hold_s": Param(5.0, "A look-at target is let go after this long without a new "
+                                "point (s); 0: held until the next.", min=0.0, max=3600.0, live=True),
+        "user_source": Param("camera", "Where the user comes from: camera (user/face_motion and "
+                             "user/audio, from the perception node) or hri (ROS4HRI's /humans/...: "
+                             "the engaged person's face landmarks and voice; needs hri_msgs).",
+                             choices=("camera", "hri")),
+        "humans_prefix": Param("humans", "ROS4HRI topic prefix for user_source hri (relative: "
+                               "follows the namespace; '/humans' for a robot's global one)."),
+        "hri_calibration_frames": Param(30, "Frames of each face's landmarks whose median is its "
+                                        "neutral (user_source hri; 0: template defaults).", min=0, max=10000),
+        "hri_switch_time_s": Param(0.5, "Crossfade of the user's face motion when the user changes "
+                                   "to another person (s).", min=0.0, max=10.0),
+        "hri_camera_hfov_deg": Param(60.0, "Horizontal field of view of the camera the ROS4HRI landmarks "
+                                     "come from (deg), facing the way the avatar does: where a face id "
+                                     "on robot_face/look_at_face is.", min=1.0, max=179.0),
+        "hri_max_ids": Param(16, "Most faces, persons and voices followed at once (per-id "
+                             "subscriptions); more are counted and ignored.", min=1, max=256),
+        "publish_named_motion": Param(False, "Also publish avatar/face_motion_named (sensor_msgs/"
+                                      "JointState: channel names + values) for tools that know no FaceMotion."),
+        "look_at_frames": Param(["avatar_face"], "Frames a look-at point may be given in: the avatar "
+                                "face's own frame (REP-103: x out of the screen, y to the face's "
+                                "left, z up). Points in other frames are dropped (no TF lookup).", live=True),
     }
 
     def __init__(self, **kwargs):
         self._subs, self._pubs, self._timer = [], {}, None
+        self._hri = {}  # user_source hri: prefix and {(kind, id): per-id subscriptions}
         self.stage = None
         self._lock = threading.Lock()  # a tick in flight finishes before its publishers go
         super().__init__("generator", **kwargs)
@@ -75,6 +122,10 @@ class GeneratorNode(AvatarNode):
 
     def configure(self) -> None:
         msg_type = _AUDIO_TYPES[self.param("audio_message_type")]  # one of them: checked at start-up
+        if self.param("user_source") == "hri" and IdsList is None:
+            raise RuntimeError("user_source hri needs ROS4HRI's hri_msgs, which is not installed "
+                               "(Jazzy: apt install ros-jazzy-hri-msgs; elsewhere build "
+                               "github.com/ros4hri/hri_msgs), or set user_source: camera")
         self.stage, note = build_generator_stage(self.parameter_values(), self.telemetry)
         if note:
             self.get_logger().warning(note)
@@ -82,6 +133,8 @@ class GeneratorNode(AvatarNode):
         self.get_logger().info(f"motion model: {model.name} (block {model.block_frames} frames)")
         self.telemetry.set("model", model.name)
         self._pubs["motion"] = self.create_lifecycle_publisher(FaceMotion, "avatar/face_motion", qos("reliable"))
+        if self.param("publish_named_motion"):
+            self._pubs["named"] = self.create_lifecycle_publisher(JointState, "avatar/face_motion_named", qos("reliable"))
         self._pubs["audio"] = self.create_lifecycle_publisher(AudioDataStamped, "avatar/audio", qos("reliable"))
         self._pubs["audio_info"] = self.create_lifecycle_publisher(
             AudioInfo, "avatar/audio_info", qos("latched", 1))
@@ -90,16 +143,37 @@ class GeneratorNode(AvatarNode):
         # One group per input: a backed-up microphone never holds back speech, infos or the face.
         def group():
             return MutuallyExclusiveCallbackGroup()
+        self._msg_type = msg_type
         self._subs = [
-            self.create_subscription(msg_type, "user/audio", lambda m: self._on_audio("user", m),
-                                     qos(self.param("user_audio_qos")), callback_group=group()),
             self.create_subscription(msg_type, "avatar/speech", lambda m: self._on_audio("speech", m),
                                      qos(self.param("speech_audio_qos")), callback_group=group()),
             *self._info_subscriptions("user", "user/audio_info", group()),
             *self._info_subscriptions("speech", "avatar/speech_info", group()),
-            self.create_subscription(FaceMotion, "user/face_motion", self._on_user_motion,
+            self.create_subscription(PointStamped, "robot_face/look_at", self._on_look_at,
+                                     qos("reliable"), callback_group=group()),
+            self.create_subscription(String, "robot_face/look_at_face", self._on_look_at_face,
                                      qos("reliable"), callback_group=group()),
         ]
+        if self.stage.humans is None:  # user_source camera
+            self._subs += [
+                self.create_subscription(msg_type, "user/audio", lambda m: self._on_audio("user", m),
+                                         qos(self.param("user_audio_qos")), callback_group=group()),
+                self.create_subscription(FaceMotion, "user/face_motion", self._on_user_motion,
+                                         qos("reliable"), callback_group=group())]
+        else:
+            self._hri_group = group()
+            prefix = self.param("humans_prefix").rstrip("/")
+            self._hri = {"prefix": prefix, "subs": {}}
+            self._subs += [self.create_subscription(IdsList, f"{prefix}/{kind}/tracked",
+                                                    lambda m, k=kind: self._on_tracked(k, m),
+                                                    qos("reliable"), callback_group=self._hri_group)
+                           for kind in ("faces", "persons", "voices")]
+        if Expression is not None:
+            self._subs.append(self.create_subscription(Expression, "robot_face/expression", self._on_expression,
+                                                       qos("reliable"), callback_group=group()))
+        else:
+            self.get_logger().warning("hri_msgs is not installed: robot_face/expression is not subscribed")
+            self.telemetry.set("expression", "unavailable (no hri_msgs)")
         self._tick_group = group()
 
     def _info_subscriptions(self, side: str, topic: str, callback_group):
@@ -123,6 +197,8 @@ class GeneratorNode(AvatarNode):
             stage.generator.model.set_guidance(value)
         elif name == "user_motion_timeout_s":
             stage.generator.user_motion.timeout_s = float(value)
+        elif hasattr(stage.commands.settings, name):
+            setattr(stage.commands.settings, name, tuple(value) if name == "look_at_frames" else float(value))
 
     def activate(self) -> None:
         self.stage.start(self.now_s())
@@ -138,6 +214,9 @@ class GeneratorNode(AvatarNode):
 
     def cleanup(self) -> None:
         with self._lock:
+            for subs in getattr(self, "_hri", {}).get("subs", {}).values():
+                self._subs += subs
+            self._hri = {}
             for sub in self._subs:
                 self.destroy_subscription(sub)
             for pub in self._pubs.values():
@@ -161,6 +240,69 @@ class GeneratorNode(AvatarNode):
         if stage is not None and self._timer is not None:
             stage.on_user_motion(msg, self.now_s())
 
+    # -- ROS4HRI humans: per-id subscriptions made and dropped as ids come and go -------------
+
+    def _on_tracked(self, kind: str, msg) -> None:
+        stage, hri = self.stage, self._hri
+        if stage is None or self._timer is None or not hri:
+            return
+        added, removed = stage.on_tracked(kind, msg, self.now_s())
+        for i in removed:
+            for sub in hri["subs"].pop((kind, i), []):
+                self.destroy_subscription(sub)
+        for i in added:
+            try:
+                hri["subs"][(kind, i)] = self._id_subscriptions(kind, i, f"{hri['prefix']}/{kind}/{i}")
+            except Exception as exc:  # an id that is not a valid topic name
+                self.telemetry.drop(f"{kind} id unusable", f"{i!r}: {exc}")
+        self.telemetry.set("hri subscriptions", sum(len(v) for v in hri["subs"].values()))
+
+    def _id_subscriptions(self, kind: str, i: str, base: str) -> list:
+        group = self._hri_group
+        if kind == "faces":
+            return [self.create_subscription(FacialLandmarks, f"{base}/landmarks",
+                                             lambda m: self._hri_call("on_face_landmarks", i, m),
+                                             qos("sensor_data"), callback_group=group)]
+        if kind == "voices":
+            return [self.create_subscription(self._msg_type, f"{base}/audio",
+                                             lambda m: self._hri_call("on_voice_audio", i, m),
+                                             qos(self.param("user_audio_qos")), callback_group=group)]
+        quiet = SubscriptionEventCallbacks(incompatible_qos=lambda event: None)  # latched or not: both
+        subs = [self.create_subscription(EngagementLevel, f"{base}/engagement_status",
+                                         lambda m: self._hri_call("on_engagement", i, m),
+                                         qos("reliable"), callback_group=group)]
+        for match in ("face", "voice"):
+            for q in (qos("latched", 1), qos("reliable", 1)):
+                subs.append(self.create_subscription(
+                    String, f"{base}/{match}_id", lambda m, k=match: self._hri_match(i, k, m), q,
+                    callback_group=group, event_callbacks=quiet))
+        return subs
+
+    def _hri_call(self, method: str, i: str, msg) -> None:
+        stage = self.stage
+        if stage is not None and self._timer is not None and self._hri:
+            getattr(stage, method)(i, msg, self.now_s())
+
+    def _hri_match(self, person_id: str, kind: str, msg) -> None:
+        stage = self.stage
+        if stage is not None and self._timer is not None and self._hri:
+            stage.on_person_match(person_id, kind, msg, self.now_s())
+
+    def _on_expression(self, msg) -> None:
+        stage = self.stage
+        if stage is not None and self._timer is not None:
+            stage.on_expression(msg, self.now_s())
+
+    def _on_look_at_face(self, msg) -> None:
+        stage = self.stage
+        if stage is not None and self._timer is not None:
+            stage.on_look_at_face(msg, self.now_s())
+
+    def _on_look_at(self, msg) -> None:
+        stage = self.stage
+        if stage is not None and self._timer is not None:
+            stage.on_look_at(msg, self.now_s())
+
     # -- output -----------------------------------------------------------------------------
 
     def _tick(self) -> None:
@@ -170,8 +312,10 @@ class GeneratorNode(AvatarNode):
                 return  # deactivated while this tick was queued
             frame_id = self.param("frame_id")
             for f in stage.tick(self.now_s()):
-                pubs["motion"].publish(face_motion_msg(ROS_KIT, stage.space, f.values, 1.0, True,
-                                                       f.presentation_time, frame_id))
+                motion = face_motion_msg(ROS_KIT, stage.space, f.values, 1.0, True, f.presentation_time, frame_id)
+                pubs["motion"].publish(motion)
+                if "named" in pubs:
+                    pubs["named"].publish(named_motion_msg(stage.space, motion))
                 pcm = encode_s16le(f.speech)
                 pubs["audio"].publish(audio_stamped_msg(ROS_KIT, pcm, f.presentation_time, frame_id))
                 pubs["play"].publish(audio_data_msg(ROS_KIT, pcm))

@@ -5,7 +5,7 @@ import array
 
 from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
 from builtin_interfaces.msg import Time
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Header
 
 from ..core.messages import MessageKit
@@ -17,3 +17,12 @@ ROS_KIT = MessageKit(time=Time, header=Header, face_motion=FaceMotion, audio_dat
                      compressed_image=CompressedImage,
                      u8=lambda data: array.array("B", data),
                      f32=lambda values: array.array("f", values.tobytes()))
+
+
+
+def named_motion_msg(space, face_motion) -> JointState:
+    """A FaceMotion as sensor_msgs/JointState: name[] = the motion space's channel names,
+    position[] = its values, the same header. Tools that know no FaceMotion (PlotJuggler,
+    Foxglove, rosbag tools) show one named curve per channel."""
+    return JointState(header=face_motion.header, name=list(space.names),
+                      position=[float(x) for x in face_motion.values])
