@@ -80,10 +80,11 @@ def test_repeated_synthesis_has_identical_phoneme_timing():
     # espeak carries its glottal phase between calls, so samples may shift by a pitch period
     a = synthesize("Same words twice", voice="en-us+f3", pitch=70)
     b = synthesize("Same words twice", voice="en-us+f3", pitch=70)
-    def starts(u):
-        return [(p.start_s, p.symbol) for p in u.phonemes]
-
-    assert starts(a) == starts(b)
+    # the same phonemes in the same order at the same times; a start at the very end is
+    # clamped to the duration, which moves with that phase, so times get the same 5 ms
+    assert [p.symbol for p in a.phonemes] == [p.symbol for p in b.phonemes]
+    np.testing.assert_allclose([p.start_s for p in a.phonemes], [p.start_s for p in b.phonemes],
+                               atol=0.005)
     np.testing.assert_allclose([p.end_s for p in a.phonemes], [p.end_s for p in b.phonemes],
                                atol=0.005)
     assert abs(a.duration_s - b.duration_s) < 0.02
