@@ -160,12 +160,12 @@ def full_size_keys(official: Path, wav2vec_dir: str) -> dict:
                          nn.Linear(12 * 768, 512), nn.LayerNorm(512), nn.SiLU())}
         out = {"parameters": {}, "buffers": {}}
         for prefix, mod in parts.items():
-            for n, p in mod.named_parameters():
+            params = dict(mod.named_parameters())
+            for n, p in params.items():
                 out["parameters"][f"{prefix}.{n}"] = list(p.shape)
-            for n, b in mod.named_buffers():
-                if n.split(".")[-1] in getattr(mod, "_non_persistent_buffers_set", set()):
-                    continue
-                out["buffers"][f"{prefix}.{n}"] = list(b.shape)
+            for n, b in mod.state_dict().items():   # persistent buffers: in a saved state dict
+                if n not in params:
+                    out["buffers"][f"{prefix}.{n}"] = list(b.shape)
         return out
     finally:
         sys.path.remove(str(official))
