@@ -10,6 +10,7 @@
     avatar-forcing replay      run a recorded bag through the exact pipeline, offline
     avatar-forcing dataset     turn recorded bags into training data
     avatar-forcing timeline    a figure and metrics report of a bag, replay or session
+    avatar-forcing convert-official DIR   the official weights (.pth) -> safetensors, once
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ COMMANDS = {
     "replay": ("avatar_forcing_ros.offline.replay", "main_replay"),
     "dataset": ("avatar_forcing_ros.offline.recordings", "main_dataset"),
     "timeline": ("avatar_forcing_ros.offline.timeline", "main_timeline"),
+    "convert-official": ("avatar_forcing_ros.generation.official.weights", "main_convert"),
 }
 
 

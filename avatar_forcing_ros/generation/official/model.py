@@ -62,8 +62,8 @@ class OfficialAvatarForcing:
                               if k.startswith("audio_encoder.")}, strict=True)
         ae.load_state_dict({k[len("motion_autoencoder."):]: v for k, v in parts["autoencoder"].items()},
                            strict=True)
-        return cls(cfg, flow.to(device).eval(), proj.to(device).eval(), ae.to(device).eval(),
-                   wav2vec, device)
+        flow, proj, ae = (m.to(device).eval().requires_grad_(False) for m in (flow, proj, ae))
+        return cls(cfg, flow, proj, ae, wav2vec, device)
 
     def sampler(self, nfe: int | None = None, seed: int = 0, **kw) -> FlowSampler:
         return FlowSampler(self.flow, nfe=nfe, seed=seed, **kw)
