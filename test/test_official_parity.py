@@ -20,9 +20,17 @@ TOL = 1e-4
 FRAMES = 85
 
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Small models: one thread is fastest on the shared 2-core box; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    torch.set_num_threads(1)
     return OfficialAvatarForcing.load(write_weights_dir(tmp_path_factory.mktemp("official")))
 
 

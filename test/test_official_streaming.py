@@ -1,0 +1,87 @@
+"""The official network streams for as long as the conversation lasts: positions never run out
+(the released code stops at frame 1,024, 41 s), memory stays constant, inputs stay bounded."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from official_fixture import write_weights_dir  # noqa: E402
+
+from avatar_forcing_ros.generation.official.config import OfficialConfig  # noqa: E402
+from avatar_forcing_ros.generation.official.flow import FlowTransformer, rotary  # noqa: E402
+from avatar_forcing_ros.generation.official.model import OfficialAvatarForcing, OfficialStream  # noqa: E402
+from avatar_forcing_ros.generation.official.sampler import FlowSampler  # noqa: E402
+
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Small models: one thread is fastest on the shared 2-core box; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+def tiny_flow(seed=0):
+    torch.manual_seed(seed)
+    cfg = OfficialConfig(width=32, heads=2, depth=1, image_size=64)
+    flow = FlowTransformer(cfg).eval()
+    with torch.no_grad():
+        for p in flow.parameters():      # nothing zero-initialised: every path is live
+            p.copy_(torch.randn_like(p) / max(1, p.shape[-1]) ** 0.5)
+    return flow
+
+
+def test_rotary_attention_depends_only_on_position_differences():
+    q, k = torch.randn(1, 2, 12, 16), torch.randn(1, 2, 50, 16)
+    near = rotary(q, torch.arange(38, 50)) @ rotary(k, torch.arange(50)).transpose(-1, -2)
+    far = rotary(q, torch.arange(100038, 100050)) @ rotary(k, torch.arange(100000, 100050)).transpose(-1, -2)
+    assert float((near - far).abs().max()) < 1e-2     # float32 angles of 1e5 lose digits...
+    assert float((near - far).abs().max()) > 0        # ...which is why positions stay in the window
+
+
+def test_streaming_past_1024_frames_keeps_a_fixed_cache():
+    cfg_frames = 50 + 10 * 100                          # 1,050 frames: past the release's table
+    sampler = FlowSampler(tiny_flow(), nfe=4, seed=3)
+    sampler.reset(torch.randn(1, 512))
+    sizes, outputs = [], []
+    while sampler.frames_done < cfg_frames:
+        n = sampler.frames_needed
+        block = sampler.next_block(torch.randn(1, n, 512), torch.randn(1, n, 512), torch.randn(1, n, 512))
+        outputs.append(block)
+        sizes.append(sampler.cache_state_bytes())
+    assert sampler.frames_done == cfg_frames
+    assert len(set(sizes)) == 1                         # the same window after every block
+    assert all(layer[0].shape[2] == 38 and layer[2].shape[2] == 2 for layer in sampler.past)
+    late = torch.cat(outputs[-5:], dim=1)
+    assert torch.isfinite(late).all() and float(late.std()) > 0.05
+
+
+def test_a_conversation_stream_stays_bounded_and_accounts_for_every_frame(tmp_path):
+    """Audio and user faces pushed frame by frame as they would arrive live, blocks pulled as
+    soon as their frames are in: every frame gets a latent and an image; buffers stay bounded."""
+    model = OfficialAvatarForcing.load(write_weights_dir(tmp_path / "w"))
+    rng = np.random.default_rng(0)
+    portrait = rng.integers(0, 255, (80, 80, 3), dtype=np.uint8)
+    stream = OfficialStream(model, portrait, nfe=3, seed=1)
+    face = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    produced, images, frame = 0, 0, 0
+    total = 50 + 10 * 12
+    while produced < total:
+        stream.push_audio(rng.standard_normal(640).astype(np.float32) * 0.1,
+                          rng.standard_normal(640).astype(np.float32) * 0.1)
+        stream.push_user_face(face if frame % 7 else None)   # the face is lost now and then
+        frame += 1
+        needed_end = stream.next_frame + (stream.cfg.clip_frames if stream.sampler.first
+                                          else stream.cfg.block_frames)
+        if frame >= needed_end:
+            block = stream.next_block()
+            if produced == 50:               # decode one block (images cost the most here)
+                imgs = stream.decode(block)
+                assert all(im.shape == (64, 64, 3) and im.dtype == np.uint8 for im in imgs)
+                images += len(imgs)
+            produced += block.shape[1]
+    assert produced == total and stream.next_frame == total and images == 10
+    assert len(stream.user_motion) <= stream.cfg.clip_frames
+    assert len(stream.avatar_audio.buffer) <= 2 * 50 * 640
