@@ -81,6 +81,10 @@ def build_renderer(p: dict):
     elif kind == "neural":
         params["model_dir"] = p["neural_model_dir"]
         params["providers"] = list(p["onnx_providers"])
+    elif kind == "avatarforcing":
+        params["weights_dir"] = p["avatarforcing_dir"]
+        params["portrait_path"] = p["portrait_path"] or None
+        params["device"] = p["avatarforcing_device"]
     return make_renderer(kind, **params)
 
 
@@ -105,4 +109,5 @@ def build_generator_stage(p: dict, telemetry: Telemetry | None = None) -> tuple[
 def build_renderer_stage(p: dict, model_space=None, telemetry: Telemetry | None = None) -> RendererStage:
     from .core.motion import AF_MOTION_V1
 
-    return RendererStage(build_renderer(p), model_space or AF_MOTION_V1, telemetry)
+    renderer = build_renderer(p)  # a renderer of a model's own latent says its space
+    return RendererStage(renderer, model_space or getattr(renderer, "space", AF_MOTION_V1), telemetry)

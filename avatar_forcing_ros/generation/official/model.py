@@ -107,10 +107,19 @@ class OfficialStream:
     def push_user_face(self, crop_rgb: np.ndarray | None) -> None:
         """The user's face crop of the next video frame (None: no face seen: zero motion)."""
         if crop_rgb is None:
+            self.push_user_motion(None)
+        else:
+            self.push_user_motion(self.model.autoencoder.encode_motion(
+                image_to_tensor(crop_rgb, self.cfg.image_size).to(self.model.device))[0])
+
+    def push_user_motion(self, latent) -> None:
+        """The user's motion latent (512,) of the next video frame, or None (no user: zeros,
+        the unconditioned input the network was trained with)."""
+        if latent is None:
             m = torch.zeros(self.cfg.latent_dim)
         else:
-            m = self.model.autoencoder.encode_motion(
-                image_to_tensor(crop_rgb, self.cfg.image_size).to(self.model.device))[0].cpu()
+            m = torch.as_tensor(np.asarray(latent, np.float32) if not torch.is_tensor(latent)
+                                else latent).float().reshape(-1).cpu()
         self.user_motion.append(m)
         keep = self.cfg.clip_frames
         if len(self.user_motion) > keep:
