@@ -32,15 +32,14 @@ def _blur_kernel(gain: float = 1.0) -> torch.Tensor:
 
 
 def fir(x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int], up: int = 1) -> torch.Tensor:
-    """Zero-insert upsample by ``up``, pad (before, after) on both axes, depthwise FIR filter."""
+    """Zero-insert upsample by ``up``, pad (before, after) on both axes, then the same FIR
+    filter on every channel (channels folded into the batch: one static 1x1xKxK kernel)."""
     n, c, h, w = x.shape
-    if up > 1:
-        y = x.new_zeros(n, c, h * up, w * up)
-        y[:, :, ::up, ::up] = x
-        x = y
+    if up > 1:   # each sample followed by up - 1 zeros along both axes
+        x = F.pad(x[:, :, :, None, :, None], [0, up - 1, 0, 0, 0, up - 1]).reshape(n, c, h * up, w * up)
     x = F.pad(x, [pad[0], pad[1], pad[0], pad[1]])
-    k = torch.flip(kernel, [0, 1]).to(x)[None, None].expand(c, 1, *kernel.shape)
-    return F.conv2d(x, k, groups=c)
+    out = F.conv2d(x.reshape(n * c, 1, x.shape[2], x.shape[3]), torch.flip(kernel, [0, 1]).to(x)[None, None])
+    return out.reshape(n, c, out.shape[2], out.shape[3])
 
 
 class BiasLeakyReLU(nn.Module):
@@ -161,19 +160,21 @@ class ModulatedConv(nn.Module):
         self.scale, self.k, self.demodulate, self.up = 1 / math.sqrt(c_in * k * k), k, demodulate, up
 
     def forward(self, x, style):
-        b, c, h, w = x.shape
-        wgt = self.scale * self.weight * self.modulation(style).view(b, 1, c, 1, 1)
-        if self.demodulate:
-            wgt = wgt * torch.rsqrt(wgt.pow(2).sum([2, 3, 4]) + 1e-8).view(b, -1, 1, 1, 1)
-        c_out = wgt.shape[1]
-        x = x.reshape(1, b * c, h, w)
-        if self.up:   # transposed conv, stride 2, per-sample weights as groups, then blur
-            wt = wgt.transpose(1, 2).reshape(b * c, c_out, self.k, self.k)
-            out = F.conv_transpose2d(x, wt, stride=2, groups=b)
-            out = out.view(b, c_out, *out.shape[2:])
-            return fir(out, _blur_kernel(4.0), (1, 1))
-        out = F.conv2d(x, wgt.reshape(b * c_out, c, self.k, self.k), padding=self.k // 2, groups=b)
-        return out.view(b, c_out, *out.shape[2:])
+        """StyleGAN2's modulated conv, computed as: scale the input channels by the style, one
+        shared convolution, scale the output channels by the demodulation (equal to per-sample
+        modulated weights, and exports to ONNX with static weights)."""
+        b = x.shape[0]
+        s = self.modulation(style)                                         # (b, c_in)
+        w = self.scale * self.weight[0]                                    # (c_out, c_in, k, k)
+        x = x * s.view(b, -1, 1, 1)
+        if self.up:   # transposed conv, stride 2, then blur
+            out = fir(F.conv_transpose2d(x, w.transpose(0, 1), stride=2), _blur_kernel(4.0), (1, 1))
+        else:
+            out = F.conv2d(x, w, padding=self.k // 2)
+        if self.demodulate:   # 1 / |w * s| per sample and output channel
+            demod = torch.rsqrt((w.pow(2).sum([2, 3])[None] * s.pow(2)[:, None, :]).sum(2) + 1e-8)
+            out = out * demod.view(b, -1, 1, 1)
+        return out
 
 
 class _Noise(nn.Module):
