@@ -85,3 +85,26 @@ def test_a_conversation_stream_stays_bounded_and_accounts_for_every_frame(tmp_pa
     assert produced == total and stream.next_frame == total and images == 10
     assert len(stream.user_motion) <= stream.cfg.clip_frames
     assert len(stream.avatar_audio.buffer) <= 2 * 50 * 640
+
+
+def test_reduced_precision_streams_close_to_fp32(tmp_path):
+    """bf16 / fp16 autocast (what a GPU runs) gives nearly the fp32 latents and images."""
+    model = OfficialAvatarForcing.load(write_weights_dir(tmp_path / "w"))
+    portrait = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    out = {}
+    for precision in ("fp32", "bf16", "fp16"):
+        model.set_precision(precision)
+        stream = OfficialStream(model, portrait, seed=1)
+        rng = np.random.default_rng(1)
+        for _ in range(60):
+            stream.push_audio(rng.standard_normal(640).astype(np.float32) * 0.1, None)
+            stream.push_user_motion(None)
+        latents = torch.cat([stream.next_block(), stream.next_block()], dim=1)
+        out[precision] = (latents, stream.decode(latents[:, -1:])[0].astype(int))
+    with pytest.raises(ValueError):
+        model.set_precision("int8")
+    for precision in ("bf16", "fp16"):
+        assert out[precision][0].dtype == torch.float32
+        corr = np.corrcoef(out["fp32"][0].flatten(), out[precision][0].flatten())[0, 1]
+        assert corr > 0.999
+        assert np.abs(out["fp32"][1] - out[precision][1]).mean() < 8    # of 255

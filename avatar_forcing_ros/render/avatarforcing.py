@@ -43,7 +43,9 @@ class OfficialLatentRenderer:
 
         from ..generation.official.model import tensor_to_image
         latent = self.torch.from_numpy(np.asarray(values, np.float32).reshape(1, -1)).to(self.device)
-        rgb = tensor_to_image(self.autoencoder.decode(self.code, latent, self.feats)[0])
+        on_gpu = str(self.device).startswith("cuda")   # bf16 on a GPU, as the released inference
+        with self.torch.autocast("cuda" if on_gpu else "cpu", dtype=self.torch.bfloat16, enabled=on_gpu):
+            rgb = tensor_to_image(self.autoencoder.decode(self.code, latent, self.feats)[0])
         if rgb.shape[:2] != (self.height, self.width):
             rgb = cv2.resize(rgb, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
         return rgb

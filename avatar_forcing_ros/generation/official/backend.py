@@ -56,6 +56,8 @@ class OfficialMotionModel(MotionModel):
             torch.set_num_threads(max(1, int(threads)))
         self.weights_dir = Path(weights_dir)
         self.network = OfficialAvatarForcing.load(weights_dir, device=device)
+        # on a GPU in bf16 as the released inference (autocast); fp32 on a CPU
+        self.network.set_precision("bf16" if str(device).startswith("cuda") else "fp32")
         self.cfg = self.network.cfg
         self.fps = float(self.cfg.fps)
         self.block_frames = self.cfg.block_frames

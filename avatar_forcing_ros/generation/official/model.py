@@ -39,6 +39,19 @@ class OfficialAvatarForcing:
                  autoencoder: MotionAutoencoder, wav2vec: Wav2VecFeatures, device: str = "cpu"):
         self.cfg, self.flow, self.projection, self.autoencoder = cfg, flow, projection, autoencoder
         self.wav2vec, self.device = wav2vec, device
+        self.precision = "fp32"
+
+    def set_precision(self, precision: str) -> None:
+        """'fp32', 'bf16' or 'fp16': the networks run under torch.autocast in that type (as the
+        released inference does with bf16 on CUDA); the sampler's state stays fp32."""
+        if precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"precision {precision!r}: expected fp32, bf16 or fp16")
+        self.precision = precision
+
+    def autocast(self):
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        kind = "cuda" if str(self.device).startswith("cuda") else "cpu"
+        return torch.autocast(kind, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
     @classmethod
     def load(cls, weights_dir, device: str = "cpu") -> "OfficialAvatarForcing":
@@ -149,15 +162,18 @@ class OfficialStream:
         cfg, m = self.cfg, self.model
         count = self.sampler.frames_needed
         first = self.next_frame - (0 if self.sampler.first else cfg.context_frames)
-        a = m.projection(self.avatar_audio.frames(first, count).to(m.device))
-        u = m.projection(self.user_audio.frames(first, count).to(m.device))
+        with m.autocast():
+            a = m.projection(self.avatar_audio.frames(first, count).to(m.device))
+            u = m.projection(self.user_audio.frames(first, count).to(m.device))
         um = self._motion_window(first, count).to(m.device)
-        out = self.sampler.next_block(a, u, um)
+        with m.autocast():
+            out = self.sampler.next_block(a.float(), u.float(), um).float()
         self.next_frame += out.shape[1]
         return out
 
     @torch.inference_mode()
     def decode(self, latents: torch.Tensor) -> list[np.ndarray]:
         """(1, n, 512) -> n images SxSx3 uint8 RGB."""
-        images = self.model.autoencoder.decode(self.code, latents[0].to(self.model.device), self.feats)
+        with self.model.autocast():
+            images = self.model.autoencoder.decode(self.code, latents[0].to(self.model.device), self.feats)
         return [tensor_to_image(x) for x in images]
