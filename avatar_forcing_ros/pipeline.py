@@ -48,6 +48,13 @@ def load_node_parameters(path: str | Path | None = None) -> dict[str, dict]:
 
 
 def build_estimator(p: dict):
+    encoder = str(p.get("motion_encoder", "blendshapes"))
+    if encoder.startswith("avatarforcing:"):  # the official network's encoder: its latent space
+        from .generation.official.face import OfficialFaceEncoder
+
+        return OfficialFaceEncoder(encoder[len("avatarforcing:"):], device=str(p.get("motion_encoder_device", "cpu")))
+    if encoder != "blendshapes":
+        raise ValueError(f"motion_encoder {encoder!r}: expected 'blendshapes' or 'avatarforcing:<dir>'")
     from .core.perception import FaceMotionEstimator
 
     return FaceMotionEstimator(auto_calibration_frames=int(p["calibration_frames"]),

@@ -108,3 +108,38 @@ def test_reduced_precision_streams_close_to_fp32(tmp_path):
         corr = np.corrcoef(out["fp32"][0].flatten(), out[precision][0].flatten())[0, 1]
         assert corr > 0.999
         assert np.abs(out["fp32"][1] - out[precision][1]).mean() < 8    # of 255
+
+
+def test_the_users_face_is_cropped_and_encoded_as_the_release_does(tmp_path):
+    """Perception with the official backend: a face found by the tracker, cropped to twice its
+    box, becomes the same latent as the motion encoder gives that crop; no face: zeros, absent."""
+    pytest.importorskip("mediapipe")
+    from pipeline_driver import face_image
+
+    from avatar_forcing_ros.generation.official.face import face_crop
+    from avatar_forcing_ros.generation.official.model import image_to_tensor
+    from avatar_forcing_ros.pipeline import build_estimator
+
+    from avatar_forcing_ros.core.perception import FaceTracker
+    from avatar_forcing_ros.generation.official.face import OfficialFaceEncoder
+
+    weights = write_weights_dir(tmp_path / "w")
+    assert isinstance(build_estimator({"motion_encoder": f"avatarforcing:{weights}"}), OfficialFaceEncoder)
+    # still-image tracking: the same landmarks again for the check below
+    encoder = OfficialFaceEncoder(weights, tracker=FaceTracker(static_image_mode=True))
+    try:
+        image = face_image(480)
+        seen = encoder.estimate(image, 0.0)
+        assert seen.face_present and seen.confidence == 1.0 and seen.values.shape == (512,)
+        pts = encoder.tracker.track(image)
+        box = (pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max())
+        crop = face_crop(image, box)
+        assert crop.shape[0] == crop.shape[1] > 1.5 * (box[2] - box[0])     # twice the face box
+        expected = encoder.autoencoder.encode_motion(image_to_tensor(np.ascontiguousarray(crop), 64))[0]
+        assert np.abs(seen.values - expected.numpy()).max() < 1e-5
+        none = encoder.estimate(np.zeros((240, 320, 3), np.uint8), 0.1)
+        assert not none.face_present and none.confidence == 0.0 and not none.values.any()
+    finally:
+        encoder.close()
+    with pytest.raises(ValueError, match="motion_encoder"):
+        build_estimator({"motion_encoder": "something"})

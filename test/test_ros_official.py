@@ -1,7 +1,8 @@
-"""The official network's backend end to end over real DDS: the generator node with
-``model: avatarforcing:<dir>`` and the renderer node with ``renderer: avatarforcing`` (the
-small random-weight network of the parity fixture) turn speech and microphone audio into
-latent frames at 25 fps and photo frames decoded from them."""
+"""The official network's backend end to end over real DDS: the perception node with
+``motion_encoder: avatarforcing:<dir>`` (the user's camera through the official motion
+encoder), the generator node with ``model: avatarforcing:<dir>`` and the renderer node with
+``renderer: avatarforcing`` (the small random-weight network of the parity fixture) turn a
+camera, speech and microphone audio into latent frames at 25 fps and photos decoded from them."""
 import numpy as np
 import pytest
 
@@ -24,6 +25,8 @@ def test_generator_and_renderer_run_the_official_backend(ros_context, node_proce
     weights = write_weights_dir(tmp_path / "official")
     ns = unique_topic("official")
     nodes = [
+        node_process("avatar_forcing_ros.ros.perception_node",
+                     *node_args(ns, f"motion_encoder:=avatarforcing:{weights}")),
         node_process("avatar_forcing_ros.ros.generator_node",
                      *node_args(ns, f"model:=avatarforcing:{weights}", "torch_threads:=1")),
         node_process("avatar_forcing_ros.ros.renderer_node",
@@ -31,15 +34,23 @@ def test_generator_and_renderer_run_the_official_backend(ros_context, node_proce
                                 "width:=96", "height:=80", "publish_compressed:=false")),
     ]
     drv = PipelineDriver(ros_context, ns, compressed=False)
-    drv.wait_connected(["mic", "speech"], nodes)
+    drv.wait_connected(["camera", "mic", "speech"], nodes)
     t = np.arange(int(8 * 16000)) / 16000
     speech = (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 1.5 * t) > 0)).astype(np.float32)
-    drv.stream(8.0, speech=speech, mic=0.1 * speech[::-1].copy(), camera_hz=0, processes=nodes)
+    drv.stream(8.0, speech=speech, mic=0.1 * speech[::-1].copy(), camera_hz=10, processes=nodes)
     wait_for(lambda: len(drv.images) >= 10, timeout=60, spin=ros_context, processes=nodes,
              what="avatar images decoded from the official latents")
     values = drv.status_values("generator")
+    generator_drops = drv.drops("generator")
     for node in nodes:
         node.stop(check=True)
+
+    # the user's face, seen by the official motion encoder, reaches the generator
+    user = [m for m in drv.user_motion if m.face_present]
+    assert len(user) >= 10
+    assert all(m.motion_space == "avatarforcing-latent-512" and len(m.values) == 512 for m in user)
+    assert np.abs(np.array([m.values for m in user])).max() > 0.01
+    assert not any("user face motion" in k for k in generator_drops), generator_drops
 
     motion = list(drv.avatar_motion)
     assert len(motion) >= 50

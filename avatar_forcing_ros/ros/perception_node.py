@@ -30,6 +30,10 @@ class PerceptionNode(NewestFirstNode):
         "no_face_decay_s": Param(0.5, "Time constant with which values fall back to neutral when "
                                  "no face is seen (s).", min=0.01, max=60.0, live=True),
         "frame_id": Param("user_face", "frame_id of published FaceMotion.", live=True),
+        "motion_encoder": Param("blendshapes", "What the user's face becomes: blendshapes (af-motion-v1, "
+                                "the face tracker) or avatarforcing:<dir> (the official network's "
+                                "motion encoder, for the generator's avatarforcing backend)."),
+        "motion_encoder_device": Param("cpu", "Torch device of the avatarforcing motion encoder."),
     }
 
     def __init__(self, **kwargs):
@@ -51,7 +55,7 @@ class PerceptionNode(NewestFirstNode):
             return  # read at the next configure
         if name == "max_frame_age_s":
             self.stage.max_frame_age_s = float(value)
-        elif name == "no_face_decay_s":
+        elif name == "no_face_decay_s" and hasattr(self.stage.estimator, "decay_tau_s"):
             self.stage.estimator.decay_tau_s = float(value)
 
     def cleanup(self) -> None:
@@ -72,7 +76,8 @@ class PerceptionNode(NewestFirstNode):
         obs = self.stage.step(msg, start)
         if isinstance(obs, Skip):
             return
-        self._pub.publish(face_motion_msg(ROS_KIT, AF_MOTION_V1, obs.values, obs.confidence, obs.face_present,
+        space = getattr(self.stage.estimator, "space", AF_MOTION_V1)
+        self._pub.publish(face_motion_msg(ROS_KIT, space, obs.values, obs.confidence, obs.face_present,
                                           obs.stamp, self.param("frame_id")))
         self.telemetry.latency(self.now_s() - start)
 
