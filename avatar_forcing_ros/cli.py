@@ -30,7 +30,7 @@ COMMANDS = {
     "replay": ("avatar_forcing_ros.offline.replay", "main_replay"),
     "dataset": ("avatar_forcing_ros.offline.recordings", "main_dataset"),
     "timeline": ("avatar_forcing_ros.offline.timeline", "main_timeline"),
-    "convert-official": ("avatar_forcing_ros.generation.official.weights", "main_convert"),
+    "convert-official": ("avatar_forcing_ros.generation.official.convert", "main_convert"),
 }
 
 
