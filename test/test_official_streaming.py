@@ -67,7 +67,7 @@ def test_a_conversation_stream_stays_bounded_and_accounts_for_every_frame(tmp_pa
     stream = OfficialStream(model, portrait, nfe=3, seed=1)
     face = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
     produced, images, frame = 0, 0, 0
-    total = 50 + 10 * 12
+    total = 50 + 10 * 6
     while produced < total:
         stream.push_audio(rng.standard_normal(640).astype(np.float32) * 0.1,
                           rng.standard_normal(640).astype(np.float32) * 0.1)
