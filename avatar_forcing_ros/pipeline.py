@@ -47,6 +47,14 @@ def load_node_parameters(path: str | Path | None = None) -> dict[str, dict]:
     return out
 
 
+def perception_space(p: dict):
+    """The motion space the perception node publishes with these parameters."""
+    from .core.motion import AF_MOTION_V1, AVATARFORCING_LATENT_512
+
+    return (AVATARFORCING_LATENT_512 if str(p.get("motion_encoder", "blendshapes")).startswith("avatarforcing:")
+            else AF_MOTION_V1)
+
+
 def build_estimator(p: dict):
     encoder = str(p.get("motion_encoder", "blendshapes"))
     if encoder.startswith("avatarforcing:"):  # the official network's encoder: its latent space
