@@ -51,6 +51,8 @@ setup(
         # the face-mesh model; it brings OpenCV (opencv-contrib-python)
         "perception": ["mediapipe==0.10.21"],
         "train": ["torch", "onnx", "tqdm"],
+        # the official Avatar Forcing network (the user's own weights): wav2vec2 via transformers
+        "official": ["torch", "transformers", "opencv-contrib-python"],
         # real ROS 2 (Kilted) from PyPI wheels, for machines without a ROS install
         "ros": [
             "ros-rclpy[fastrtps]",

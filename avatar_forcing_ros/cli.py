@@ -11,6 +11,7 @@
     avatar-forcing replay      run a recorded bag through the exact pipeline, offline
     avatar-forcing dataset     turn recorded bags into training data
     avatar-forcing timeline    a figure and metrics report of a bag, replay or session
+    avatar-forcing convert-official DIR   the official weights (.pth) -> safetensors, once
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ COMMANDS = {
     "replay": ("avatar_forcing_ros.offline.replay", "main_replay"),
     "dataset": ("avatar_forcing_ros.offline.recordings", "main_dataset"),
     "timeline": ("avatar_forcing_ros.offline.timeline", "main_timeline"),
+    "convert-official": ("avatar_forcing_ros.generation.official.convert", "main_convert"),
 }
 
 

@@ -49,7 +49,22 @@ def load_node_parameters(path: str | Path | None = None) -> dict[str, dict]:
     return out
 
 
+def perception_space(p: dict):
+    """The motion space the perception node publishes with these parameters."""
+    from .core.motion import AF_MOTION_V1, AVATARFORCING_LATENT_512
+
+    return (AVATARFORCING_LATENT_512 if str(p.get("motion_encoder", "blendshapes")).startswith("avatarforcing:")
+            else AF_MOTION_V1)
+
+
 def build_estimator(p: dict):
+    encoder = str(p.get("motion_encoder", "blendshapes"))
+    if encoder.startswith("avatarforcing:"):  # the official network's encoder: its latent space
+        from .generation.official.face import OfficialFaceEncoder
+
+        return OfficialFaceEncoder(encoder[len("avatarforcing:"):], device=str(p.get("motion_encoder_device", "cpu")))
+    if encoder != "blendshapes":
+        raise ValueError(f"motion_encoder {encoder!r}: expected 'blendshapes' or 'avatarforcing:<dir>'")
     from .core.perception import FaceMotionEstimator
 
     return FaceMotionEstimator(auto_calibration_frames=int(p["calibration_frames"]),
@@ -83,6 +98,10 @@ def build_renderer(p: dict):
     elif kind == "neural":
         params["model_dir"] = p["neural_model_dir"]
         params["providers"] = list(p["onnx_providers"])
+    elif kind == "avatarforcing":
+        params["weights_dir"] = p["avatarforcing_dir"]
+        params["portrait_path"] = p["portrait_path"] or None
+        params["device"] = p["avatarforcing_device"]
     return make_renderer(kind, **params)
 
 
@@ -135,4 +154,5 @@ def build_face_commands(p: dict, space) -> FaceCommands:
 def build_renderer_stage(p: dict, model_space=None, telemetry: Telemetry | None = None) -> RendererStage:
     from .core.motion import AF_MOTION_V1
 
-    return RendererStage(build_renderer(p), model_space or AF_MOTION_V1, telemetry)
+    renderer = build_renderer(p)  # a renderer of a model's own latent says its space
+    return RendererStage(renderer, model_space or getattr(renderer, "space", AF_MOTION_V1), telemetry)

@@ -122,7 +122,12 @@ AF_MOTION_V1 = MotionSpace(
     _POSE + [Channel(n, 0.0, 1.0, 0.0, g) for g, names in _EXPRESSION_GROUPS.items() for n in names],
 )
 
-_SPACES = {AF_MOTION_V1.id: AF_MOTION_V1}
+# The latent of the paper's released network (generation/official): identity-relative motion,
+# 512 unnamed dimensions, decoded by its own image decoder (renderer "avatarforcing").
+AVATARFORCING_LATENT_512 = MotionSpace(
+    "avatarforcing-latent-512", [Channel(f"z{i}", -1e4, 1e4, 0.0, "latent") for i in range(512)])
+
+_SPACES = {s.id: s for s in (AF_MOTION_V1, AVATARFORCING_LATENT_512)}
 
 
 def get_motion_space(space_id: str) -> MotionSpace:

@@ -22,6 +22,10 @@ class BlockConditions:
     user_audio: np.ndarray    # (B, F) audio features of the user's microphone
     user_motion: np.ndarray   # (B, D) the user's face in the motion space (neutral if absent)
     user_present: np.ndarray  # (B,) tracker confidence in [0, 1]; 0 = no face seen
+    # the raw 16 kHz audio of the block's span, for models that read waveforms themselves
+    # (the official network's wav2vec2); None where not given
+    avatar_wave: np.ndarray | None = None
+    user_wave: np.ndarray | None = None
 
     @property
     def frames(self) -> int:

@@ -263,7 +263,8 @@ class StreamingGenerator:
             avatar_audio=self.features.frames(avatar[ctx:], avatar[:ctx]),
             user_audio=self.features.frames(user[ctx:], user[:ctx]),
             user_motion=np.stack(motion),
-            user_present=np.asarray(present, dtype=np.float32))
+            user_present=np.asarray(present, dtype=np.float32),
+            avatar_wave=avatar[ctx:], user_wave=user[ctx:])
         t = time.perf_counter()
         values = self.model.next_block(cond)
         dt = time.perf_counter() - t

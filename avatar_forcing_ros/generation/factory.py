@@ -20,7 +20,8 @@ def shipped_model_dir() -> Path | None:
 def load_motion_model(spec: str = "default", *, fps: float = 25.0, block_frames: int = 2,
                       seed: int = 0, device: str = "cpu", providers=None,
                       guidance_scale: float = 1.0, threads: int = 2) -> tuple[MotionModel, str]:
-    """Fill the slot from a parameter: 'default', 'procedural', a checkpoint dir or an .onnx.
+    """Fill the slot from a parameter: 'default', 'procedural', a checkpoint dir, an .onnx, or
+    'avatarforcing:<dir>' (the official network; its own 10-frame blocks, not ``block_frames``).
 
     Returns (model, note); the note says why a fallback happened (empty if none). A model the
     user named explicitly that cannot be loaded is an error, never a silent fallback.
@@ -29,6 +30,13 @@ def load_motion_model(spec: str = "default", *, fps: float = 25.0, block_frames:
 
     if spec == "procedural":
         return ProceduralMotionModel(fps=fps, block_frames=block_frames, seed=seed), ""
+    if spec.startswith("avatarforcing:"):  # the paper's released network, the user's weights
+        from .official.backend import load_official_motion_model
+
+        model = load_official_motion_model(spec, device=device, seed=seed, threads=threads)
+        if abs(model.fps - fps) > 1e-6:
+            raise ValueError(f"the official network runs at {model.fps} fps, the node at {fps} fps")
+        return model, ""
     note = ""
     if spec == "default":
         path = shipped_model_dir()

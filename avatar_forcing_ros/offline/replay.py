@@ -23,7 +23,8 @@ import yaml
 from ..core.audio import SAMPLE_RATE, encode_s16le
 from ..core.imaging import decode_compressed
 from ..core.stages import Skip
-from ..pipeline import build_generator_stage, build_perception_stage, build_renderer_stage, load_node_parameters
+from ..pipeline import (build_generator_stage, build_perception_stage, build_renderer_stage, load_node_parameters,
+                        perception_space)
 from . import bags
 
 log = logging.getLogger("avatar_forcing.replay")
@@ -153,6 +154,7 @@ def replay(in_bag: str | Path, out_bag: str | Path, *, config: str | Path | None
         log.warning(note)
     gen = generator.generator
     space = generator.space
+    user_space = perception_space(pp)   # what perception publishes (the generator checks it)
     tick_ns = int(round(1e9 / float(gp["tick_rate_hz"])))
     result = ReplayResult(account, str(out_bag), str(mp4) if mp4 else None, gen.model.name)
     stage = result.stage_s
@@ -239,7 +241,7 @@ def replay(in_bag: str | Path, out_bag: str | Path, *, config: str | Path | None
                 obs = perception.step(m.msg, now)
                 if not isinstance(obs, Skip):
                     with _Timer(stage, "write"):
-                        msg = bags.face_motion_msg(space, obs.values, obs.confidence, obs.face_present,
+                        msg = bags.face_motion_msg(user_space, obs.values, obs.confidence, obs.face_present,
                                                    obs.stamp, pp["frame_id"])
                         writer.write(T["user_motion"], m.t_ns, msg)
                     # the generator gets the perception output on arrival, as from the topic

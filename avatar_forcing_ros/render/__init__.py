@@ -6,11 +6,12 @@ keyword arguments; heavy dependencies are imported only for the kind asked for.
 """
 from __future__ import annotations
 
-RENDERER_KINDS = ("stylised", "portrait", "neural")
+RENDERER_KINDS = ("stylised", "portrait", "neural", "avatarforcing")
 
 
 def make_renderer(kind: str, **params):
-    """Build a renderer by kind ("stylised", "portrait" or "neural") with its keyword params."""
+    """Build a renderer by kind ("stylised", "portrait", "neural" or "avatarforcing") with its
+    keyword params."""
     if kind == "stylised":
         from .stylised import StylisedFaceRenderer
         return StylisedFaceRenderer(**params)
@@ -20,4 +21,7 @@ def make_renderer(kind: str, **params):
     if kind == "neural":
         from .neural import NeuralPortraitRenderer
         return NeuralPortraitRenderer(**params)
+    if kind == "avatarforcing":
+        from .avatarforcing import OfficialLatentRenderer
+        return OfficialLatentRenderer(**params)
     raise ValueError(f"unknown renderer kind {kind!r}; known: {', '.join(RENDERER_KINDS)}")

@@ -48,7 +48,8 @@ class GeneratorNode(AvatarNode):
         "model": Param("default", "Motion model: 'default' (the shipped learned model: its ONNX step "
                              "with onnx_providers when device is cpu, else torch on device; "
                              "procedural if it is missing), 'procedural', a checkpoint "
-                             "directory, or an .onnx file."),
+                             "directory, an .onnx file, or 'avatarforcing:<dir>' (the paper's "
+                             "official network from the user's converted weights)."),
         "device": Param("cpu", "Torch device for a learned model: cpu, cuda, cuda:N."),
         "onnx_providers": Param(["CPUExecutionProvider"], "onnxruntime providers in order of "
                            "preference (e.g. TensorrtExecutionProvider, CUDAExecutionProvider)."),

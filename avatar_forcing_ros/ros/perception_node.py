@@ -49,6 +49,10 @@ class PerceptionNode(NewestFirstNode):
         "humans_prefix": Param("humans", "ROS4HRI topic prefix (relative: follows the namespace; "
                                "'/humans' for a robot's global one)."),
         "hri_face_id": Param("avatar_user", "Face id under which the user's face is published (publish_hri_facs)."),
+        "motion_encoder": Param("blendshapes", "What the user's face becomes: blendshapes (af-motion-v1, "
+                                "the face tracker) or avatarforcing:<dir> (the official network's "
+                                "motion encoder, for the generator's avatarforcing backend)."),
+        "motion_encoder_device": Param("cpu", "Torch device of the avatarforcing motion encoder."),
     }
 
     def __init__(self, **kwargs):
@@ -63,6 +67,9 @@ class PerceptionNode(NewestFirstNode):
             raise RuntimeError("publish_hri_facs needs ROS4HRI's hri_msgs, which is not installed "
                                "(Jazzy: apt install ros-jazzy-hri-msgs; elsewhere build "
                                "github.com/ros4hri/hri_msgs), or set publish_hri_facs: false")
+        if self.param("publish_hri_facs") and self.param("motion_encoder") != "blendshapes":
+            raise RuntimeError("publish_hri_facs maps blendshapes to action units: it needs "
+                               "motion_encoder: blendshapes, not the official network's latent")
         self._pub = self.create_lifecycle_publisher(FaceMotion, "user/face_motion", qos("reliable"))
         self._extra = {}
         if self.param("publish_named_motion"):
@@ -83,7 +90,7 @@ class PerceptionNode(NewestFirstNode):
             return  # read at the next configure
         if name == "max_frame_age_s":
             self.stage.max_frame_age_s = float(value)
-        elif name == "no_face_decay_s":
+        elif name == "no_face_decay_s" and hasattr(self.stage.estimator, "decay_tau_s"):
             self.stage.estimator.decay_tau_s = float(value)
 
     def cleanup(self) -> None:
@@ -107,17 +114,18 @@ class PerceptionNode(NewestFirstNode):
         obs = self.stage.step(msg, start)
         if isinstance(obs, Skip):
             return
-        motion = face_motion_msg(ROS_KIT, AF_MOTION_V1, obs.values, obs.confidence, obs.face_present,
+        space = getattr(self.stage.estimator, "space", AF_MOTION_V1)
+        motion = face_motion_msg(ROS_KIT, space, obs.values, obs.confidence, obs.face_present,
                                  obs.stamp, self.param("frame_id"))
         self._pub.publish(motion)
         extra = self._extra
         if "named" in extra:
-            extra["named"].publish(named_motion_msg(AF_MOTION_V1, motion))
+            extra["named"].publish(named_motion_msg(space, motion))
         if "facs" in extra:
             face = self.param("hri_face_id")
             extra["tracked"].publish(IdsList(header=motion.header, ids=[face] if obs.face_present else []))
             if obs.face_present:
-                intensity, confidence = facial_action_units(AF_MOTION_V1, obs.values, obs.confidence)
+                intensity, confidence = facial_action_units(space, obs.values, obs.confidence)
                 extra["facs"].publish(FacialActionUnits(header=motion.header, intensity=intensity,
                                                         confidence=confidence))
         self.telemetry.latency(self.now_s() - start)

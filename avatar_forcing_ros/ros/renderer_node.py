@@ -22,7 +22,10 @@ class RendererNode(NewestFirstNode):
     ROLE = "avatar renderer"
     PARAMETERS = {
         "renderer": Param("stylised", "Which face: stylised (face screens), portrait (a photo "
-                                 "animated by warping) or neural (LivePortrait-style ONNX).", choices=("stylised", "portrait", "neural")),
+                                 "animated by warping), neural (LivePortrait-style ONNX) or "
+                                 "avatarforcing (the official network's decoder; needs the "
+                                 "generator's model avatarforcing:<dir>).",
+                          choices=("stylised", "portrait", "neural", "avatarforcing")),
         "width": Param(480, "Image width (px).", min=16, max=4096),
         "height": Param(480, "Image height (px).", min=16, max=4096),
         "background": Param([20, 20, 30], "Stylised face: background colour, RGB 0-255.", min=0, max=255),
@@ -35,6 +38,9 @@ class RendererNode(NewestFirstNode):
                                  "warping_spade, stitching)."),
         "onnx_providers": Param(["CPUExecutionProvider"], "Neural renderer: onnxruntime providers "
                                                      "in order of preference."),
+        "avatarforcing_dir": Param("", "avatarforcing renderer: the converted official weights "
+                                  "directory (the generator's avatarforcing:<dir>)."),
+        "avatarforcing_device": Param("cpu", "avatarforcing renderer: torch device (cpu, cuda, cuda:N)."),
         "publish_raw": Param(True, "Publish avatar/image (sensor_msgs/Image, rgb8)."),
         "publish_compressed": Param(True, "Publish avatar/image/compressed (JPEG)."),
         "jpeg_quality": Param(85, "JPEG quality of the compressed image (1-100).", min=1, max=100, live=True),
