@@ -128,6 +128,10 @@ def build_human_source(p: dict, space) -> HumanSource | None:
     """The ROS4HRI user selection of ``user_source: hri`` (None for the camera)."""
     if p.get("user_source", "camera") != "hri":
         return None
+    from .core.motion import AF_MOTION_V1
+    if space.id != AF_MOTION_V1.id:
+        raise ValueError(f"user_source hri gives the user's face as {AF_MOTION_V1.id} (from "
+                         f"landmarks); this model reads {space.id}: use user_source camera")
     d = HumanSettings()
     return HumanSource(space, HumanSettings(
         calibration_frames=int(p.get("hri_calibration_frames", d.calibration_frames)),

@@ -208,3 +208,22 @@ def test_offline_replay_follows_the_commands_in_a_bag_and_counts_the_bad_ones(tm
     assert turned[:, S.index("head_yaw")].min() > 0.3 and turned[:, S.index("gaze_yaw")].min() > 0.2
     # the model made the same motion; the commands were blended on top, the mouth's opening untouched
     assert np.array_equal(v[:, S.index("jawOpen")], plain[:, S.index("jawOpen")])
+
+
+def test_a_model_without_face_channels_refuses_commands_and_passes_its_frames_unchanged():
+    """The official network's latent has no smile or head channels to bias: commands for it are
+    counted drops, never an exception in the generator and never a change of its frames."""
+    from avatar_forcing_ros.core.motion import AVATARFORCING_LATENT_512 as latent
+    from avatar_forcing_ros.pipeline import build_human_source
+
+    commands = FaceCommands(latent)
+    with pytest.raises(CommandError) as refused:
+        commands.set_expression("happy", 0.0, 0.0, 1.0, now=0.0)
+    assert refused.value.reason == "face commands unsupported by the model"
+    with pytest.raises(CommandError):
+        commands.set_look_at(1.0, 1.0, 0.0, "avatar_face", now=0.0)
+    commands.look_towards(0.3, 0.0, now=0.0)  # a followed face id: nothing to turn
+    frame = np.linspace(-1, 1, latent.dim).astype(np.float32)
+    np.testing.assert_array_equal(commands.apply(frame, 1.0), frame)
+    with pytest.raises(ValueError, match="user_source hri"):
+        build_human_source({"user_source": "hri"}, latent)

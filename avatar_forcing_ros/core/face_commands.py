@@ -150,11 +150,14 @@ class FaceCommands:
     def __init__(self, space: MotionSpace, settings: FaceCommandSettings | None = None):
         self.space = space
         self.settings = settings or FaceCommandSettings()
-        for name in SPEECH_CHANNELS:
-            space.index(name)  # this space has them (af-motion-v1)
+        look = ["head_yaw", "head_pitch", "gaze_yaw", "gaze_pitch"]
+        missing = [n for n in (*SPEECH_CHANNELS, *look) if n not in space.names]
+        # a model of another space (the official network's latent) has no channels to bias:
+        # its commands are refused and counted, its frames pass unchanged
+        self.unsupported = f"motion space {space.id} has no {missing[0]} channel" if missing else ""
         self._expression = _Smoothed(space.dim)
         self._look = _Smoothed(4)  # head yaw, head pitch, gaze yaw, gaze pitch offsets
-        self._look_idx = space.indices(["head_yaw", "head_pitch", "gaze_yaw", "gaze_pitch"])
+        self._look_idx = [] if missing else space.indices(look)
         self._look_until: float | None = None
         self._unit = (space.low >= 0.0) & (space.high <= 1.0)  # coefficient channels
         self.expression = "neutral"  # what is being shown, for diagnostics
@@ -166,6 +169,8 @@ class FaceCommands:
                        now: float) -> str:
         """Take an Expression's fields at ``now``; returns what is shown (a name or "v=.. a=..").
         An unknown name or a non-finite number is a CommandError (the last command stays)."""
+        if self.unsupported:
+            raise CommandError("face commands unsupported by the model", self.unsupported)
         name = (expression or "").strip().lower()
         numbers = {"valence": valence, "arousal": arousal, "confidence": confidence}
         bad = [k for k, x in numbers.items() if not math.isfinite(float(x))]
@@ -191,6 +196,8 @@ class FaceCommands:
         """Take a point in the avatar's frame at ``now``; returns its (yaw, pitch) in radians
         (yaw > 0: the face's left, pitch > 0: up). A point in another frame, non-finite or at
         the face itself is a CommandError."""
+        if self.unsupported:
+            raise CommandError("face commands unsupported by the model", self.unsupported)
         if frame_id not in self.settings.look_at_frames:
             raise CommandError("look-at point in an unknown frame",
                                f"frame_id {frame_id!r}; look_at_frames: {', '.join(self.settings.look_at_frames)}")
@@ -206,6 +213,8 @@ class FaceCommands:
 
     def look_towards(self, yaw: float, pitch: float, now: float) -> None:
         """Look in a direction (radians, the face's left and up positive)."""
+        if self.unsupported:
+            return
         self._look.set(self._split(yaw, pitch), now, self.settings.look_at_time_constant_s)
         self._look_until = now + self.settings.look_at_hold_s if self.settings.look_at_hold_s > 0 else None
         self.look_at = f"yaw {math.degrees(yaw):+.0f} deg, pitch {math.degrees(pitch):+.0f} deg"
