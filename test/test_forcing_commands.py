@@ -26,6 +26,7 @@ def tiny_dataset(path, n=2, frames=60):
         user = (0.05 * rng.normal(size=frames * 640)).astype(np.float32)
         meta = {k: [] for k in SEGMENT_KEYS + FRAME_KEYS}
         meta["backchannel"] = [10, 40]
+        meta["avatar_speaking"] = [[0, frames]]
         sessions.append(DyadicSession(f"s{i}", avatar, user, s.avatar_motion, s.user_motion, s.user_present,
                                       s.avatar_motion[:, JAW:JAW + 3].copy(), meta))
     write_dataset(path, sessions, {"source": "test"})
@@ -53,6 +54,15 @@ def test_evaluate_writes_markdown_and_json_reports(tmp_path):
     assert main_evaluate(["--data", str(data), "--checkpoint", str(tmp_path / "ck"), "--out",
                           str(tmp_path / "report"), "--seeds", "2", "--threads", "1"]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
-    assert set(report["results"]) == {"ground_truth", "learned_streaming", "learned_noncausal_window", "procedural"}
-    assert report["results"]["ground_truth"]["jaw_corr"] > 0.99
-    assert "| lip_sync_corr |" in (tmp_path / "report.md").read_text()
+    results = report["results"]
+    assert set(results) == {"ground_truth", "learned_streaming", "learned_noncausal_window", "procedural"}
+    # lip sync against the speech envelope, an independent path: the avatar's WAV written and read
+    # back, framed into RMS; the toy speech's loudness follows the real jaw, so the real jaw
+    # correlates with it, and the procedural model (jaw from its own audio features) does too
+    assert results["ground_truth"]["lip_env_corr"] > 0.9
+    assert results["procedural"]["lip_env_corr"] > 0.5
+    lo, hi = results["procedural"]["ci"]["lip_env_corr"]
+    assert lo <= results["procedural"]["lip_env_corr"] <= hi
+    # the real motion is not scored where it would be perfect by construction
+    assert "fd_exp" not in results["ground_truth"] and "jaw_corr" not in results["ground_truth"]
+    assert "FD expression" in (tmp_path / "report.md").read_text()
