@@ -66,3 +66,33 @@ def test_evaluate_writes_markdown_and_json_reports(tmp_path):
     # the real motion is not scored where it would be perfect by construction
     assert "fd_exp" not in results["ground_truth"] and "jaw_corr" not in results["ground_truth"]
     assert "FD expression" in (tmp_path / "report.md").read_text()
+
+
+def test_evaluation_protocol_tunes_on_validation_and_reports_both_test_sets(tmp_path):
+    """The whole protocol in its smallest form: corpora generated (espeak-ng, flite, festival),
+    guidance chosen on validation, both test sets and the quiet-speech check reported."""
+    from avatar_forcing_ros.generation.evaluation import main_evaluate
+    data = tiny_dataset(tmp_path / "data", n=1, frames=80)
+    main_train(["--data", str(data), "--out", str(tmp_path / "ck"), "--steps", "1", "--batch", "2", *TINY_FLAGS])
+    root = tmp_path / "protocol"
+    assert main_evaluate(["--protocol", str(root), "--checkpoint", str(tmp_path / "ck"), "--out",
+                          str(tmp_path / "report"), "--val-sessions", "1", "--test-sessions", "2", "--seconds", "4",
+                          "--bootstrap", "10", "--guidance-grid", "1.0,3.0", "--window-sessions", "1",
+                          "--threads", "1"]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    sweep = report["validation_sweep"]
+    assert set(sweep) == {"1.0", "3.0"}
+    best = min(sweep, key=lambda g: (sweep[g]["mean_rank"], float(g)))
+    assert report["guidance"] == float(best)
+    assert set(report["sets"]) == {"test", "test_other", "test_first1", "test_other_first1"}
+    assert set(report["sets"]["test"]) == {"ground_truth", "learned_streaming", "procedural"}
+    first = json.loads((root / "test_other" / "dataset.json").read_text())["sessions"][0]
+    other_voices = json.loads((root / "test_other" / first / "meta.json").read_text())["voices"]
+    assert all(v.split(":")[0] in ("flite", "festival") for v in other_voices.values())
+    for name in ("validation", "test"):  # the validation and test corpora are different sessions
+        assert (root / name / "dataset.json").is_file()
+    assert json.loads((root / "validation" / "dataset.json").read_text())["generator"]["seed"] != \
+        json.loads((root / "test" / "dataset.json").read_text())["generator"]["seed"]
+    assert "learned_streaming" in report["quiet"]
+    text = (tmp_path / "report.md").read_text()
+    assert "Guidance chosen on validation" in text and "test_other" in text

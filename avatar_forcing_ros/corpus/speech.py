@@ -330,6 +330,17 @@ CMU_TO_ESPEAK = {
 DEFAULT_RATE_WPM = 160  # the rate at which the external voices speak unstretched
 
 
+_flite_voices: list[str] = []
+
+
+def flite_voices() -> list[str]:
+    """Voices of the installed flite (it falls back to its default for an unknown name)."""
+    if not _flite_voices:
+        out = _run(["flite", "-lv"], "flite voices")
+        _flite_voices.extend(out.split(":", 1)[-1].split())
+    return list(_flite_voices)
+
+
 def _run(cmd: list[str], what: str, stdin: str | None = None) -> str:
     try:
         r = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=60)
@@ -340,7 +351,7 @@ def _run(cmd: list[str], what: str, stdin: str | None = None) -> str:
         raise SpeechError(f"{what}: {cmd[0]} did not finish in 60 s") from None
     if r.returncode != 0:
         raise SpeechError(f"{what}: {cmd[0]} failed ({r.returncode}): {r.stderr.strip()[:200]}")
-    return r.stdout
+    return r.stdout + "\n" + r.stderr  # festival reports Scheme errors on stderr with status 0
 
 
 def _segments_to_timing(ends: list[tuple[float, str]], duration: float) -> list[Phoneme]:
@@ -372,6 +383,8 @@ def _synthesize_external(text: str, voice: str, rate_wpm: int, pitch: int, sampl
         if engine == "flite":
             if shutil.which("flite") is None:
                 _run(["flite"], voice)  # raises the not-installed error
+            if name not in flite_voices():
+                raise SpeechError(f"flite has no voice {name!r} (installed: {', '.join(flite_voices())})")
             base = {"slt": 170.0, "kal": 105.0, "kal16": 105.0, "awb": 110.0, "rms": 105.0}.get(name, 120.0)
             f0 = base * 2.0 ** ((pitch - 50) / 50.0 * 0.5)
             out = _run(["flite", "-voice", name, "--setf", f"duration_stretch={stretch:.3f}",
@@ -389,7 +402,9 @@ def _synthesize_external(text: str, voice: str, rate_wpm: int, pitch: int, sampl
             script = (f"(voice_{name})\n(Parameter.set 'Duration_Stretch {stretch:.3f})\n"
                       f'(set! u (SynthText "{quoted}"))\n'
                       f'(utt.save.wave u "{wav}" \'riff)\n(utt.save.segs u "{segs}")\n')
-            _run(["festival", "--pipe"], voice, stdin=script)
+            out = _run(["festival", "--pipe"], voice, stdin=script)
+            if "SIOD ERROR" in out:  # e.g. an unknown voice: festival goes on with its default
+                raise SpeechError(f"festival: {out.split('SIOD ERROR', 1)[1].strip()[:120]} (voice {voice!r})")
             if not os.path.isfile(segs):
                 raise SpeechError(f"{voice}: festival wrote no segments (unknown voice {name!r}?)")
             ends = []
