@@ -648,9 +648,7 @@ def protocol_report(report: dict) -> str:
         title = SET_TITLES.get(base, base)
         if first:
             title = f"{base}, first {first} sessions: the non-causal window beside the streaming model"
-            n = {"sessions": int(first), "frames": "?"}
-        else:
-            n = report["set_sizes"][name]
+        n = report["set_sizes"][name]
         lines += ["", f"## {title}", "", f"{n['sessions']} sessions, {n['frames']} frames, "
                   f"{res['ground_truth'].get('nod_cues', '?')} back-channel cues.", "", *results_table(res)]
     if report.get("quiet"):
@@ -700,12 +698,14 @@ def run_protocol(args, argv) -> dict:
         models_window = learned_models(net, guidance, True, None, args.batch)
     results = {name: evaluate_models(models, sets[name], seeds, block, args.bootstrap)
                for name in ("test", "test_other")}
+    subsets = {}
     if args.window_sessions and not args.no_window:
         # the non-causal window on the first N sessions only (its compute), beside the streaming
         # model on the same N sessions, for a like-for-like comparison
         for name in ("test", "test_other"):
             sub = sets[name][:args.window_sessions]
             pair = models_window
+            subsets[f"{name}_first{len(sub)}"] = sub
             results[f"{name}_first{len(sub)}"] = evaluate_models(pair, sub, seeds, block, args.bootstrap)
     quiet_sets = with_avatar_gain(sets["test_other"], QUIET_GAIN)
     quiet_models = {"learned_streaming": models["learned_streaming"], "procedural": models["procedural"]}
@@ -716,7 +716,8 @@ def run_protocol(args, argv) -> dict:
             "command": "avatar-forcing evaluate " + " ".join(argv if argv is not None else sys.argv[2:])}
     return {"info": info, "guidance": guidance, "validation_sweep": {str(g): v for g, v in sweep.items()},
             "sets": results, "quiet": quiet,
-            "set_sizes": {n: {"sessions": len(ss), "frames": sum(s.frames for s in ss)} for n, ss in sets.items()}}
+            "set_sizes": {n: {"sessions": len(ss), "frames": sum(s.frames for s in ss)}
+                          for n, ss in {**sets, **subsets}.items()}}
 
 
 def main_evaluate(argv=None) -> int:
