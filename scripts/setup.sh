@@ -4,7 +4,8 @@
 #   scripts/setup.sh            # then: source scripts/env.sh
 #
 # What it does, each step skipped when already done (safe to re-run):
-#   1. apt packages: espeak-ng (speech synthesis), ffmpeg, xvfb, and the compilers and headers
+#   1. apt packages: espeak-ng (speech synthesis), flite + festival (voices of other
+#      synthesizers for the held-out evaluation set), ffmpeg, xvfb, and the compilers and headers
 #      the message build needs;
 #   2. a venv in .venv with requirements.txt (real ROS 2 Kilted rclpy + Fast DDS from PyPI
 #      wheels, the rosidl generators, the ML stack);
@@ -30,7 +31,7 @@ start=$SECONDS
 step() { printf '\n== %s (%ds)\n' "$*" $((SECONDS - start)); }
 
 # --- 1. system packages -------------------------------------------------------------------
-apt_packages=(espeak-ng libespeak-ng-dev ffmpeg xvfb cmake g++ make)
+apt_packages=(espeak-ng libespeak-ng-dev flite festival festvox-kallpc16k ffmpeg xvfb cmake g++ make)
 python_h=$("$python" -c 'import sysconfig, os; print(os.path.join(sysconfig.get_paths()["include"], "Python.h"))')
 [ -f "$python_h" ] || apt_packages+=(python3-dev)
 "$python" -c 'import venv, ensurepip' 2>/dev/null || apt_packages+=(python3-venv)

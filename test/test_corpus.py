@@ -192,6 +192,15 @@ def test_train_and_test_splits_share_no_sentences_or_voices():
     assert not set(s.meta["voices"].values()) & set(TRAIN_VOICES)
 
 
+def test_other_split_speaks_held_out_sentences_with_other_synthesizers():
+    s = simulate_session(2, 8.0, split="other")
+    said = s.meta["texts"]["avatar"] + s.meta["texts"]["user"]
+    assert said and set(said) <= set(sentences("test"))
+    assert set(s.meta["voices"].values()) <= set(voices("other"))
+    assert all(v.split(":")[0] in ("flite", "festival") for v in s.meta["voices"].values())
+    assert np.abs(s.avatar_audio).max() > 0.05 or np.abs(s.user_audio).max() > 0.05
+
+
 def test_unknown_split_is_an_error():
     with pytest.raises(ValueError, match="split"):
         sentences("dev")

@@ -104,3 +104,88 @@ def test_generate_runs_a_motion_model_block_by_block():
     es = make_eval_session(T=41)
     out = generate(ProceduralMotionModel(fps=25, block_frames=2, seed=0), es.arrays, seed=0)
     assert out.shape == (40, 28)  # the last odd frame does not fill a block
+
+
+# --- the listening-head protocol's metrics ---------------------------------------------------
+from avatar_forcing_ros.generation.evaluation import (  # noqa: E402
+    EXPRESSION, POSE, Clusters, bootstrap_intervals, frechet_from_sums, gaussian_sums, jerk_at_boundaries,
+    select_guidance, session_stats, aggregate, shannon_index, speech_envelope, ensure_corpus)
+
+
+def test_speech_envelope_is_the_rms_of_each_40ms_frame():
+    t = np.arange(640 * 4) / 16000.0
+    audio = np.sin(2 * np.pi * 200 * t) * np.repeat([0.0, 0.5, 1.0, 0.25], 640)
+    assert speech_envelope(audio, 4) == pytest.approx([0.0, 0.5 / np.sqrt(2), 1 / np.sqrt(2), 0.25 / np.sqrt(2)],
+                                                      rel=1e-2, abs=1e-6)
+
+
+def test_frechet_from_added_sums_equals_the_direct_frechet_distance():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(300, 3)), rng.normal(0.5, 2.0, size=(400, 3))
+    sums = [gaussian_sums(a[:100]), gaussian_sums(a[100:])]
+    total = tuple(x + y for x, y in zip(*sums))
+    assert frechet_from_sums(total, gaussian_sums(b)) == pytest.approx(frechet_distance(a, b), rel=1e-6)
+
+
+def test_jerk_ratio_sees_a_seam_at_block_boundaries_only():
+    t = np.arange(200)
+    smooth = np.zeros((200, 28))
+    smooth[:, POSE[0]] = np.sin(t / 10.0)
+    b, nb, i, ni = jerk_at_boundaries(smooth, 4)
+    assert b / nb == pytest.approx(i / ni, rel=0.05)  # a smooth curve: no seam
+    seamed = smooth.copy()
+    seamed[:, EXPRESSION[1]] = np.cumsum(t % 4 == 0) * 0.01  # a small step at every block start
+    b, nb, i, ni = jerk_at_boundaries(seamed, 4)
+    assert b / nb > 2 * (i / ni)  # the step hits the centred stencil twice as hard as its neighbours
+
+
+def test_shannon_index_is_zero_for_one_cluster_and_log_k_for_uniform():
+    assert shannon_index(np.array([10.0, 0, 0])) == 0.0
+    assert shannon_index(np.ones(40)) == pytest.approx(np.log(40))
+
+
+def _protocol_session(T=300, seed=11):
+    es = make_eval_session(T=T)
+    es.avatar_speaking = [[20, 120], [180, 280]]
+    rng = np.random.default_rng(seed)
+    es.avatar_audio = (np.repeat(es.arrays.avatar_motion[:, JAW], 640) * rng.normal(size=T * 640)).astype(np.float32)
+    return es
+
+
+def test_real_motion_has_zero_rpcc_and_fd_and_a_copy_of_the_user_does_not():
+    sessions = [_protocol_session(seed=i) for i in range(3)]
+    clusters = Clusters.fit([s.arrays.avatar_motion for s in sessions])
+    real = aggregate([session_stats(s.arrays.avatar_motion, s, clusters, 2) for s in sessions])
+    assert real["rpcc_exp"] == pytest.approx(0.0, abs=1e-9) and real["fd_exp"] == pytest.approx(0.0, abs=1e-4)
+    copy = aggregate([session_stats(s.arrays.user_motion, s, clusters, 2) for s in sessions])
+    assert copy["rpcc_exp"] > 0.02 and copy["fd_exp"] > 0.01  # 2 of 20 channels move in the toy user
+    assert real["lip_env_corr"] > 0.5 and real["sid_exp"] > copy["sid_exp"]
+
+
+def test_bootstrap_interval_holds_the_estimate_and_is_zero_width_for_identical_sessions():
+    sessions = [_protocol_session(seed=i) for i in range(4)]
+    clusters = Clusters.fit([s.arrays.avatar_motion for s in sessions])
+    noisy = [s.arrays.avatar_motion + np.random.default_rng(i).normal(0, 0.05 * (i + 1), s.arrays.avatar_motion.shape)
+             for i, s in enumerate(sessions)]
+    stats = [session_stats(m.astype(np.float32), s, clusters, 2) for m, s in zip(noisy, sessions)]
+    ci = bootstrap_intervals(stats, 200)
+    est = aggregate(stats)
+    assert ci["rpcc_exp"][0] <= est["rpcc_exp"] <= ci["rpcc_exp"][1] and ci["rpcc_exp"][1] > ci["rpcc_exp"][0]
+    same = bootstrap_intervals([stats[0]] * 4, 50)
+    assert same["rpcc_exp"][0] == pytest.approx(same["rpcc_exp"][1])
+
+
+def test_guidance_is_selected_by_mean_rank_on_validation():
+    sweep = {1.5: {"rpcc_exp": 0.3, "rpcc_pose": 0.3, "fd_exp": 0.3, "fd_pose": 0.3, "lip_env_corr": 0.6},
+             3.0: {"rpcc_exp": 0.1, "rpcc_pose": 0.2, "fd_exp": 0.1, "fd_pose": 0.4, "lip_env_corr": 0.5},
+             5.0: {"rpcc_exp": 0.2, "rpcc_pose": 0.1, "fd_exp": 0.5, "fd_pose": 0.5, "lip_env_corr": 0.4}}
+    assert select_guidance(sweep) == 3.0
+    assert sweep[3.0]["mean_rank"] < sweep[1.5]["mean_rank"]
+
+
+def test_a_protocol_corpus_made_with_other_settings_is_refused(tmp_path):
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test" / "dataset.json").write_text(
+        '{"generator": {"split": "test", "seed": 9, "n_sessions": 3, "seconds_per_session": 4.0}}')
+    with pytest.raises(ValueError, match="protocol needs"):
+        ensure_corpus(tmp_path, "test", {"split": "test", "seed": 2, "sessions": 3, "seconds": 4.0})

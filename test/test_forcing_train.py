@@ -90,3 +90,34 @@ def test_training_loss_is_finite_with_user_stream_dropped():
 def test_train_command_reports_missing_dataset(tmp_path):
     with pytest.raises(Exception, match="nowhere"):
         main_train(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "ck"), "--steps", "1"])
+
+
+def test_audio_augmentation_changes_level_within_its_range_and_is_reproducible():
+    from avatar_forcing_ros.generation.forcing.train import AudioAugmentation
+    t = np.arange(16000) / 16000.0
+    x = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    aug = AudioAugmentation(noise_prob=0.0, tilt=(0.0, 0.0))
+    gains = [20 * np.log10(np.std(aug.apply(x, np.random.default_rng(i))) / np.std(x)) for i in range(30)]
+    assert min(gains) >= aug.gain_db[0] - 0.1 and max(gains) <= aug.gain_db[1] + 0.1
+    assert max(gains) - min(gains) > 10  # really spread over the range
+    noisy = AudioAugmentation(noise_prob=1.0, gain_db=(0.0, 0.0), tilt=(0.0, 0.0))
+    y = noisy.apply(np.zeros(16000, np.float32), np.random.default_rng(0))
+    assert 10 ** (-76 / 20) < np.std(y) < 10 ** (-39 / 20)  # the noise floor lies in its dBFS range
+    assert np.array_equal(aug.apply(x, np.random.default_rng(5)), aug.apply(x, np.random.default_rng(5)))
+
+
+def test_augmented_copies_share_the_motion_and_differ_in_audio_features():
+    from avatar_forcing_ros.corpus.dataset import DyadicSession
+    from avatar_forcing_ros.generation.forcing.train import augmented_arrays, session_arrays
+    s = toy_sessions(1, 50)[0]
+    rng = np.random.default_rng(0)
+    audio = (0.2 * rng.normal(size=50 * 640)).astype(np.float32)
+    d = DyadicSession("d", audio, audio.copy(), s.avatar_motion, s.user_motion, s.user_present,
+                      np.zeros((50, 3), np.float32), {})
+    clean = session_arrays(d)
+    copies = augmented_arrays(d, 2, seed=0)
+    assert len(copies) == 2 and all(np.array_equal(c.avatar_motion, clean.avatar_motion) for c in copies)
+    level = [float(c.avatar_audio[:, 40].mean()) for c in copies]  # log RMS
+    assert all(abs(v - clean.avatar_audio[:, 40].mean()) > 0.05 for v in level) and level[0] != level[1]
+    again = augmented_arrays(d, 2, seed=0)
+    assert np.array_equal(again[1].user_audio, copies[1].user_audio)

@@ -140,3 +140,33 @@ def test_out_of_range_parameters_are_speech_errors(kwargs, message):
 def test_text_with_nul_is_a_speech_error():
     with pytest.raises(SpeechError, match="NUL"):
         synthesize("hel\0lo")
+
+
+# --- other synthesizers (flite, festival) ---------------------------------------------------------
+@pytest.mark.parametrize("voice", ["flite:slt", "flite:awb", "festival:kal_diphone"])
+def test_other_synthesizers_speak_with_phoneme_timing_in_espeak_mnemonics(voice):
+    u = synthesize("Hello world. How are you today?", voice=voice)
+    assert u.sample_rate == 16000 and u.audio.dtype == np.float32
+    assert 1.0 < u.duration_s < 4.0 and _rms(u.audio) > 0.01
+    starts = np.array([p.start_s for p in u.phonemes])
+    ends = np.array([p.end_s for p in u.phonemes])
+    assert len(u.phonemes) >= 15 and np.all(np.diff(starts) > 0) and np.all(ends > starts)
+    assert ends[-1] <= u.duration_s + 1e-6
+    assert [p.symbol for p in u.phonemes[:4]] == ["h", "@", "l", "oU"]  # CMU hh ax l ow, mapped
+    # the timing belongs to this audio: it is louder inside the words than before the first phoneme
+    sr = u.sample_rate
+    assert _rms(u.audio[int(starts[0] * sr):int(ends[-1] * sr)]) > 3 * _rms(u.audio[:max(1, int(starts[0] * sr) - 800)])
+
+
+def test_other_synthesizer_rate_stretches_its_timing_with_its_audio():
+    slow = synthesize("Good morning to you", voice="flite:rms", rate_wpm=110)
+    fast = synthesize("Good morning to you", voice="flite:rms", rate_wpm=220)
+    assert slow.duration_s > 1.4 * fast.duration_s
+    assert slow.phonemes[-1].end_s > 1.4 * fast.phonemes[-1].end_s
+
+
+def test_unknown_voice_of_another_synthesizer_is_a_speech_error():
+    with pytest.raises(SpeechError, match="festival"):
+        synthesize("hello", voice="festival:nosuch")
+    with pytest.raises(SpeechError, match="flite"):
+        synthesize("hello", voice="flite:nosuch")

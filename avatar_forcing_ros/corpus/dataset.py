@@ -266,8 +266,9 @@ def generate_corpus(out_dir, n_sessions: int, seconds_per_session: float, seed: 
         raise DatasetError(f"n_sessions must be at least 1, got {n_sessions}")
     if not seconds_per_session or float(seconds_per_session) < 2.0:
         raise DatasetError(f"seconds_per_session must be at least 2, got {seconds_per_session}")
-    if split not in ("train", "test"):
-        raise DatasetError(f"split must be 'train' or 'test', got {split!r}")
+    from .simulator import SPLITS
+    if split not in SPLITS:
+        raise DatasetError(f"split must be one of {SPLITS}, got {split!r}")
     workers = int(np.clip(workers, 1, MAX_WORKERS))
     root = _fresh_directory(out_dir)
     names = [f"{split}_{i:05d}" for i in range(int(n_sessions))]
@@ -295,8 +296,9 @@ def main_generate(argv=None) -> int:
     p.add_argument("--sessions", type=int, default=100)
     p.add_argument("--seconds", type=float, default=20.0, help="length of each session")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--split", choices=("train", "test"), default="train",
-                   help="sentences and voices: the test split holds out both")
+    p.add_argument("--split", choices=("train", "test", "other"), default="train",
+                   help="sentences and voices: the test split holds out both; 'other' speaks the "
+                        "held-out sentences with other synthesizers (flite, festival)")
     p.add_argument("--workers", type=int, default=MAX_WORKERS, help=f"processes (1..{MAX_WORKERS})")
     a = p.parse_args(argv)
     try:

@@ -92,26 +92,34 @@ SENTENCES = (
 TEST_EVERY = 5  # every fifth sentence is held out for evaluation
 
 TRAIN_VOICES = ("en-us", "en-gb", "en-us+f3", "en+m3", "en-gb+f2", "en-us+m1", "de", "fr",
-                "es", "en-gb-scotland", "en-us+f4")
+                "es", "en-gb-scotland", "en-us+f4",
+                # more speakers: espeak-ng's voice variants (formant sets, breathiness, pitch)
+                "en-us+m2", "en-gb+m4", "en+m6", "en-us+f1", "en-gb+f4", "en-us+klatt2",
+                "en+Andy", "en-us+Annie", "en-gb+steph", "en-us+max", "en+linda", "pt", "pl")
 TEST_VOICES = ("en-029", "en+f5", "it", "nl", "en-us+m7")
+# a second held-out set: other synthesizers altogether (never heard in training)
+OTHER_VOICES = ("flite:slt", "flite:awb", "flite:rms", "flite:kal16", "festival:kal_diphone")
+SPLITS = ("train", "test", "other")
+FEMALE_VOICES = ("flite:slt",)
 
 LAUGHS = ("ha ha ha", "ha ha", "ha ha ha ha", "he he he")
 
 
 def sentences(split: str = "train") -> list[str]:
+    """The test and the other-synthesizer split speak the held-out sentences."""
     _check_split(split)
-    held_out = split == "test"
+    held_out = split != "train"
     return [s for i, s in enumerate(SENTENCES) if (i % TEST_EVERY == TEST_EVERY - 1) == held_out]
 
 
 def voices(split: str = "train") -> list[str]:
     _check_split(split)
-    return list(TRAIN_VOICES if split == "train" else TEST_VOICES)
+    return list({"train": TRAIN_VOICES, "test": TEST_VOICES, "other": OTHER_VOICES}[split])
 
 
 def _check_split(split: str) -> None:
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
 
 
 @dataclass(frozen=True)
@@ -132,11 +140,13 @@ def random_persona(rng: np.random.Generator, split: str = "train",
                    exclude_voice: str | None = None) -> Persona:
     pool = [v for v in voices(split) if v != exclude_voice]
     voice = pool[rng.integers(len(pool))]
-    female = "+f" in voice
+    female = "+f" in voice or voice in FEMALE_VOICES
+    wide = split == "train"  # training speakers span a wider range of rates and pitches
     return Persona(
         voice=voice,
-        rate_wpm=int(rng.integers(135, 190)),
-        pitch=int(rng.integers(55, 76) if female else rng.integers(35, 61)),
+        rate_wpm=int(rng.integers(120, 211) if wide else rng.integers(135, 190)),
+        pitch=int((rng.integers(50, 86) if wide else rng.integers(55, 76)) if female
+                  else (rng.integers(25, 66) if wide else rng.integers(35, 61))),
         expressiveness=float(rng.uniform(0.6, 1.4)),
         articulation=float(rng.uniform(0.85, 1.15)),
         nod_propensity=float(rng.uniform(0.4, 0.9)),

@@ -1,13 +1,22 @@
-"""Synthesised speech with phoneme timing, from libespeak-ng through ctypes.
+"""Synthesised speech with phoneme timing, from libespeak-ng through ctypes, and from two
+other synthesizers (flite, festival) through their command lines.
 
 espeak-ng reports, while it synthesises, where each phoneme starts in the audio it produced,
 so the mouth targets of the training corpus come from the same synthesis as the sound.
 The library is global state (one voice, one callback), so every call holds a module lock.
+
+``voice="flite:slt"`` or ``"festival:kal_diphone"`` speaks with another synthesizer (Debian
+packages ``flite``, ``festival``, ``festvox-kallpc16k``): a different voice source and
+prosody than espeak-ng's, used to test the model on voices it never heard. Their phoneme
+timing (CMU phones, end times) is mapped to espeak mnemonics for the viseme track.
 """
 from __future__ import annotations
 
 import ctypes
 import os
+import shutil
+import subprocess
+import tempfile
 import threading
 from dataclasses import dataclass, field
 
@@ -243,6 +252,8 @@ def synthesize(text: str, voice: str = "en-us", rate_wpm: int = 160, pitch: int 
     if not (1000 <= int(sample_rate) <= 384000):
         raise SpeechError(f"sample_rate {sample_rate} Hz is out of range")
 
+    if voice.split(":", 1)[0] in EXTERNAL_SYNTHESIZERS:
+        return _synthesize_external(text, voice, int(rate_wpm), int(pitch), int(sample_rate))
     data = text.encode("utf-8") + b"\0"
     with _lock:
         lib = _library()
@@ -304,3 +315,112 @@ def _timing(events, text: str, duration: float) -> tuple[list[Phoneme], list[Wor
         # text_position is 1-based, in characters
         words.append(Word(t0, t1, text[max(pos - 1, 0):max(pos - 1, 0) + length]))
     return phonemes, words
+
+
+# --- other synthesizers --------------------------------------------------------------------
+EXTERNAL_SYNTHESIZERS = ("flite", "festival")
+# CMU / festival "radio" phones -> espeak mnemonics (visemes.py reads the latter)
+CMU_TO_ESPEAK = {
+    "aa": "A", "ae": "&", "ah": "V", "ao": "O", "aw": "aU", "ax": "@", "axr": "3", "ay": "aI",
+    "eh": "E", "er": "3", "ey": "eI", "ih": "I", "iy": "i", "ow": "oU", "oy": "OI", "uh": "U",
+    "uw": "u", "b": "b", "ch": "tS", "d": "d", "dh": "D", "dx": "t", "f": "f", "g": "g",
+    "hh": "h", "jh": "dZ", "k": "k", "l": "l", "m": "m", "n": "n", "ng": "N", "p": "p", "r": "r",
+    "s": "s", "sh": "S", "t": "t", "th": "T", "v": "v", "w": "w", "y": "j", "z": "z", "zh": "Z",
+}
+DEFAULT_RATE_WPM = 160  # the rate at which the external voices speak unstretched
+
+
+_flite_voices: list[str] = []
+
+
+def flite_voices() -> list[str]:
+    """Voices of the installed flite (it falls back to its default for an unknown name)."""
+    if not _flite_voices:
+        out = _run(["flite", "-lv"], "flite voices")
+        _flite_voices.extend(out.split(":", 1)[-1].split())
+    return list(_flite_voices)
+
+
+def _run(cmd: list[str], what: str, stdin: str | None = None) -> str:
+    try:
+        r = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        raise SpeechError(f"{what}: {cmd[0]} is not installed (Debian packages flite, festival, "
+                          "festvox-kallpc16k; scripts/setup.sh installs them)") from None
+    except subprocess.TimeoutExpired:
+        raise SpeechError(f"{what}: {cmd[0]} did not finish in 60 s") from None
+    if r.returncode != 0:
+        raise SpeechError(f"{what}: {cmd[0]} failed ({r.returncode}): {r.stderr.strip()[:200]}")
+    return r.stdout + "\n" + r.stderr  # festival reports Scheme errors on stderr with status 0
+
+
+def _segments_to_timing(ends: list[tuple[float, str]], duration: float) -> list[Phoneme]:
+    """(end time, CMU phone) in order -> Phonemes in espeak mnemonics; pauses dropped. Times
+    are scaled onto the audio when the synthesizer's stretch made them disagree with it."""
+    if not ends:
+        return []
+    scale = duration / ends[-1][0] if ends[-1][0] > 0 and abs(ends[-1][0] - duration) > 0.02 * duration else 1.0
+    out, start = [], 0.0
+    for end, phone in ends:
+        end = min(end * scale, duration)
+        if phone not in ("pau", "h#", "#", "brth") and end > start:
+            out.append(Phoneme(start, end, CMU_TO_ESPEAK.get(phone, phone)))
+        start = end
+    return out
+
+
+def _synthesize_external(text: str, voice: str, rate_wpm: int, pitch: int, sample_rate: int) -> Utterance:
+    """flite:<voice> or festival:<voice>. Rate maps to a duration stretch; pitch (0..100, 50
+    neutral) to a mean F0 shift of up to +-6 semitones around the voice's own (flite only)."""
+    import soundfile as sf
+
+    engine, _, name = voice.partition(":")
+    if not name:
+        raise SpeechError(f"voice {voice!r}: expected {engine}:<voice name>")
+    stretch = DEFAULT_RATE_WPM / float(rate_wpm)
+    with tempfile.TemporaryDirectory(prefix="af_tts_") as tmp:
+        wav = os.path.join(tmp, "out.wav")
+        if engine == "flite":
+            if shutil.which("flite") is None:
+                _run(["flite"], voice)  # raises the not-installed error
+            if name not in flite_voices():
+                raise SpeechError(f"flite has no voice {name!r} (installed: {', '.join(flite_voices())})")
+            base = {"slt": 170.0, "kal": 105.0, "kal16": 105.0, "awb": 110.0, "rms": 105.0}.get(name, 120.0)
+            f0 = base * 2.0 ** ((pitch - 50) / 50.0 * 0.5)
+            out = _run(["flite", "-voice", name, "--setf", f"duration_stretch={stretch:.3f}",
+                        "--setf", f"int_f0_target_mean={f0:.1f}", "-psdur", "-t", text, "-o", wav], voice)
+            ends = []
+            for tok in out.split():
+                phone, _, t = tok.rpartition(":")
+                try:
+                    ends.append((float(t), phone))
+                except ValueError:
+                    continue
+        elif engine == "festival":
+            segs = os.path.join(tmp, "out.segs")
+            quoted = text.replace("\\", " ").replace('"', " ")
+            script = (f"(voice_{name})\n(Parameter.set 'Duration_Stretch {stretch:.3f})\n"
+                      f'(set! u (SynthText "{quoted}"))\n'
+                      f'(utt.save.wave u "{wav}" \'riff)\n(utt.save.segs u "{segs}")\n')
+            out = _run(["festival", "--pipe"], voice, stdin=script)
+            if "SIOD ERROR" in out:  # e.g. an unknown voice: festival goes on with its default
+                raise SpeechError(f"festival: {out.split('SIOD ERROR', 1)[1].strip()[:120]} (voice {voice!r})")
+            if not os.path.isfile(segs):
+                raise SpeechError(f"{voice}: festival wrote no segments (unknown voice {name!r}?)")
+            ends = []
+            for line in open(segs).read().split("#", 1)[-1].splitlines():
+                parts = line.split()
+                if len(parts) == 3:
+                    ends.append((float(parts[0]), parts[2]))
+        else:
+            raise SpeechError(f"unknown synthesizer {engine!r} in voice {voice!r}")
+        if not os.path.isfile(wav):
+            raise SpeechError(f"{voice}: no audio written for {text[:40]!r}")
+        x, rate = sf.read(wav, dtype="float32", always_2d=True)
+    audio = resample(x[:, 0], int(rate), sample_rate)
+    if audio.size == 0:
+        raise SpeechError(f"{voice} produced no audio for {text[:40]!r}")
+    duration = audio.shape[0] / sample_rate
+    phonemes = _segments_to_timing(ends, duration)
+    return Utterance(audio=audio, sample_rate=sample_rate, phonemes=phonemes, words=[], text=text,
+                     voice=voice, rate_wpm=rate_wpm, pitch=pitch, native_rate=int(rate))

@@ -1,19 +1,38 @@
-"""Evaluation of motion models on a held-out dyadic dataset.
+"""Evaluation of motion models on held-out dyadic data, by the listening-head protocol.
 
+    avatar-forcing evaluate --protocol /tmp/af_eval --checkpoint models/af_forcing_v1 \
+        --out models/af_forcing_v1/eval_report          # the whole protocol, one command
     avatar-forcing evaluate --data corpus/test --checkpoint models/af_forcing_v1 --out report
 
-Metrics (all on af-motion-v1 at 25 fps):
-- lip sync: Pearson correlation of the generated mouth coefficients (jawOpen, mouthFunnel,
-  mouthPucker) with the phoneme-derived viseme targets, and the audio-visual offset in frames
-  (the lag of the largest correlation; > 0 means the mouth is late).
-- reactiveness: largest lagged correlation (lags 0..1 s) of the user's smile with the avatar's
-  smile and of the user's head-pitch velocity with the avatar's; the rate of nods in the
-  second after annotated back-channel moments, beside the rate at random moments (chance).
-- diversity: std across sampling seeds for the same inputs; std across sessions of the mean.
-- Fréchet distance between Gaussian fits of motion-window statistics (per-channel mean, std,
-  mean absolute velocity over 1 s windows) of generated and real motion.
-Models side by side: the learned model (streaming), the procedural baseline, the same network
-sampled non-causally over a full window, and the learned model after DPO when given.
+The protocol (``--protocol DIR``; the corpora are generated there when missing, fixed seeds):
+- validation: 12 sessions of held-out sentences and espeak-ng voices; the guidance scale is
+  chosen here, and only here, over ``--guidance-grid``;
+- test: 30 sessions of the same held-out distribution, other seeds;
+- test_other: 30 sessions whose two speakers are voiced by other synthesizers (flite,
+  festival) that training never heard.
+Every figure is the mean over sessions with a 95 % bootstrap interval over sessions.
+
+Metrics (af-motion-v1 at 25 fps; EXPRESSION = the 20 blendshape coefficients, POSE = head
+yaw/pitch/roll/tx/ty/scale), as in the listening-head literature (Learning2Listen, ViCo, DIM):
+- fd_exp / fd_pose: Fréchet distance between Gaussian fits of the per-frame expression /
+  pose of generated and real avatar motion; paired_fd: the same on (user, avatar) pairs;
+- rpcc_exp / rpcc_pose: |PCC(real avatar, user) - PCC(generated avatar, user)|, the PCC the
+  mean over channels of the per-session Pearson correlation (reactiveness as in the data);
+- sid_exp / sid_pose: Shannon index of diversity, the entropy (nats) of the generated
+  frames' assignment to 40 k-means clusters of real frames; var_exp / var_pose: variance
+  over time, mean over channels;
+- lip sync within the avatar's speech: lip_env_corr, the correlation of jawOpen with the
+  speech envelope (RMS per frame of the avatar's audio); jaw_speaking, mean jawOpen
+  (articulation); lip_viseme_corr, correlation of the mouth with the simulator's viseme track;
+- reactions: smile_react_corr/lag (largest lagged correlation of the avatar's smile after the
+  user's; the real value is the target, not higher), nod_rate vs nod_chance (nods in the
+  second after back-channel cues vs at random listening moments, events pooled over sessions);
+- jerk_boundary / jerk_ratio: mean |third difference| of pose+expression centred on block
+  boundaries, and its ratio to within-block frames (1 = no seam at the boundaries).
+"Real" is reported only where it is not trivially perfect (not FD, rPCC, viseme sync).
+Models side by side: the learned model streaming with the KV cache, the same network sampled
+non-causally (bidirectional window re-sampled per block), the procedural baseline, and the
+learned model after DPO when given.
 """
 from __future__ import annotations
 
@@ -37,6 +56,14 @@ MOUTH = ("jawOpen", "mouthFunnel", "mouthPucker")
 JAW = AF_MOTION_V1.index("jawOpen")
 PITCH = AF_MOTION_V1.index("head_pitch")
 SMILE = AF_MOTION_V1.indices(["mouthSmileLeft", "mouthSmileRight"])
+POSE = [int(i) for i in AF_MOTION_V1.indices(["head_yaw", "head_pitch", "head_roll", "head_tx", "head_ty", "head_scale"])]
+EXPRESSION = list(range(AF_MOTION_V1.index("jawOpen"), AF_MOTION_V1.dim))  # the 20 blendshapes
+SAMPLES_PER_FRAME = 640  # 16 kHz audio at 25 fps
+SID_CLUSTERS = 40
+BOOTSTRAP = 500
+# metrics whose value on the real motion is perfect by construction: no "real" column for them
+TRIVIAL_FOR_REAL = ("fd_exp", "fd_pose", "paired_fd", "rpcc_exp", "rpcc_pose", "lip_sync_corr", "jaw_corr",
+                    "av_offset_frames", "diversity_across_seeds", "frechet_distance")
 
 
 # --- metric primitives ---------------------------------------------------------------------
@@ -107,6 +134,101 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray, eps: float = 1e-6
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(ca + cb - 2.0 * covmean))
 
 
+
+
+def speech_envelope(audio, frames: int) -> np.ndarray:
+    """RMS of each 40 ms frame of 16 kHz audio, (frames,)."""
+    x = np.zeros(frames * SAMPLES_PER_FRAME, np.float64)
+    a = np.asarray(audio, np.float64)[: x.size]
+    x[: a.size] = a
+    return np.sqrt((x.reshape(frames, SAMPLES_PER_FRAME) ** 2).mean(axis=1))
+
+
+def mean_channel_pcc(a, b) -> float:
+    """Mean over channels of the Pearson correlation of a[:, c] with b[:, c] (a channel that
+    does not move in either counts as 0)."""
+    return float(np.mean([pearson(a[:, c], b[:, c]) for c in range(a.shape[1])]))
+
+
+def jerk_at_boundaries(motion: np.ndarray, block: int) -> tuple[float, float, float, float]:
+    """Sums and counts of the mean |third difference| over pose+expression channels, for
+    stencils centred on a block boundary (between frames t and t+1, t+1 a block start) and
+    for the others: (boundary_sum, boundary_n, interior_sum, interior_n)."""
+    x = np.asarray(motion, np.float64)[:, POSE + EXPRESSION]
+    if len(x) < 5:
+        return 0.0, 0, 0.0, 0
+    j = np.abs(x[3:] - 3 * x[2:-1] + 3 * x[1:-2] - x[:-3]).mean(axis=1)  # centred between t+1, t+2
+    starts = np.arange(len(j)) + 2  # the frame after the centre
+    at = (starts % block) == 0 if block > 1 else np.ones(len(j), bool)
+    return float(j[at].sum()), int(at.sum()), float(j[~at].sum()), int((~at).sum())
+
+
+def gaussian_sums(feats: np.ndarray) -> tuple:
+    """(n, sum, sum of outer products) of feature rows: Gaussian fits that add over sessions."""
+    f = np.asarray(feats, np.float64)
+    return len(f), f.sum(axis=0), f.T @ f
+
+
+def frechet_from_sums(a: tuple, b: tuple, eps: float = 1e-6) -> float:
+    def fit(s):
+        n, s1, s2 = s
+        mu = s1 / n
+        return mu, (s2 - n * np.outer(mu, mu)) / max(n - 1, 1)
+    mu_a, ca = fit(a)
+    mu_b, cb = fit(b)
+    d = len(mu_a)
+    ca, cb = ca + eps * np.eye(d), cb + eps * np.eye(d)
+    covmean = linalg.sqrtm(ca @ cb)
+    if np.iscomplexobj(covmean):
+        covmean = covmean.real
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(ca + cb - 2.0 * covmean))
+
+
+def nanmean(values) -> float:
+    """Mean of the finite values; NaN (without a warning) when there is none."""
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
+
+
+def _add(a: tuple, b: tuple) -> tuple:
+    return tuple(x + y for x, y in zip(a, b))
+
+
+@dataclass
+class Clusters:
+    """k-means centroids of real frames (standardised per channel) for the diversity index."""
+    exp: np.ndarray
+    pose: np.ndarray
+    exp_scale: np.ndarray
+    pose_scale: np.ndarray
+
+    @classmethod
+    def fit(cls, real_motions: list[np.ndarray], k: int = SID_CLUSTERS, seed: int = 0) -> "Clusters":
+        from scipy.cluster.vq import kmeans2
+        x = np.concatenate(real_motions).astype(np.float64)
+        rng = np.random.default_rng(seed)
+        if len(x) > 20000:
+            x = x[rng.choice(len(x), 20000, replace=False)]
+        out = {}
+        for name, idx in (("exp", EXPRESSION), ("pose", POSE)):
+            scale = np.maximum(x[:, idx].std(axis=0), 1e-3)
+            kk = min(k, len(x))
+            out[name], _ = kmeans2(x[:, idx] / scale, kk, seed=seed, minit="++")
+            out[f"{name}_scale"] = scale
+        return cls(**out)
+
+    def histogram(self, motion: np.ndarray, which: str) -> np.ndarray:
+        from scipy.cluster.vq import vq
+        idx = EXPRESSION if which == "exp" else POSE
+        centroids, scale = getattr(self, which), getattr(self, f"{which}_scale")
+        labels, _ = vq(np.asarray(motion, np.float64)[:, idx] / scale, centroids)
+        return np.bincount(labels, minlength=len(centroids)).astype(np.float64)
+
+
+def shannon_index(hist: np.ndarray) -> float:
+    p = hist[hist > 0] / hist.sum()
+    return float(-(p * np.log(p)).sum())
 # --- sessions and generation ----------------------------------------------------------------
 @dataclass
 class EvalSession:
@@ -114,10 +236,17 @@ class EvalSession:
     visemes: np.ndarray            # (T, 3) jawOpen, mouthFunnel, mouthPucker targets
     backchannel: list = field(default_factory=list)
     avatar_speaking: list = field(default_factory=list)
+    avatar_audio: np.ndarray | None = None  # (T*640,) the avatar's speech, 16 kHz
 
     @property
     def frames(self) -> int:
         return self.arrays.frames
+
+    @property
+    def avatar_envelope(self) -> np.ndarray | None:
+        if self.avatar_audio is None:
+            return None
+        return speech_envelope(self.avatar_audio, self.frames)
 
 
 def load_eval_sessions(path, max_sessions: int | None = None, max_frames: int | None = None) -> list[EvalSession]:
@@ -128,13 +257,31 @@ def load_eval_sessions(path, max_sessions: int | None = None, max_frames: int | 
         a = session_arrays(s)
         meta = getattr(s, "meta", {}) or {}
         vis = np.asarray(s.avatar_viseme_targets, np.float32)
+        audio = np.asarray(s.avatar_audio, np.float32)
         if max_frames:
             n = max_frames
             a = SessionArrays(a.avatar_audio[:n], a.user_audio[:n], a.user_motion[:n], a.user_present[:n],
                               a.avatar_motion[:n], a.name)
             vis = vis[:n]
+            audio = audio[:n * SAMPLES_PER_FRAME]
         out.append(EvalSession(a, vis, [f for f in meta.get("backchannel", []) if f < a.frames],
-                               meta.get("avatar_speaking", [])))
+                               meta.get("avatar_speaking", []), audio))
+    return out
+
+
+def with_avatar_gain(sessions: list[EvalSession], gain: float) -> list[EvalSession]:
+    """The same sessions with the avatar's speech played ``gain`` times as loud (features
+    recomputed from the scaled waveform, as the node would compute them)."""
+    from ..core.audio import LogMelFeatures
+    from .forcing.train import SessionArrays
+    feats = LogMelFeatures()
+    out = []
+    for s in sessions:
+        audio = np.clip(s.avatar_audio * np.float32(gain), -1.0, 1.0)
+        a = s.arrays
+        aa = feats.frames(audio)[: a.frames]
+        out.append(EvalSession(SessionArrays(aa, a.user_audio, a.user_motion, a.user_present, a.avatar_motion,
+                                             a.name), s.visemes, s.backchannel, s.avatar_speaking, audio))
     return out
 
 
@@ -150,21 +297,46 @@ def generate(model: MotionModel, arrays, seed: int) -> np.ndarray:
     return np.concatenate(out, axis=0)
 
 
+def generate_batched(net, sessions: list, seed: int, guidance: float, noncausal: bool = False,
+                     batch: int = 16, window: int | None = None) -> list[np.ndarray]:
+    """The network over many sessions at once (sessions of equal length share a batch):
+    streaming with the KV cache (what the runtime does, block by block, verified equal to the
+    offline recomputation), or ``noncausal``: a bidirectional window re-sampled per block.
+    ``sessions``: EvalSessions or SessionArrays. Returns clipped motion (T', D) per session."""
+    import torch
+    from .forcing.sampler import sample_streaming, sample_window
+    arrays = [getattr(s, "arrays", s) for s in sessions]
+    B = net.cfg.block_frames
+    out: list = [None] * len(arrays)
+    by_len: dict[int, list[int]] = {}
+    for i, a in enumerate(arrays):
+        by_len.setdefault(a.frames - a.frames % B, []).append(i)
+    gen = torch.Generator().manual_seed(int(seed))
+    for T, idx in sorted(by_len.items()):
+        for c in range(0, len(idx), batch):
+            chunk = idx[c:c + batch]
+
+            def stack(k):
+                return torch.from_numpy(np.stack([getattr(arrays[i], k)[:T] for i in chunk]))
+            with torch.no_grad():
+                aa, ua, um = net.normalize_conditions(stack("avatar_audio"), stack("user_audio"), stack("user_motion"))
+                up = stack("user_present")
+                if noncausal:
+                    x = sample_window(net, aa, ua, um, up, gen, guidance, window=window)
+                else:
+                    noise = torch.randn(len(chunk), T, net.cfg.motion_dim, generator=gen)
+                    x = sample_streaming(net, aa, ua, um, up, noise, guidance)
+                x = net.denormalize_motion(x).numpy()
+            for k, i in enumerate(chunk):
+                out[i] = AF_MOTION_V1.clip(x[k])
+    return out
+
+
 def generate_window(net, arrays, seed: int, guidance: float, window: int | None = None) -> np.ndarray:
     """The same network sampled non-causally (bidirectional window re-sampled per block)."""
-    import torch
-    from .forcing.sampler import sample_window
-    B = net.cfg.block_frames
-    T = arrays.frames - arrays.frames % B
-    with torch.no_grad():
-        t = [torch.from_numpy(getattr(arrays, k)[:T])[None] for k in ("avatar_audio", "user_audio", "user_motion")]
-        aa, ua, um = net.normalize_conditions(*t)
-        x = sample_window(net, aa, ua, um, torch.from_numpy(arrays.user_present[:T])[None],
-                          torch.Generator().manual_seed(seed), guidance, window=window)
-        return AF_MOTION_V1.clip(net.denormalize_motion(x)[0].numpy())
+    return generate_batched(net, [arrays], seed, guidance, noncausal=True, window=window)[0]
 
-
-# --- per-model evaluation -------------------------------------------------------------------
+# --- per-session metrics --------------------------------------------------------------------
 def speaking_mask(T: int, intervals) -> np.ndarray:
     m = np.zeros(T, bool)
     for a, b in intervals:
@@ -172,12 +344,20 @@ def speaking_mask(T: int, intervals) -> np.ndarray:
     return m
 
 
+def _chance_moments(T: int, s, n_cues: int) -> np.ndarray:
+    """Random moments while the avatar listens (fixed seed), where the nod detector gives chance."""
+    rng = np.random.default_rng(0)
+    listening = np.flatnonzero(~speaking_mask(T, s.avatar_speaking)[: max(1, T - 25)])
+    return rng.choice(listening, size=max(20, 2 * n_cues)) if listening.size else np.zeros(0, int)
+
+
 def session_metrics(motion: np.ndarray, s: EvalSession, max_lag: int = 25) -> dict:
+    """Metrics of one generated (or real) motion of one session."""
     T = len(motion)
     a = s.arrays
-    speak = speaking_mask(T, s.avatar_speaking)
-    if speak.sum() < 10:
-        speak = np.ones(T, bool)  # no annotation: score lip sync over the whole session
+    annotated = speaking_mask(T, s.avatar_speaking)
+    speak = annotated if annotated.sum() >= 10 else np.ones(T, bool)  # no annotation: whole session
+    silent = bool(s.avatar_speaking) is False or annotated.sum() < 10  # lip sync undefined: NaN
     mouth_idx = AF_MOTION_V1.indices(MOUTH)
     lip = [pearson(motion[speak, i], s.visemes[:T][speak, k]) for k, i in enumerate(mouth_idx)]
     av_offset, _ = best_lag(s.visemes[:T, 0], motion[:, JAW], 10)
@@ -185,23 +365,126 @@ def session_metrics(motion: np.ndarray, s: EvalSession, max_lag: int = 25) -> di
     smile_lag, smile_corr = best_lag(user_smile, motion[:, SMILE].mean(1), max_lag, min_lag=0)
     user_nod = np.diff(a.user_motion[:T, PITCH])
     nod_lag, nod_corr = best_lag(user_nod, np.diff(motion[:, PITCH]), max_lag, min_lag=0)
-    # chance: the same detector at random moments while the avatar listens (not speaking)
-    rng = np.random.default_rng(0)
     bc = [f for f in s.backchannel if f < T - 1]
-    listening = np.flatnonzero(~speaking_mask(T, s.avatar_speaking)[: max(1, T - 25)])
-    chance_moments = rng.choice(listening, size=max(20, 2 * len(bc))) if listening.size else []
-    return {"lip_sync_corr": float(np.mean(lip)), "jaw_corr": lip[0], "av_offset_frames": av_offset,
-            "smile_react_corr": smile_corr, "smile_react_lag": smile_lag,
-            "nod_react_corr": nod_corr, "nod_react_lag": nod_lag,
-            "backchannel_response_rate": response_rate(motion[:, PITCH], bc),
-            "chance_response_rate": response_rate(motion[:, PITCH], chance_moments)}
+    chance = _chance_moments(T, s, len(bc))
+    out = {"lip_sync_corr": float(np.mean(lip)), "jaw_corr": lip[0], "av_offset_frames": av_offset,
+           "smile_react_corr": smile_corr, "smile_react_lag": smile_lag,
+           "nod_react_corr": nod_corr, "nod_react_lag": nod_lag,
+           "backchannel_response_rate": response_rate(motion[:, PITCH], bc),
+           "chance_response_rate": response_rate(motion[:, PITCH], chance),
+           "jaw_speaking": float(motion[speak, JAW].mean()),
+           "pcc_exp": mean_channel_pcc(a.user_motion[:T][:, EXPRESSION], motion[:, EXPRESSION]),
+           "pcc_pose": mean_channel_pcc(a.user_motion[:T][:, POSE], motion[:, POSE])}
+    env = s.avatar_envelope if hasattr(s, "avatar_envelope") else None
+    if env is not None:
+        out["lip_env_corr"] = pearson(motion[speak, JAW], env[:T][speak])
+        if silent:  # an evaluation session in which the avatar never speaks says nothing of lip sync
+            for k in ("lip_sync_corr", "jaw_corr", "jaw_speaking", "lip_env_corr"):
+                out[k] = float("nan")
+    return out
 
 
-def evaluate_motions(motions: dict[int, list[np.ndarray]], sessions: list[EvalSession]) -> dict:
-    """motions[seed][i]: generated motion of session i. Returns the averaged metrics."""
+@dataclass
+class SessionStats:
+    """What one session contributes to a set's metrics; every field adds over sessions, so a
+    bootstrap over sessions re-aggregates without regenerating anything."""
+    scalars: dict                  # per-session means (averaged over sessions)
+    gauss: dict                    # name -> gaussian_sums of generated / real features
+    hist: dict                     # "exp"/"pose" -> k-means cluster counts of generated frames
+    moments: dict                  # "exp"/"pose" -> (n, sum, sum of squares) per channel
+    counts: dict                   # "nod_hits", "nod_n", "chance_hits", "chance_n", jerk sums
+
+
+def session_stats(motion: np.ndarray, s: EvalSession, clusters: Clusters | None, block: int,
+                  real_pcc: dict | None = None) -> SessionStats:
+    T = len(motion)
+    m = session_metrics(motion, s)
+    real = np.asarray(s.arrays.avatar_motion[:T], np.float64)
+    user = np.asarray(s.arrays.user_motion[:T], np.float64)
+    gen = np.asarray(motion, np.float64)
+    scalars = {k: m[k] for k in ("lip_sync_corr", "jaw_corr", "av_offset_frames", "smile_react_corr",
+                                 "smile_react_lag", "jaw_speaking", "lip_env_corr") if k in m}
+    rp = real_pcc or {"exp": mean_channel_pcc(user[:, EXPRESSION], real[:, EXPRESSION]),
+                      "pose": mean_channel_pcc(user[:, POSE], real[:, POSE])}
+    scalars["rpcc_exp"] = abs(rp["exp"] - m["pcc_exp"])
+    scalars["rpcc_pose"] = abs(rp["pose"] - m["pcc_pose"])
+    gauss = {"exp": gaussian_sums(gen[:, EXPRESSION]), "exp_real": gaussian_sums(real[:, EXPRESSION]),
+             "pose": gaussian_sums(gen[:, POSE]), "pose_real": gaussian_sums(real[:, POSE]),
+             "pair": gaussian_sums(np.concatenate([user[:, POSE + EXPRESSION], gen[:, POSE + EXPRESSION]], 1)),
+             "pair_real": gaussian_sums(np.concatenate([user[:, POSE + EXPRESSION], real[:, POSE + EXPRESSION]], 1))}
+    hist = {w: clusters.histogram(gen, w) for w in ("exp", "pose")} if clusters is not None else {}
+    moments = {w: (T, gen[:, idx].sum(0), (gen[:, idx] ** 2).sum(0)) for w, idx in (("exp", EXPRESSION), ("pose", POSE))}
+    bc = [f for f in s.backchannel if f < T - 1]
+    chance = _chance_moments(T, s, len(bc))
+    jb, nb, ji, ni = jerk_at_boundaries(gen, block)
+    counts = {"nod_hits": sum(nod_detected(gen[:, PITCH], f, 25, 0.05) for f in bc), "nod_n": len(bc),
+              "chance_hits": sum(nod_detected(gen[:, PITCH], int(f), 25, 0.05) for f in chance),
+              "chance_n": len(chance), "jerk_b": jb, "jerk_bn": nb, "jerk_i": ji, "jerk_in": ni}
+    return SessionStats(scalars, gauss, hist, moments, counts)
+
+
+def aggregate(stats: list[SessionStats]) -> dict:
+    """Set-level metrics from session stats."""
+    out = {}
+    for k in stats[0].scalars:
+        out[k] = nanmean([s.scalars[k] for s in stats])
+
+    def total(get):
+        acc = get(stats[0])
+        for s in stats[1:]:
+            acc = _add(acc, get(s))
+        return acc
+    g = {k: total(lambda s, k=k: s.gauss[k]) for k in stats[0].gauss}
+    out["fd_exp"] = frechet_from_sums(g["exp"], g["exp_real"])
+    out["fd_pose"] = frechet_from_sums(g["pose"], g["pose_real"])
+    out["paired_fd"] = frechet_from_sums(g["pair"], g["pair_real"])
+    for w in stats[0].hist:
+        out[f"sid_{w}"] = shannon_index(sum(s.hist[w] for s in stats))
+    for w in ("exp", "pose"):
+        n, s1, s2 = total(lambda s, w=w: s.moments[w])
+        out[f"var_{w}"] = float(np.mean(s2 / n - (s1 / n) ** 2))
+    c = {k: sum(s.counts[k] for s in stats) for k in stats[0].counts}
+    out["nod_rate"] = c["nod_hits"] / c["nod_n"] if c["nod_n"] else float("nan")
+    out["nod_chance"] = c["chance_hits"] / c["chance_n"] if c["chance_n"] else float("nan")
+    out["nod_cues"] = c["nod_n"]
+    out["jerk_boundary"] = c["jerk_b"] / c["jerk_bn"] if c["jerk_bn"] else float("nan")
+    interior = c["jerk_i"] / c["jerk_in"] if c["jerk_in"] else float("nan")
+    out["jerk_ratio"] = out["jerk_boundary"] / interior if interior and interior > 0 else float("nan")
+    return out
+
+
+def bootstrap_intervals(stats: list[SessionStats], n: int = BOOTSTRAP, seed: int = 0,
+                        level: float = 0.95) -> dict:
+    """95 % percentile intervals of every set-level metric, resampling sessions."""
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list] = {}
+    for _ in range(n):
+        pick = rng.integers(0, len(stats), len(stats))
+        for k, v in aggregate([stats[i] for i in pick]).items():
+            draws.setdefault(k, []).append(v)
+    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    out = {}
+    for k, v in draws.items():
+        v = np.asarray(v, np.float64)
+        v = v[np.isfinite(v)]
+        if v.size:
+            out[k] = [float(np.percentile(v, lo)), float(np.percentile(v, hi))]
+    return out
+
+
+def evaluate_motions(motions: dict[int, list[np.ndarray]], sessions: list[EvalSession],
+                     block: int = 2, clusters: Clusters | None = None, n_boot: int = 0) -> dict:
+    """motions[seed][i]: generated motion of session i. Set-level metrics (first seed), the
+    diversity across seeds when there are several, and bootstrap intervals under "ci"."""
     seeds = sorted(motions)
+    if clusters is None:
+        clusters = Clusters.fit([s.arrays.avatar_motion for s in sessions])
+    stats = [session_stats(motions[seeds[0]][i], s, clusters, block) for i, s in enumerate(sessions)]
+    out = aggregate(stats)
+    # legacy per-session means kept for continuity with earlier reports
     per = [session_metrics(motions[seeds[0]][i], s) for i, s in enumerate(sessions)]
-    out = {k: float(np.nanmean([p[k] for p in per])) for k in per[0]}
+    for k in ("backchannel_response_rate", "chance_response_rate", "nod_react_corr", "nod_react_lag"):
+        out[k] = nanmean([p[k] for p in per])
     if len(seeds) > 1:
         stds = [np.stack([motions[sd][i] for sd in seeds]).std(axis=0).mean() for i in range(len(sessions))]
         out["diversity_across_seeds"] = float(np.mean(stds))
@@ -209,76 +492,286 @@ def evaluate_motions(motions: dict[int, list[np.ndarray]], sessions: list[EvalSe
     gen = np.concatenate([window_features(m) for m in motions[seeds[0]]])
     real = np.concatenate([window_features(s.arrays.avatar_motion[:len(m)]) for s, m in zip(sessions, motions[seeds[0]])])
     out["frechet_distance"] = frechet_distance(gen, real)
+    if n_boot:
+        out["ci"] = bootstrap_intervals(stats, n_boot)
     return out
 
 
-def markdown_report(results: dict, info: dict) -> str:
-    keys = ["lip_sync_corr", "jaw_corr", "av_offset_frames", "smile_react_corr", "smile_react_lag",
-            "nod_react_corr", "nod_react_lag", "backchannel_response_rate", "chance_response_rate",
-            "diversity_across_seeds", "diversity_across_sessions", "frechet_distance", "seconds_per_block"]
+def evaluate_models(models: dict, sessions: list[EvalSession], seeds=(0,), block: int = 2,
+                    n_boot: int = BOOTSTRAP) -> dict:
+    """models: name -> callable(sessions, seed) -> list of motions. Adds the real motion
+    ("ground_truth") as a reference."""
+    clusters = Clusters.fit([s.arrays.avatar_motion for s in sessions])
+    results = {"ground_truth": evaluate_motions({0: [s.arrays.avatar_motion for s in sessions]}, sessions,
+                                                block, clusters, n_boot)}
+    for k in TRIVIAL_FOR_REAL:
+        results["ground_truth"].pop(k, None)
+        results["ground_truth"].get("ci", {}).pop(k, None)
+    for name, fn in models.items():
+        t0 = time.time()
+        motions = {sd: fn(sessions, sd) for sd in seeds}
+        frames = sum(len(m) for m in motions[seeds[0]]) * len(seeds)
+        results[name] = evaluate_motions(motions, sessions, block, clusters, n_boot)
+        results[name]["seconds_per_second_of_motion"] = (time.time() - t0) / max(1.0, frames / 25.0)
+        log.info("%s: %s", name, {k: v for k, v in results[name].items() if k != "ci"})
+    return results
+
+
+# --- the protocol ---------------------------------------------------------------------------
+PROTOCOL_ID = "af-eval-v2"
+PROTOCOL = {  # corpus split, seed, sessions, seconds: fixed so that a report can be regenerated
+    "validation": {"split": "test", "seed": 4, "sessions": 12, "seconds": 20.0},
+    "test": {"split": "test", "seed": 2, "sessions": 30, "seconds": 20.0},
+    "test_other": {"split": "other", "seed": 3, "sessions": 30, "seconds": 20.0},
+}
+SET_TITLES = {
+    "validation": "validation (held-out sentences and espeak-ng voices; guidance tuned here only)",
+    "test": "test (held-out sentences and espeak-ng voices, other sessions than validation)",
+    "test_other": "test_other (both speakers voiced by flite and festival, synthesizers never heard in training)",
+}
+# the guidance that ranks best on the mean of these ranks on validation is chosen
+SELECTION = (("rpcc_exp", 1), ("rpcc_pose", 1), ("fd_exp", 1), ("fd_pose", 1), ("lip_env_corr", -1))
+QUIET_GAIN = 0.25  # -12 dB: the avatar's speech played quieter than the corpus's level
+
+
+def ensure_corpus(root, name: str, spec: dict, workers: int = 2) -> Path:
+    """The protocol's corpus ``root/name``, generated when missing; an existing one must have
+    been made with the same split, seed, sessions and length."""
+    from ..corpus.dataset import generate_corpus
+    path = Path(root) / name
+    index = path / "dataset.json"
+    if index.is_file():
+        gen = json.loads(index.read_text()).get("generator", {})
+        have = {"split": gen.get("split"), "seed": gen.get("seed"), "sessions": gen.get("n_sessions"),
+                "seconds": gen.get("seconds_per_session")}
+        if have != spec:
+            raise ValueError(f"{path}: made with {have}, the protocol needs {spec}; remove it or use another root")
+        return path
+    log.info("generating %s: %s", path, spec)
+    generate_corpus(path, spec["sessions"], spec["seconds"], spec["seed"], spec["split"], workers)
+    return path
+
+
+def select_guidance(sweep: dict[float, dict]) -> float:
+    """Mean rank over SELECTION (ties: the smaller guidance)."""
+    gs = sorted(sweep)
+    ranks = np.zeros(len(gs))
+    for key, sign in SELECTION:
+        vals = np.array([sign * sweep[g][key] for g in gs])
+        ranks += np.argsort(np.argsort(vals, kind="stable"), kind="stable")
+    ranks /= len(SELECTION)
+    for g, r in zip(gs, ranks):
+        sweep[g]["mean_rank"] = float(r)
+    return gs[int(np.argmin(ranks))]
+
+
+def learned_models(net, guidance: float, window: bool, dpo_net=None, batch: int = 16) -> dict:
+    models = {"learned_streaming": lambda ss, sd: generate_batched(net, ss, sd, guidance, batch=batch)}
+    if window:  # about 4x the compute of streaming: a 48-frame window re-sampled for every 2-frame block
+        models["learned_noncausal_window"] = lambda ss, sd: generate_batched(net, ss, sd, guidance, True, batch)
+    if dpo_net is not None:
+        models["learned_after_dpo"] = lambda ss, sd: generate_batched(dpo_net, ss, sd, guidance, batch=batch)
+    return models
+
+
+def procedural_model(block: int) -> dict:
+    from .procedural import ProceduralMotionModel
+    proc = ProceduralMotionModel(fps=25, block_frames=block, seed=0)
+    return {"procedural": lambda ss, sd: [generate(proc, s.arrays, sd) for s in ss]}
+
+
+# --- the report -----------------------------------------------------------------------------
+REPORT_METRICS = (
+    ("fd_exp", "FD expression ↓"), ("fd_pose", "FD head pose ↓"), ("paired_fd", "paired FD (user, avatar) ↓"),
+    ("rpcc_exp", "rPCC expression ↓"), ("rpcc_pose", "rPCC head pose ↓"),
+    ("sid_exp", "SID expression (nats; real = target)"), ("sid_pose", "SID head pose (nats)"),
+    ("var_exp", "Var expression"), ("var_pose", "Var head pose"),
+    ("lip_env_corr", "lip sync: jawOpen vs speech envelope, in speech ↑"),
+    ("jaw_speaking", "mean jawOpen while speaking (real = target)"),
+    ("lip_sync_corr", "lip sync: mouth vs viseme track ↑"),
+    ("smile_react_corr", "smile reaction corr (real = target)"), ("smile_react_lag", "smile reaction lag (frames)"),
+    ("nod_rate", "nods after back-channel cues"), ("nod_chance", "nods at random listening moments"),
+    ("jerk_boundary", "jerk at block boundaries"), ("jerk_ratio", "jerk ratio boundary / within block (1 = no seam)"),
+    ("diversity_across_seeds", "std across sampling seeds"),
+)
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    if isinstance(v, (int, np.integer)):
+        return str(v)
+    return f"{v:.3g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
+
+
+def results_table(results: dict, keys=REPORT_METRICS) -> list[str]:
     names = list(results)
-    lines = ["# Avatar Forcing evaluation", "", *(f"- {k}: {v}" for k, v in info.items()), "",
-             "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for k in keys:
+    head = ["real" if n == "ground_truth" else n for n in names]
+    lines = ["| metric | " + " | ".join(head) + " |", "|---|" + "---|" * len(names)]
+    for k, label in keys:
+        if not any(k in results[n] for n in names):
+            continue
         cells = []
         for n in names:
             v = results[n].get(k)
-            cells.append("–" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v)))
-        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+            ci = results[n].get("ci", {}).get(k)
+            cells.append(_fmt(v) + (f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci and v is not None else ""))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown_report(results: dict, info: dict) -> str:
+    """One set's report (``--data``)."""
+    lines = ["# Avatar Forcing evaluation", "", *(f"- {k}: {v}" for k, v in info.items()), "",
+             *results_table(results)]
     return "\n".join(lines) + "\n"
 
 
-def evaluate_models(models: dict, sessions: list[EvalSession], seeds=(0, 1, 2)) -> dict:
-    """models: name -> callable(arrays, seed) -> motion. Adds the real motion as a reference."""
-    results = {"ground_truth": evaluate_motions({0: [s.arrays.avatar_motion for s in sessions]}, sessions)}
-    for name, fn in models.items():
-        t0 = time.time()
-        motions = {sd: [fn(s.arrays, sd) for s in sessions] for sd in seeds}
-        n_blocks = sum(len(m) for m in motions[seeds[0]]) * len(seeds) / 2
-        results[name] = evaluate_motions(motions, sessions)
-        results[name]["seconds_per_block"] = (time.time() - t0) / max(1.0, n_blocks)
-        log.info("%s: %s", name, results[name])
-    return results
+def protocol_report(report: dict) -> str:
+    info, sweep = report["info"], report["validation_sweep"]
+    lines = [f"# Avatar Forcing evaluation ({PROTOCOL_ID})", "",
+             "Regenerate with the command below. Figures: mean over sessions (distribution metrics: over "
+             "all frames of the set) with the 95 % bootstrap interval over sessions in brackets. "
+             "↓ lower is better; \"real = target\" means closer to the real column is better. "
+             "\"real\" is left out where it is perfect by construction (FD, rPCC, viseme sync).", "",
+             *(f"- {k}: {v}" for k, v in info.items()), "",
+             f"## Guidance chosen on validation: {report['guidance']}", "",
+             "Mean rank over " + ", ".join(k for k, _ in SELECTION) + " (lip_env_corr higher is better).", "",
+             "| guidance | " + " | ".join(k for k, _ in SELECTION) + " | nod_rate / chance | mean rank |",
+             "|---|" + "---|" * (len(SELECTION) + 2)]
+    for g in sorted(sweep, key=float):
+        m = sweep[g]
+        lines.append(f"| {g} | " + " | ".join(_fmt(m[k]) for k, _ in SELECTION)
+                     + f" | {_fmt(m['nod_rate'])} / {_fmt(m['nod_chance'])} | {_fmt(m['mean_rank'])} |")
+    for name, res in report["sets"].items():
+        base, _, first = name.partition("_first")
+        title = SET_TITLES.get(base, base)
+        if first:
+            title = f"{base}, first {first} sessions: the non-causal window beside the streaming model"
+        n = report["set_sizes"][name]
+        lines += ["", f"## {title}", "", f"{n['sessions']} sessions, {n['frames']} frames, "
+                  f"{res['ground_truth'].get('nod_cues', '?')} back-channel cues.", "", *results_table(res)]
+    if report.get("quiet"):
+        lines += ["", f"## Lip sync with the avatar's speech {20 * np.log10(QUIET_GAIN):.0f} dB quieter (test_other)",
+                  "", *results_table(report["quiet"], [(k, lbl) for k, lbl in REPORT_METRICS
+                                                       if k in ("lip_env_corr", "jaw_speaking", "lip_sync_corr")])]
+    return "\n".join(lines) + "\n"
+
+
+# --- the command ----------------------------------------------------------------------------
+def _load_net(path, threads: int):
+    import torch
+    from .forcing.checkpoint import load_checkpoint
+    torch.set_num_threads(threads)
+    net, _ = load_checkpoint(path)
+    return net
+
+
+def run_protocol(args, argv) -> dict:
+    spec = {k: dict(v) for k, v in PROTOCOL.items()}
+    for name, v in spec.items():
+        if args.seconds:
+            v["seconds"] = float(args.seconds)
+        if name == "validation" and args.val_sessions:
+            v["sessions"] = args.val_sessions
+        if name != "validation" and args.test_sessions:
+            v["sessions"] = args.test_sessions
+    paths = {name: ensure_corpus(args.protocol, name, v) for name, v in spec.items()}
+    net = _load_net(args.checkpoint, args.threads)
+    dpo_net = _load_net(args.dpo_checkpoint, args.threads) if args.dpo_checkpoint else None
+    block = net.cfg.block_frames
+    seeds = tuple(range(args.seeds))
+    grid = [args.guidance] if args.guidance is not None else [float(g) for g in args.guidance_grid.split(",")]
+    sets = {name: load_eval_sessions(p, None, args.max_frames) for name, p in paths.items()}
+    # validation: the guidance sweep (the learned model alone)
+    clusters = Clusters.fit([s.arrays.avatar_motion for s in sets["validation"]])
+    sweep = {}
+    for g in grid:
+        motions = {sd: generate_batched(net, sets["validation"], sd, g, batch=args.batch) for sd in seeds}
+        sweep[g] = evaluate_motions(motions, sets["validation"], block, clusters, 0)
+        log.info("validation guidance %s: %s", g, {k: round(sweep[g][k], 4) for k, _ in SELECTION})
+    guidance = select_guidance(sweep)
+    log.info("chosen guidance on validation: %s", guidance)
+    window_everywhere = not args.no_window and not args.window_sessions
+    models = {**learned_models(net, guidance, window_everywhere, dpo_net, args.batch), **procedural_model(block)}
+    if args.window_sessions and not args.no_window:
+        models_window = learned_models(net, guidance, True, None, args.batch)
+    results = {name: evaluate_models(models, sets[name], seeds, block, args.bootstrap)
+               for name in ("test", "test_other")}
+    subsets = {}
+    if args.window_sessions and not args.no_window:
+        # the non-causal window on the first N sessions only (its compute), beside the streaming
+        # model on the same N sessions, for a like-for-like comparison
+        for name in ("test", "test_other"):
+            sub = sets[name][:args.window_sessions]
+            pair = models_window
+            subsets[f"{name}_first{len(sub)}"] = sub
+            results[f"{name}_first{len(sub)}"] = evaluate_models(pair, sub, seeds, block, args.bootstrap)
+    quiet_sets = with_avatar_gain(sets["test_other"], QUIET_GAIN)
+    quiet_models = {"learned_streaming": models["learned_streaming"], "procedural": models["procedural"]}
+    quiet = evaluate_models(quiet_models, quiet_sets, seeds, block, args.bootstrap)
+    info = {"protocol": PROTOCOL_ID, "checkpoint": args.checkpoint, "dpo_checkpoint": args.dpo_checkpoint,
+            "corpora": {n: {**spec[n], "path": str(p)} for n, p in paths.items()},
+            "guidance_grid": grid, "seeds": args.seeds, "bootstrap": args.bootstrap, "threads": args.threads,
+            "command": "avatar-forcing evaluate " + " ".join(argv if argv is not None else sys.argv[2:])}
+    return {"info": info, "guidance": guidance, "validation_sweep": {str(g): v for g, v in sweep.items()},
+            "sets": results, "quiet": quiet,
+            "set_sizes": {n: {"sessions": len(ss), "frames": sum(s.frames for s in ss)}
+                          for n, ss in {**sets, **subsets}.items()}}
 
 
 def main_evaluate(argv=None) -> int:
     p = argparse.ArgumentParser(prog="avatar-forcing evaluate", description="Evaluate motion models on held-out data")
-    p.add_argument("--data", required=True, help="held-out af-dyadic-v1 dataset directory")
-    p.add_argument("--checkpoint", help="learned model checkpoint directory")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--protocol", help="root of the protocol's corpora (validation, test, test_other; "
+                                        "generated there when missing)")
+    src.add_argument("--data", help="one held-out af-dyadic-v1 dataset directory")
+    p.add_argument("--checkpoint", help="learned model checkpoint directory (required with --protocol)")
     p.add_argument("--dpo-checkpoint", help="the same model after DPO, for before/after")
     p.add_argument("--out", required=True, help="report path prefix: writes <out>.md and <out>.json")
-    p.add_argument("--sessions", type=int, default=None, help="evaluate at most this many sessions")
+    p.add_argument("--sessions", type=int, default=None, help="--data: evaluate at most this many sessions")
     p.add_argument("--max-frames", type=int, default=None, help="cut sessions to this many frames")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--guidance", type=float, default=None)
+    p.add_argument("--seeds", type=int, default=1, help="sampling seeds (more than 1 adds the seed diversity)")
+    p.add_argument("--guidance", type=float, default=None, help="a fixed guidance (no validation sweep)")
+    p.add_argument("--guidance-grid", default="1.5,3,5,7", help="--protocol: guidance values tried on validation")
+    p.add_argument("--bootstrap", type=int, default=BOOTSTRAP, help="bootstrap resamples (0: no intervals)")
+    p.add_argument("--val-sessions", type=int, help="--protocol: override the validation size (tests)")
+    p.add_argument("--test-sessions", type=int, help="--protocol: override the test sets' size (tests)")
+    p.add_argument("--seconds", type=float, help="--protocol: override the session length (tests)")
+    p.add_argument("--batch", type=int, default=16, help="sessions sampled together")
     p.add_argument("--no-window", action="store_true", help="skip the slow non-causal window baseline")
+    p.add_argument("--window-sessions", type=int, default=0,
+                   help="--protocol: run the non-causal window on the first N test sessions only (its own table)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from .procedural import ProceduralMotionModel
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.protocol:
+        if not args.checkpoint:
+            p.error("--protocol needs --checkpoint")
+        report = run_protocol(args, argv)
+        text = protocol_report(report)
+        out.with_suffix(".json").write_text(json.dumps(report, indent=1))
+        out.with_suffix(".md").write_text(text)
+        print(text)
+        return 0
     sessions = load_eval_sessions(args.data, args.sessions, args.max_frames)
     models: dict = {}
     block = 2
+    guidance = None
     if args.checkpoint:
-        from .forcing.learned_model import LearnedMotionModel
-        learned = LearnedMotionModel(args.checkpoint, guidance_scale=args.guidance, threads=args.threads)
-        block = learned.block_frames
-        models["learned_streaming"] = lambda a, sd: generate(learned, a, sd)
-        if not args.no_window:
-            models["learned_noncausal_window"] = lambda a, sd: generate_window(learned.net, a, sd, learned.guidance_scale)
-    procedural = ProceduralMotionModel(fps=25, block_frames=block, seed=0)
-    models["procedural"] = lambda a, sd: generate(procedural, a, sd)
-    if args.dpo_checkpoint:
-        from .forcing.learned_model import LearnedMotionModel
-        dpo = LearnedMotionModel(args.dpo_checkpoint, guidance_scale=args.guidance, threads=args.threads)
-        models["learned_after_dpo"] = lambda a, sd: generate(dpo, a, sd)
-    results = evaluate_models(models, sessions, tuple(range(args.seeds)))
+        net = _load_net(args.checkpoint, args.threads)
+        block = net.cfg.block_frames
+        guidance = net.cfg.guidance_scale if args.guidance is None else args.guidance
+        dpo_net = _load_net(args.dpo_checkpoint, args.threads) if args.dpo_checkpoint else None
+        models.update(learned_models(net, guidance, not args.no_window, dpo_net, args.batch))
+    models.update(procedural_model(block))
+    results = evaluate_models(models, sessions, tuple(range(args.seeds)), block, args.bootstrap)
     info = {"data": args.data, "sessions": len(sessions), "frames": sum(s.frames for s in sessions),
             "checkpoint": args.checkpoint, "dpo_checkpoint": args.dpo_checkpoint, "seeds": args.seeds,
-            "guidance": learned.guidance_scale if args.checkpoint else None, "threads": args.threads,
+            "guidance": guidance, "threads": args.threads,
             "command": "avatar-forcing evaluate " + " ".join(argv if argv is not None else sys.argv[2:])}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"info": info, "results": results}, indent=2))
     out.with_suffix(".md").write_text(markdown_report(results, info))
     print(markdown_report(results, info))

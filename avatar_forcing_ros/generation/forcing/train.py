@@ -16,7 +16,8 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+import zlib
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -79,11 +80,65 @@ def session_arrays(session, features: LogMelFeatures | None = None) -> SessionAr
                          name=str(getattr(session, "name", "")))
 
 
-def load_sessions(path) -> list[SessionArrays]:
+@dataclass(frozen=True)
+class AudioAugmentation:
+    """What a robot's microphone and loudspeaker chain does to speech, drawn per session copy:
+    a gain (the model must not read loudness as mouth opening), a spectral tilt (a first-order
+    filter: microphone and voice timbre), additive noise (room, fans), and clipping."""
+    gain_db: tuple = (-24.0, 6.0)
+    tilt: tuple = (-0.7, 0.7)       # y[n] = x[n] + a x[n-1]: a < 0 brightens, a > 0 darkens
+    noise_prob: float = 0.6
+    noise_dbfs: tuple = (-75.0, -40.0)  # RMS of the added noise, dB re full scale
+
+    def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        x = np.asarray(x, np.float32)
+        a = float(rng.uniform(*self.tilt))
+        y = x.copy()
+        y[1:] += a * x[:-1]
+        y *= np.float32(10.0 ** (rng.uniform(*self.gain_db) / 20.0) / (1.0 + abs(a)))
+        if rng.random() < self.noise_prob:
+            noise = rng.standard_normal(x.size).astype(np.float32)
+            if rng.random() < 0.5:  # pink-ish (brown-filtered) rather than white
+                noise = np.cumsum(noise - noise.mean()).astype(np.float32)
+                noise -= np.convolve(noise, np.ones(64) / 64, mode="same").astype(np.float32)
+            noise *= np.float32(10.0 ** (rng.uniform(*self.noise_dbfs) / 20.0) / (noise.std() + 1e-9))
+            y += noise
+        return np.clip(y, -1.0, 1.0)
+
+
+def augmented_arrays(session, copies: int, seed: int, augmentation: AudioAugmentation | None = None,
+                     features: LogMelFeatures | None = None) -> list[SessionArrays]:
+    """``copies`` versions of a session whose audio (both sides, independently) went through
+    random AudioAugmentation; the motion is shared. Features are computed from the augmented
+    waveforms by the same LogMelFeatures the runtime uses."""
+    features = features or LogMelFeatures()
+    augmentation = augmentation or AudioAugmentation()
+    rng = np.random.default_rng([int(seed), zlib.crc32(str(getattr(session, "name", "")).encode())])
+    motion = np.asarray(session.avatar_motion, dtype=np.float32)
+    T = motion.shape[0]
+    out = []
+    for k in range(copies):
+        a = features.frames(augmentation.apply(_pcm_to_float(session.avatar_audio), rng))[:T]
+        u = features.frames(augmentation.apply(_pcm_to_float(session.user_audio), rng))[:T]
+        out.append(SessionArrays(a, u, np.asarray(session.user_motion, np.float32),
+                                 np.asarray(session.user_present, np.float32), motion,
+                                 name=f"{getattr(session, 'name', '')}~aug{k}"))
+    return out
+
+
+def load_sessions(path, augment_copies: int = 0, seed: int = 0) -> list[SessionArrays]:
+    """The sessions of a dataset as training arrays, plus ``augment_copies`` audio-augmented
+    copies of each (see AudioAugmentation)."""
     if not (Path(path) / "dataset.json").is_file():
         raise FileNotFoundError(f"{path}: no dataset.json (expected an af-dyadic-v1 dataset directory)")
     from ...corpus.dataset import load_dataset  # the dataset module validates files and shapes
-    return [session_arrays(s) for s in load_dataset(path)]
+    out = []
+    features = LogMelFeatures()
+    for s in load_dataset(path):
+        out.append(session_arrays(s, features))
+        if augment_copies:
+            out.extend(augmented_arrays(s, augment_copies, seed, features=features))
+    return out
 
 
 def compute_stats(sessions: list[SessionArrays]) -> dict[str, np.ndarray]:
@@ -254,6 +309,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--ckpt-every", type=int, default=500)
+    p.add_argument("--augment", type=int, default=0,
+                   help="audio-augmented copies per session (gain, tilt, noise, clipping) added to the data")
     p.add_argument("--config", help="JSON file of ForcingConfig fields (overridden by the flags below)")
     for name, typ in (("layers", int), ("width", int), ("heads", int), ("block", int), ("window", int),
                       ("cache", int), ("cond-drop", float), ("steps-sample", int), ("guidance", float)):
@@ -282,11 +339,14 @@ def main_train(argv=None) -> int:
     cfg = config_from_args(args)
     if args.resume and (Path(args.out) / "config.json").is_file():
         cfg, _ = read_config(args.out)
-    sessions = load_sessions(args.data)
+    sessions = load_sessions(args.data, args.augment, args.seed)
     log.info("%d sessions, %d frames from %s", len(sessions), sum(s.frames for s in sessions), args.data)
+    meta = {"data": str(args.data), "command": "avatar-forcing train " + " ".join(argv if argv is not None else [])}
+    if args.augment:
+        meta["augment"] = {"copies_per_session": args.augment, **asdict(AudioAugmentation())}
     net, history = train(cfg, sessions, args.out, args.steps, args.batch, args.lr, warmup=args.warmup,
                          device=args.device, seed=args.seed, resume=args.resume, log_every=args.log_every,
-                         ckpt_every=args.ckpt_every, metadata={"data": str(args.data)})
+                         ckpt_every=args.ckpt_every, metadata=meta)
     if history:
         log.info("done: step %d loss %.4f -> %s", history[-1]["step"], history[-1]["loss_smooth"], args.out)
     return 0
