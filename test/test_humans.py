@@ -237,3 +237,22 @@ def test_offline_replay_takes_the_user_from_ros4hri_topics_in_a_bag(tmp_path):
     smile = 0.5 * (v[:, S.index("mouthSmileLeft")] + v[:, S.index("mouthSmileRight")])
     assert smile[(t > 2.0) & (t < switch)].max() < 0.1
     assert smile[(t > switch + 1.5) & (t < end)].mean() > 0.5
+
+
+@pytest.mark.parametrize("name", ["neutral", "happy", "sad", "angry", "surprised", "disgusted", "scared"])
+def test_a_face_made_to_show_an_expression_on_command_reads_back_as_that_expression(name):
+    """The REP-155 expression out and the expression commands in share their prototypes: the
+    avatar made 'sad' by a dialogue manager, seen as a user, is published as sad."""
+    from avatar_forcing_ros.core.face_commands import FaceCommands
+    from avatar_forcing_ros.core.humans import perceived_expression
+
+    commands = FaceCommands(S)
+    commands.set_expression(name, 0.0, 0.0, 1.0, now=0.0)
+    face = commands.apply(S.neutral(), 10.0)  # long after the time constant
+    shown, valence, arousal, confidence = perceived_expression(S, face, 0.8)
+    assert shown == name
+    assert confidence == pytest.approx(0.8)
+    assert {"happy": valence > 0.3, "sad": valence < -0.3, "angry": valence < -0.3,
+            "surprised": arousal > 0.3, "scared": arousal > 0.3}.get(name, True)
+    if name == "neutral":
+        assert valence == 0.0 and arousal == 0.0

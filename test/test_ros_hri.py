@@ -163,7 +163,7 @@ def test_the_perception_node_publishes_the_user_s_face_as_facial_action_units_an
     hri = pytest.importorskip("hri_msgs.msg")
     from sensor_msgs.msg import JointState
 
-    from avatar_forcing_ros.core.humans import FACS_MAP, facial_action_units
+    from avatar_forcing_ros.core.humans import FACS_MAP, facial_action_units, perceived_expression
 
     ns = unique_topic("facs")
     perception = node_process("avatar_forcing_ros.ros.perception_node",
@@ -171,10 +171,12 @@ def test_the_perception_node_publishes_the_user_s_face_as_facial_action_units_an
     drv = PipelineDriver(ros_context, ns)
     facs = ros_context.collect(hri.FacialActionUnits, f"{ns}/humans/faces/avatar_user/facs", 10, node=drv.node)
     tracked = ros_context.collect(hri.IdsList, f"{ns}/humans/faces/tracked", 10, node=drv.node)
+    expressions = ros_context.collect(hri.Expression, f"{ns}/humans/faces/avatar_user/expression", 10,
+                                      node=drv.node)
     named = ros_context.collect(JointState, f"{ns}/user/face_motion_named", 10, node=drv.node)
     drv.wait_connected(["camera"], [perception])
     deadline = time.monotonic() + 90  # the first frame loads mediapipe: seconds on a busy machine
-    while len(facs) < 5 or len(named) < 5:
+    while len(facs) < 5 or len(named) < 5 or len(expressions) < 3:
         assert time.monotonic() < deadline, f"{len(facs)} facs, {len(named)} named motions\n{perception.log_tail()}"
         drv.stream(1.0, camera_hz=10, processes=[perception])
     perception.stop(check=True)
@@ -189,6 +191,11 @@ def test_the_perception_node_publishes_the_user_s_face_as_facial_action_units_an
         intensity, confidence = facial_action_units(S, np.asarray(m.values), m.confidence)
         assert np.allclose(au_msg.intensity, intensity) and np.allclose(au_msg.confidence, confidence)
         assert set(np.flatnonzero(au_msg.confidence)) <= set(FACS_MAP)
+    same = [(e, motion[stamp(e)]) for e in expressions if stamp(e) in motion]
+    assert len(same) >= 2
+    for e, m in same:
+        assert (e.expression, e.valence, e.arousal, e.confidence) == pytest.approx(
+            perceived_expression(S, np.asarray(m.values), m.confidence), abs=1e-6)
     assert all(list(n.name) == list(S.names) for n in named)
     same = [(n, motion[stamp(n)]) for n in named if stamp(n) in motion]
     assert len(same) >= 3 and all(np.allclose(n.position, m.values) for n, m in same)

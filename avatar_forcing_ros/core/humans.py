@@ -444,3 +444,37 @@ def facial_action_units(space: MotionSpace, values: np.ndarray, confidence: floa
         intensity[au] = min(1.0, max(0.0, x))
         conf[au] = float(np.clip(confidence, 0.0, 1.0))
     return intensity, conf
+
+
+# The basic expressions a perceived face is told apart by (Ekman's six and neutral): the same
+# prototypes the expression commands show, so a face made "sad" on command reads back as sad.
+PERCEIVED_EXPRESSIONS = ("neutral", "happy", "sad", "angry", "surprised", "disgusted", "scared")
+
+
+def perceived_expression(space: MotionSpace, values: np.ndarray, confidence: float) -> tuple[str, float, float, float]:
+    """(expression, valence, arousal, confidence) of hri_msgs/Expression for one perceived face
+    (neutral-relative blendshapes): the nearest of PERCEIVED_EXPRESSIONS' prototypes on the
+    expression channels (the speech and pose channels left out), valence from lip corners and
+    cheeks against frown and brow lowering, arousal from wide eyes and raised brows against
+    closing lids."""
+    from .face_commands import EXPRESSIONS, SPEECH_CHANNELS
+
+    names = [c.name for c in space.channels
+             if c.low >= 0.0 and c.high <= 1.0 and c.name not in SPEECH_CHANNELS]
+    v = np.asarray(values, np.float64)[space.indices(names)]
+    best, best_d = "neutral", np.inf
+    for name in PERCEIVED_EXPRESSIONS:
+        proto = np.array([max(0.0, EXPRESSIONS[name].get(n, 0.0)) for n in names])
+        d = float(np.linalg.norm(v - proto))
+        if d < best_d:
+            best, best_d = name, d
+
+    def mean(*channels):
+        return float(np.mean([values[space.index(c)] for c in channels]))
+
+    valence = (mean("mouthSmileLeft", "mouthSmileRight") + 0.5 * mean("cheekSquintLeft", "cheekSquintRight")
+               - mean("mouthFrownLeft", "mouthFrownRight") - 0.5 * mean("browDownLeft", "browDownRight"))
+    arousal = (mean("eyeWideLeft", "eyeWideRight") + 0.5 * mean("browOuterUpLeft", "browOuterUpRight")
+               - mean("eyeBlinkLeft", "eyeBlinkRight"))
+    return (best, float(np.clip(valence, -1, 1)), float(np.clip(arousal, -1, 1)),
+            float(np.clip(confidence, 0.0, 1.0)))

@@ -7,14 +7,15 @@ processes it, so frames that arrive faster than they can be tracked are dropped 
 
 Optional: ``user/face_motion_named`` (sensor_msgs/JointState, channel names + values) and, the
 REP-155 way for the rest of the robot, ``<humans_prefix>/faces/<hri_face_id>/facs``
-(hri_msgs/FacialActionUnits, mapped by core/humans.FACS_MAP) with ``<humans_prefix>/faces/
+(hri_msgs/FacialActionUnits, mapped by core/humans.FACS_MAP), ``.../expression``
+(hri_msgs/Expression, core/humans.perceived_expression) and ``<humans_prefix>/faces/
 tracked`` (IdsList: the face id while a face is seen, empty otherwise).
 """
 from __future__ import annotations
 
 from sensor_msgs.msg import CompressedImage, Image, JointState
 
-from ..core.humans import facial_action_units
+from ..core.humans import facial_action_units, perceived_expression
 from ..core.messages import face_motion_msg
 from ..core.motion import AF_MOTION_V1
 from ..core.stages import Skip
@@ -24,9 +25,9 @@ from .common import Param, NewestFirstNode, main_for, qos
 from .messages import ROS_KIT, named_motion_msg
 
 try:  # ROS4HRI's messages: optional (publish_hri_facs needs them)
-    from hri_msgs.msg import FacialActionUnits, IdsList
+    from hri_msgs.msg import Expression, FacialActionUnits, IdsList
 except ImportError:
-    FacialActionUnits = IdsList = None
+    Expression = FacialActionUnits = IdsList = None
 
 
 class PerceptionNode(NewestFirstNode):
@@ -44,7 +45,8 @@ class PerceptionNode(NewestFirstNode):
         "publish_named_motion": Param(False, "Also publish user/face_motion_named (sensor_msgs/"
                                       "JointState: channel names + values) for tools that know no FaceMotion."),
         "publish_hri_facs": Param(False, "Also publish the user's face the ROS4HRI way: "
-                                  "<humans_prefix>/faces/<hri_face_id>/facs (FacialActionUnits) and "
+                                  "<humans_prefix>/faces/<hri_face_id>/facs (FacialActionUnits), .../expression "
+                                  "(Expression) and "
                                   "<humans_prefix>/faces/tracked (IdsList). Needs hri_msgs."),
         "humans_prefix": Param("humans", "ROS4HRI topic prefix (relative: follows the namespace; "
                                "'/humans' for a robot's global one)."),
@@ -78,6 +80,8 @@ class PerceptionNode(NewestFirstNode):
             prefix, face = self.param("humans_prefix").rstrip("/"), self.param("hri_face_id")
             self._extra["facs"] = self.create_lifecycle_publisher(FacialActionUnits, f"{prefix}/faces/{face}/facs",
                                                                   qos("reliable"))
+            self._extra["expression"] = self.create_lifecycle_publisher(
+                Expression, f"{prefix}/faces/{face}/expression", qos("reliable"))
             self._extra["tracked"] = self.create_lifecycle_publisher(IdsList, f"{prefix}/faces/tracked", qos("reliable"))
         transport = self.param("image_transport")
         msg_type, topic = ((Image, "camera/image_raw") if transport == "raw"
@@ -128,6 +132,9 @@ class PerceptionNode(NewestFirstNode):
                 intensity, confidence = facial_action_units(space, obs.values, obs.confidence)
                 extra["facs"].publish(FacialActionUnits(header=motion.header, intensity=intensity,
                                                         confidence=confidence))
+                name, valence, arousal, conf = perceived_expression(space, obs.values, obs.confidence)
+                extra["expression"].publish(Expression(header=motion.header, expression=name, valence=valence,
+                                                       arousal=arousal, confidence=conf))
         self.telemetry.latency(self.now_s() - start)
 
 
