@@ -1,5 +1,6 @@
 """Counting drops, latencies and working on the newest item only."""
 import threading
+import time
 
 from avatar_forcing_ros.core.telemetry import ERROR, OK, WARN, LatestWorker, Telemetry
 
@@ -82,3 +83,31 @@ def test_worker_survives_exceptions_and_reports_them():
     assert ok.wait(5)
     w.stop()
     assert isinstance(errors[0], ValueError) and seen == ["good"]
+
+
+def test_stopping_a_worker_in_the_middle_of_an_item_says_so_and_a_finished_one_says_done():
+    """The perception node frees mediapipe only when its worker has stopped: freeing it under a
+    running inference crashed the process (exit -11 during shutdown on a busy machine)."""
+    started, release = threading.Event(), threading.Event()
+    done = []
+
+    def work(item):
+        started.set()
+        release.wait()
+        done.append(item)
+
+    w = LatestWorker(work, "busy")
+    w.start()
+    w.offer(1)
+    assert started.wait(10)
+    assert w.stop(timeout=0.2) is False  # still inside work(1): nothing may be freed
+    release.set()
+    idle = LatestWorker(lambda item: None, "idle")
+    idle.start()
+    assert idle.stop() is True
+    assert LatestWorker(lambda item: None, "never started").stop() is True
+    for _ in range(100):
+        if done:
+            break
+        time.sleep(0.05)
+    assert done == [1]  # the item in hand is finished, not cut off

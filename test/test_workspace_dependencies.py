@@ -36,8 +36,10 @@ ROSDEP_KEYS = {
 }
 # import name -> pip distribution of requirements-ros.txt (rosdep cannot pin it)
 PIP_STEP = {"mediapipe": "mediapipe", "samplerate": "samplerate"}
-# import name -> pip distribution of an optional extra (README): the torch backend and training
-OPTIONAL = {"torch": "torch", "safetensors": "safetensors", "onnx": "onnx", "tqdm": "tqdm"}
+# import name -> pip distribution of an optional extra (README): the torch backend, training and
+# the official network
+OPTIONAL = {"torch": "torch", "safetensors": "safetensors", "onnx": "onnx", "tqdm": "tqdm",
+            "transformers": "transformers"}
 
 
 @pytest.fixture(scope="module")

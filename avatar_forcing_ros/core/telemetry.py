@@ -137,15 +137,20 @@ class LatestWorker:
             self._item, self._has_item = item, True
             self._cond.notify()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop after the item in hand; False if it was still being worked on after ``timeout``
+        s: then whatever ``work`` uses must not be freed (a model's first inference on a busy
+        machine takes seconds, and closing mediapipe under it crashed the process)."""
         with self._cond:
             self._running = False
             self._has_item = False
             self._item = None
             self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
 
     @property
     def alive(self) -> bool:

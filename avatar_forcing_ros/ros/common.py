@@ -297,9 +297,13 @@ class NewestFirstNode(AvatarNode):
     def deactivate(self) -> None:
         self.stop_worker()
 
-    def stop_worker(self) -> None:
-        if self._worker is not None:
-            self._worker.stop()
+    def stop_worker(self) -> bool:
+        """Stop the worker; False (logged) if it is still busy, when what it uses must be left
+        for the process exit to free."""
+        if self._worker is None or self._worker.stop():
+            return True
+        self.get_logger().warning("the worker is still busy after 30 s: its resources are left to the process exit")
+        return False
 
 
 def make_executor():

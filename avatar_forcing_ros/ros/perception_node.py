@@ -98,7 +98,7 @@ class PerceptionNode(NewestFirstNode):
             self.stage.estimator.decay_tau_s = float(value)
 
     def cleanup(self) -> None:
-        self.stop_worker()
+        stopped = self.stop_worker()
         if self._sub is not None:
             self.destroy_subscription(self._sub)
         if self._pub is not None:
@@ -106,7 +106,7 @@ class PerceptionNode(NewestFirstNode):
         for pub in getattr(self, "_extra", {}).values():
             self.destroy_lifecycle_publisher(pub)
         self._extra = {}
-        if self.stage is not None:
+        if self.stage is not None and stopped:  # never under a running inference
             self.stage.close()
         self._sub = self._pub = self._worker = self.stage = None
 

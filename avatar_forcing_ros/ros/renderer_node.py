@@ -71,13 +71,13 @@ class RendererNode(NewestFirstNode):
         self.make_worker(self._render, "motion")
 
     def cleanup(self) -> None:
-        self.stop_worker()
+        stopped = self.stop_worker()
         if self._sub is not None:
             self.destroy_subscription(self._sub)
         for pub in self._pubs.values():
             self.destroy_lifecycle_publisher(pub)
         for thing in (self.display, self.stage):
-            if thing is not None:
+            if thing is not None and stopped:  # never under a running render
                 thing.close()
         self._sub = self._worker = self.stage = self.display = None
         self._pubs = {}
