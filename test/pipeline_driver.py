@@ -66,8 +66,10 @@ class PipelineDriver:
         self.images = ros.collect(Image, f"{namespace}/avatar/image", 10, node=self.node)
         self.compressed = (ros.collect(CompressedImage, f"{namespace}/avatar/image/compressed", 10, node=self.node)
                            if compressed else [])
-        self.avatar_motion = ros.collect(FaceMotion, f"{namespace}/avatar/face_motion", 10, node=self.node)
-        self.user_motion = ros.collect(FaceMotion, f"{namespace}/user/face_motion", 10, node=self.node)
+        # deep: a reliable reader of depth 10 loses frames that a busy test process has not
+        # taken yet, and the tests count frames
+        self.avatar_motion = ros.collect(FaceMotion, f"{namespace}/avatar/face_motion", 200, node=self.node)
+        self.user_motion = ros.collect(FaceMotion, f"{namespace}/user/face_motion", 200, node=self.node)
         self.avatar_audio = ros.collect(AudioDataStamped, f"{namespace}/avatar/audio", 50, node=self.node)
         self.diagnostics = ros.collect(DiagnosticArray, "/diagnostics", 50, node=self.node)
         self.image_times: list[float] = []  # receive time of each raw image
