@@ -13,8 +13,8 @@ block's deadline still plays at its own time + ``output_delay_s`` (its motion is
 it, counted in ``late_audio_samples``) instead of pushing all later speech back. Audio that
 could not be placed at its own time (a delivery stall: its time was already presented) queues
 behind what is there, so speech is never lost; the next silence catches the stream up to its
-own time again (silent chunks whose time is already queued are left out, counted in
-``skipped_silence_samples``).
+own time again (the part of a silent chunk whose time is already queued or presented is
+left out, counted in ``skipped_silence_samples``).
 """
 from __future__ import annotations
 
@@ -206,10 +206,10 @@ class StreamingGenerator:
         # still be made from it, so the face moves with it.
         shown = self._first_unpresented(now) * self.hop
         earliest = shown if own_start >= shown else made
-        if own_start < timeline.write_head and _is_silent(samples, self.silence_level):
-            # The stream is queued later than this chunk's own time (a delivery stall pushed
-            # it back): silence catches up instead of queueing behind, so one stall does not
-            # delay all later speech for good. Only the part past what is queued is kept.
+        if _is_silent(samples, self.silence_level):
+            # Silence is never queued later than its own time: the part of it whose time is
+            # already queued (a delivery stall pushed the stream back) or already presented is
+            # left out, so the stream catches up instead of delaying all later speech for good.
             keep = end - max(timeline.write_head - rewind, earliest, own_start)
             if keep < samples.size:
                 self.stats.skipped_silence_samples += samples.size - max(keep, 0)
