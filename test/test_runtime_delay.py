@@ -256,3 +256,26 @@ def test_a_stall_during_speech_loses_none_of_it_and_the_next_utterance_is_on_tim
     d, _ = presented_delay(out, t_out0, xp[second:], second / SR)
     assert d == pytest.approx(0.1, abs=0.005)
     assert gen.stats.skipped_silence_samples > 0
+
+
+@pytest.mark.parametrize("stamped", [True, False])
+def test_a_tts_burst_keeps_its_pauses(stamped):
+    """A TTS hands over a whole utterance at once, in 20 ms chunks stamped alike (or not at all),
+    with a 200 ms pause of digital silence between two phrases: it plays whole, pause included
+    (the catch-up leaves out silence only where the chunks' own times follow each other, a
+    stall, never the overlapping times of a burst)."""
+    x = np.concatenate([speech(0.5, 0.0), np.zeros(int(0.2 * SR), np.float32), speech(0.5, 0.0)])
+    gen = StreamingGenerator(ProceduralMotionModel(block_frames=2), output_delay_s=0.1)
+    gen.start(0.0)
+    frames = []
+    for k in range(1, 250):
+        t = 0.01 * k
+        if k == 50:
+            for c in range(x.size // 320):
+                gen.push_avatar_audio(x[c * 320:(c + 1) * 320], t, 1000.0 + t if stamped else None)
+        gen.step(t)
+        frames += gen.pop_due(t)
+    out = np.concatenate([f.speech for f in frames])
+    start = int(np.flatnonzero(out)[0])
+    np.testing.assert_array_equal(out[start:start + x.size], x)
+    assert gen.stats.skipped_silence_samples == 0

@@ -14,7 +14,8 @@ it, counted in ``late_audio_samples``) instead of pushing all later speech back.
 could not be placed at its own time (a delivery stall: its time was already presented) queues
 behind what is there, so speech is never lost; the next silence catches the stream up to its
 own time again (the part of a silent chunk whose time is already queued or presented is
-left out, counted in ``skipped_silence_samples``).
+left out, counted in ``skipped_silence_samples``; not in a burst whose chunks' times overlap,
+a TTS handing over an utterance, which plays whole with its pauses).
 """
 from __future__ import annotations
 
@@ -90,6 +91,7 @@ class SourceClock:
     def __init__(self, window: int = 100, backwards_reset_s: float = 0.5):
         self._offsets: deque[float] = deque(maxlen=window)
         self._last_end: float | None = None
+        self.last_own_end: float | None = None  # clock time the sender's last chunk was put at
         self.backwards_reset_s = backwards_reset_s
 
     def place(self, stamp_end: float, arrival: float) -> tuple[float, float]:
@@ -185,6 +187,13 @@ class StreamingGenerator:
             rewind = int(round(correction * SAMPLE_RATE))
         now_s = self.sample_at(now)
         end = min(self.sample_at(end_t - max(latency_s, 0.0)), now_s)
+        # A chunk whose own time follows the sender's previous one (a real-time stream, also
+        # one delivered late) may have silence left out to catch up; overlapping own times are
+        # more audio than time (a TTS handing over an utterance): played whole, pauses too.
+        own_end_t = min(end_t - max(latency_s, 0.0), now)
+        prev = clock.last_own_end
+        follows = prev is None or own_end_t - samples.size / SAMPLE_RATE >= prev - 0.002
+        clock.last_own_end = own_end_t
         own_start = end - samples.size
         if own_start < 0 and self._next_frame == 0:  # no block made yet
             # Audio from before the clock started (a replay starts it at the first message, which
@@ -206,10 +215,11 @@ class StreamingGenerator:
         # still be made from it, so the face moves with it.
         shown = self._first_unpresented(now) * self.hop
         earliest = shown if own_start >= shown else made
-        if _is_silent(samples, self.silence_level):
-            # Silence is never queued later than its own time: the part of it whose time is
-            # already queued (a delivery stall pushed the stream back) or already presented is
-            # left out, so the stream catches up instead of delaying all later speech for good.
+        if follows and _is_silent(samples, self.silence_level):
+            # Silence of a real-time stream is never queued later than its own time: the part
+            # of it whose time is already queued (a delivery stall pushed the stream back) or
+            # already presented is left out, so the stream catches up instead of delaying all
+            # later speech for good.
             keep = end - max(timeline.write_head - rewind, earliest, own_start)
             if keep < samples.size:
                 self.stats.skipped_silence_samples += samples.size - max(keep, 0)
