@@ -10,7 +10,12 @@ presentation time = content time + ``output_delay_s``, together with the avatar 
 span, so a node that republishes that speech keeps voice and face in sync. Speech is read when
 its frame is presented, not when the frame is made: audio that completes a block after the
 block's deadline still plays at its own time + ``output_delay_s`` (its motion is made without
-it, counted in ``late_audio_samples``) instead of pushing all later speech back.
+it, counted in ``late_audio_samples``) instead of pushing all later speech back. Audio that
+could not be placed at its own time (a delivery stall: its time was already presented) queues
+behind what is there, so speech is never lost; the next silence catches the stream up to its
+own time again (the part of a silent chunk whose time is already queued or presented is
+left out, counted in ``skipped_silence_samples``; not in a burst whose chunks' times overlap,
+a TTS handing over an utterance, which plays whole with its pauses).
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ class RuntimeStats:
     skipped_frames: int = 0        # frames skipped because generation fell behind
     late_audio_samples: int = 0    # audio that came after its block was made: played on time, unseen by the motion
     dropped_output_frames: int = 0  # frames dropped because nobody took them in time
+    skipped_silence_samples: int = 0  # queued-late silence left out so the stream caught up
     last_block_compute_s: float = 0.0
     compute_s: deque = field(default_factory=lambda: deque(maxlen=200))
 
@@ -85,6 +91,7 @@ class SourceClock:
     def __init__(self, window: int = 100, backwards_reset_s: float = 0.5):
         self._offsets: deque[float] = deque(maxlen=window)
         self._last_end: float | None = None
+        self.last_own_end: float | None = None  # clock time the sender's last chunk was put at
         self.backwards_reset_s = backwards_reset_s
 
     def place(self, stamp_end: float, arrival: float) -> tuple[float, float]:
@@ -103,8 +110,11 @@ class StreamingGenerator:
     def __init__(self, model: MotionModel, output_delay_s: float | None = None,
                  user_motion_timeout_s: float = 0.5, audio_capacity_s: float = 30.0,
                  max_lag_s: float = 1.0, max_queued_frames: int | None = None,
-                 schedule_margin_s: float = 0.01, compute_budget_s: float | None = None):
+                 schedule_margin_s: float = 0.01, compute_budget_s: float | None = None,
+                 silence_level: float = 1e-3):
         self.model = model
+        # peak |sample| at or below which a chunk is silence that may be left out to catch up
+        self.silence_level = silence_level
         self.fps = model.fps
         self.block = model.block_frames
         self.features = LogMelFeatures(SAMPLE_RATE, self.fps)
@@ -177,6 +187,13 @@ class StreamingGenerator:
             rewind = int(round(correction * SAMPLE_RATE))
         now_s = self.sample_at(now)
         end = min(self.sample_at(end_t - max(latency_s, 0.0)), now_s)
+        # A chunk whose own time follows the sender's previous one (a real-time stream, also
+        # one delivered late) may have silence left out to catch up; overlapping own times are
+        # more audio than time (a TTS handing over an utterance): played whole, pauses too.
+        own_end_t = min(end_t - max(latency_s, 0.0), now)
+        prev = clock.last_own_end
+        follows = prev is None or own_end_t - samples.size / SAMPLE_RATE >= prev - 0.002
+        clock.last_own_end = own_end_t
         own_start = end - samples.size
         if own_start < 0 and self._next_frame == 0:  # no block made yet
             # Audio from before the clock started (a replay starts it at the first message, which
@@ -198,6 +215,17 @@ class StreamingGenerator:
         # still be made from it, so the face moves with it.
         shown = self._first_unpresented(now) * self.hop
         earliest = shown if own_start >= shown else made
+        if follows and _is_silent(samples, self.silence_level):
+            # Silence of a real-time stream is never queued later than its own time: the part
+            # of it whose time is already queued (a delivery stall pushed the stream back) or
+            # already presented is left out, so the stream catches up instead of delaying all
+            # later speech for good.
+            keep = end - max(timeline.write_head - rewind, earliest, own_start)
+            if keep < samples.size:
+                self.stats.skipped_silence_samples += samples.size - max(keep, 0)
+                if keep <= 0:
+                    return
+                samples = samples[samples.size - keep:]
         start = timeline.push(samples, now_s, earliest=earliest, end_sample=end, rewind=rewind)
         if start < made:
             self.stats.late_audio_samples += min(made - start, samples.size)
@@ -293,6 +321,10 @@ class StreamingGenerator:
 
     def pending(self) -> int:
         return len(self._queue)
+
+
+def _is_silent(x: np.ndarray, level: float) -> bool:
+    return x.size == 0 or float(np.max(np.abs(x))) <= level
 
 
 def _with_tail_held(timeline: AudioTimeline, start: int, end: int) -> np.ndarray:

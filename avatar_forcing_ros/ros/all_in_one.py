@@ -1,5 +1,7 @@
-"""All three nodes in one process on a multi-threaded executor, from the same YAML as the
-launch file: for machines without ``ros2 launch``.
+"""All three nodes in one process on one executor (``common.make_executor``: single-threaded;
+perception and rendering run on their own worker threads), from the same YAML as the launch
+file: for machines without ``ros2 launch``. The stages still hand over through DDS topics
+(intra-process hand-over without serialisation is not built).
 
     avatar_forcing_all --ros-args --params-file config/avatar_forcing.yaml
 """
