@@ -148,6 +148,8 @@ def test_the_generator_stage_takes_commands_as_messages_and_counts_bad_ones():
     assert smile(late.mean(0)) > 0.6
     assert ch(late.mean(0), "head_yaw") > 0.1 and ch(late.mean(0), "gaze_yaw") > 0.05
     assert stage.telemetry.values["expression"] == "happy"
+    # nothing arrived late, so no silence was left out to catch up (reported on /diagnostics)
+    assert stage.telemetry.values["silence skipped to catch up (ms)"] == "0"
 
 
 def test_offline_replay_follows_the_commands_in_a_bag_and_counts_the_bad_ones(tmp_path):

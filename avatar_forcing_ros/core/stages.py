@@ -383,6 +383,9 @@ class GeneratorStage(_Stage):
             self.telemetry.set("frames skipped (late)", gen.stats.skipped_frames)
             # audio that completed its block after the block was made: played on time, unseen by the model
             self.telemetry.set("late audio (ms)", f"{gen.stats.late_audio_samples * 1e3 / SAMPLE_RATE:.0f}")
+            # silence left out to bring a stream back to its own time after a delivery stall
+            self.telemetry.set("silence skipped to catch up (ms)",
+                               f"{gen.stats.skipped_silence_samples * 1e3 / SAMPLE_RATE:.0f}")
             for side, lead in gen.audio_lead_s(now).items():  # queued beyond "now" adds latency
                 self.telemetry.set(f"{side} audio queued ahead (ms)", f"{lead * 1e3:.0f}")
         for _ in frames:
