@@ -9,6 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 FIXTURE_DIR = Path(__file__).parent / "fixtures" / "official"
 
@@ -61,3 +62,15 @@ def write_weights_dir(path: Path, *, as_pth: bool = False, extra: dict | None = 
 def uint8_images_to_tensor(u8):
     import torch
     return torch.from_numpy(u8.astype(np.float32) / 127.5 - 1.0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Small models: one thread is fastest on the shared 2-core box; restored afterwards.
+    Imported by the official tests (autouse there)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

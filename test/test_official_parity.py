@@ -8,7 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from official_fixture import FIXTURE_DIR, fixture, uint8_images_to_tensor, write_weights_dir  # noqa: E402
+from official_fixture import (FIXTURE_DIR, fixture, one_torch_thread, uint8_images_to_tensor,  # noqa: E402,F401
+                              write_weights_dir)
 
 from avatar_forcing_ros.generation.official.config import OfficialConfig  # noqa: E402
 from avatar_forcing_ros.generation.official.model import OfficialAvatarForcing  # noqa: E402
@@ -19,15 +20,6 @@ from avatar_forcing_ros.generation.official.weights import (  # noqa: E402
 TOL = 1e-4
 FRAMES = 85
 
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small models: one thread is fastest on the shared 2-core box; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):

@@ -6,22 +6,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from official_fixture import write_weights_dir  # noqa: E402
+from official_fixture import one_torch_thread, write_weights_dir  # noqa: E402,F401
 
 from avatar_forcing_ros.generation.official.config import OfficialConfig  # noqa: E402
 from avatar_forcing_ros.generation.official.flow import FlowTransformer, rotary  # noqa: E402
 from avatar_forcing_ros.generation.official.model import OfficialAvatarForcing, OfficialStream  # noqa: E402
 from avatar_forcing_ros.generation.official.sampler import FlowSampler  # noqa: E402
 
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small models: one thread is fastest on the shared 2-core box; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 def tiny_flow(seed=0):
     torch.manual_seed(seed)
