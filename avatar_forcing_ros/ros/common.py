@@ -318,10 +318,29 @@ def make_executor():
     return SingleThreadedExecutor()
 
 
+_spinning = threading.Event()  # the executor runs: a SIGINT ends it through the context
+_signalled = threading.Event()
+
+
+def _on_sigint(signum, frame) -> None:
+    """Python's SIGINT handler, which rclpy's own handler chains to after shutting the context
+    down. While the executor spins, that shutdown ends the spin (ExternalShutdownException);
+    Python's default of raising KeyboardInterrupt at whatever bytecode runs next landed inside
+    rclpy converting a message (a RuntimeError out of take_message, and at times a segfault at
+    exit, seen under load). Before the spin (nodes loading a model) it still interrupts."""
+    _signalled.set()
+    if not _spinning.is_set():
+        raise KeyboardInterrupt
+
+
 def run_nodes(node_classes, args=None) -> None:
     """Init rclpy, make the nodes and spin them on one executor (``make_executor``) until
     Ctrl-C or SIGTERM; then finalize the nodes and shut down. A signal during start-up
     (loading a model can take seconds) ends the process quietly too."""
+    try:
+        signal.signal(signal.SIGINT, _on_sigint)  # before rclpy.init, which chains to it
+    except ValueError:  # not the main thread (a test running nodes in a thread)
+        pass
     rclpy.init(args=sys.argv if args is None else args)
     nodes, executor = [], None
     try:
@@ -332,16 +351,18 @@ def run_nodes(node_classes, args=None) -> None:
         executor = make_executor()
         for node in nodes:
             executor.add_node(node)
+        _spinning.set()
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:
         # The context going away under a signal can surface as whatever the entity being taken
         # raises at that moment (RCLError, or a RuntimeError from taking a message, seen in CI);
-        # only an error while the context is still up is a real one.
-        if rclpy.ok():
+        # only an error while the context is still up and no signal came is a real one.
+        if rclpy.ok() and not _signalled.is_set():
             raise
     finally:
+        _spinning.clear()
         ignore_further_signals()
         if executor is not None:
             executor.shutdown()
