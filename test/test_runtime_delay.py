@@ -104,21 +104,27 @@ def test_audio_from_before_the_clock_started_keeps_its_time():
     np.testing.assert_array_equal(out[:x.size - 640], x[:x.size - 640])
 
 
+def run_burst(gen, push, ticks, at=50):
+    """Tick ``gen`` every 10 ms; ``push(t)`` hands a TTS burst over at tick ``at``. The speech
+    presented."""
+    frames = []
+    for k in range(1, ticks):
+        t = 0.01 * k
+        if k == at:
+            push(t)
+        gen.step(t)
+        frames += gen.pop_due(t)
+    return np.concatenate([f.speech for f in frames])
+
+
 def test_a_tts_burst_is_still_laid_where_its_frames_are_made():
     """A whole utterance at once cannot play at its own time: it queues after the frames already
     made, so the mouth moves with all of it (and none of it is counted as late)."""
     x = speech(seconds=1.0, lead_s=0.0)
     gen = StreamingGenerator(ProceduralMotionModel(block_frames=2), output_delay_s=0.1)
     gen.start(0.0)
-    frames = []
-    for k in range(1, 200):
-        t = 0.01 * k
-        if k == 50:
-            gen.push_avatar_audio(x, t)
-        gen.step(t)
-        frames += gen.pop_due(t)
+    out = run_burst(gen, lambda t: gen.push_avatar_audio(x, t), ticks=200)
     assert gen.stats.late_audio_samples == 0
-    out = np.concatenate([f.speech for f in frames])
     start = int(np.flatnonzero(out)[0])
     assert start >= 0.48 * SR  # from the first frame still to be made, not from the past
     np.testing.assert_array_equal(out[start:start + x.size][:x.size], x[:out.size - start])
@@ -267,15 +273,12 @@ def test_a_tts_burst_keeps_its_pauses(stamped):
     x = np.concatenate([speech(0.5, 0.0), np.zeros(int(0.2 * SR), np.float32), speech(0.5, 0.0)])
     gen = StreamingGenerator(ProceduralMotionModel(block_frames=2), output_delay_s=0.1)
     gen.start(0.0)
-    frames = []
-    for k in range(1, 250):
-        t = 0.01 * k
-        if k == 50:
-            for c in range(x.size // 320):
-                gen.push_avatar_audio(x[c * 320:(c + 1) * 320], t, 1000.0 + t if stamped else None)
-        gen.step(t)
-        frames += gen.pop_due(t)
-    out = np.concatenate([f.speech for f in frames])
+
+    def burst(t):
+        for c in range(x.size // 320):
+            gen.push_avatar_audio(x[c * 320:(c + 1) * 320], t, 1000.0 + t if stamped else None)
+
+    out = run_burst(gen, burst, ticks=250)
     start = int(np.flatnonzero(out)[0])
     np.testing.assert_array_equal(out[start:start + x.size], x)
     assert gen.stats.skipped_silence_samples == 0
