@@ -24,7 +24,7 @@ from avatar_forcing_ros.generation.forcing.checkpoint import load_checkpoint  # 
 from avatar_forcing_ros.generation.forcing.config import ForcingConfig  # noqa: E402
 from avatar_forcing_ros.generation.forcing.flow import euler_times  # noqa: E402
 from avatar_forcing_ros.generation.forcing.network import AvatarForcingNet, block_causal_mask  # noqa: E402
-from avatar_forcing_ros.generation.forcing.sampler import StreamingSampler, _guide, _with_null_user  # noqa: E402
+from avatar_forcing_ros.generation.forcing.sampler import Guidance, StreamingSampler  # noqa: E402
 
 
 def timed_blocks(step_fn, n_blocks: int) -> np.ndarray:
@@ -50,6 +50,7 @@ def main(argv=None):
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--guidance", type=float, default=None)
+    p.add_argument("--audio-guidance", type=float, default=None, help="two-way models: guidance over the avatar's audio")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if (Path(args.checkpoint) / "config.json").is_file():
@@ -60,24 +61,24 @@ def main(argv=None):
         print("no checkpoint: a randomly initialised network of the default config")
     cfg = net.cfg
     g = cfg.guidance_scale if args.guidance is None else args.guidance
+    ga = cfg.audio_guidance_scale if args.audio_guidance is None else args.audio_guidance
+    guide = Guidance.plan(cfg, g, ga)
     B, D, C, W = cfg.block_frames, cfg.motion_dim, cfg.max_cache_frames, cfg.window_frames
     block_s = B / cfg.fps
     n_blocks = int(args.seconds * cfg.fps) // B
     T = n_blocks * B + W  # the window baseline first fills its window
     print(f"{net.param_count() / 1e6:.2f} M params, {cfg.n_layer} layers x {cfg.n_embd}, block {B} frames "
-          f"({block_s * 1e3:.0f} ms), {cfg.sample_steps} steps, guidance {g}, cache {C} frames, window {W}; "
+          f"({block_s * 1e3:.0f} ms), {cfg.sample_steps} steps, guidance {g} / audio {ga} ({guide.rows} rows), cache {C} frames, window {W}; "
           f"{n_blocks} blocks, torch threads {args.threads}")
     gen = torch.Generator().manual_seed(0)
     aa, ua = torch.randn(1, T, cfg.audio_dim, generator=gen), torch.randn(1, T, cfg.audio_dim, generator=gen)
     um, up = 0.1 * torch.randn(1, T, D, generator=gen), torch.ones(1, T)
     noise = torch.randn(1, T, D, generator=gen)
-    use_cfg = g != 1.0
-    drop = torch.tensor([False, True][: 2 if use_cfg else 1])
 
     for dev in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
         net.to(dev)
         x_in = [t.to(dev) for t in (aa, ua, um, up, noise)]
-        sampler = StreamingSampler(net, g, device=dev)
+        sampler = StreamingSampler(net, g, device=dev, audio_guidance=ga)
 
         def stream(i):
             s = i * B
@@ -90,7 +91,7 @@ def main(argv=None):
         t_stream = report(f"[{dev}] streaming + KV cache", timed_blocks(stream, n_blocks), block_s)
 
         with torch.no_grad():
-            cond, _ = net.encode(*(_with_null_user(t, use_cfg) for t in x_in[:4]), drop.to(dev))
+            cond, _ = guide.encode(net, *x_in[:4])
         clean = torch.zeros(1, T, D, device=dev)
         ts = euler_times(cfg.sample_steps)
 
@@ -104,9 +105,8 @@ def main(argv=None):
             for k in range(cfg.sample_steps):
                 seq = torch.cat([clean[:, lo:s], x], dim=1)
                 t = torch.cat([torch.zeros(1, s - lo), torch.full((1, B), ts[k])], dim=1).to(dev)
-                v, _ = net(_with_null_user(seq, use_cfg), _with_null_user(t, use_cfg), cond[:, lo:e], mask,
-                           torch.arange(lo, e, device=dev))
-                x = x + (ts[k + 1] - ts[k]) * _guide(v[:, -B:], g, use_cfg)
+                v, _ = net(guide.expand(seq), guide.expand(t), cond[:, lo:e], mask, torch.arange(lo, e, device=dev))
+                x = x + (ts[k + 1] - ts[k]) * guide.combine(v[:, -B:])
             clean[:, s:e] = x
             if dev == "cuda":
                 torch.cuda.synchronize()
@@ -121,9 +121,9 @@ def main(argv=None):
             full = torch.ones(n, n, dtype=torch.bool, device=dev)
             x = torch.randn(1, n, D, device=dev)
             for k in range(cfg.sample_steps):
-                t = torch.full((2 if use_cfg else 1, n), ts[k], device=dev)
-                v, _ = net(_with_null_user(x, use_cfg), t, cond[:, lo:e], full, torch.arange(lo, e, device=dev))
-                x = x + (ts[k + 1] - ts[k]) * _guide(v, g, use_cfg)
+                t = torch.full((guide.rows, n), ts[k], device=dev)
+                v, _ = net(guide.expand(x), t, cond[:, lo:e], full, torch.arange(lo, e, device=dev))
+                x = x + (ts[k + 1] - ts[k]) * guide.combine(v)
             if dev == "cuda":
                 torch.cuda.synchronize()
 

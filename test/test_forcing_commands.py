@@ -73,17 +73,19 @@ def test_evaluation_protocol_tunes_on_validation_and_reports_both_test_sets(tmp_
     guidance chosen on validation, both test sets and the quiet-speech check reported."""
     from avatar_forcing_ros.generation.evaluation import main_evaluate
     data = tiny_dataset(tmp_path / "data", n=1, frames=80)
-    main_train(["--data", str(data), "--out", str(tmp_path / "ck"), "--steps", "1", "--batch", "2", *TINY_FLAGS])
+    # a two-way model: the sweep covers the user and the avatar-audio scale
+    main_train(["--data", str(data), "--out", str(tmp_path / "ck"), "--steps", "1", "--batch", "2", *TINY_FLAGS,
+                "--avatar-drop", "0.2"])
     root = tmp_path / "protocol"
     assert main_evaluate(["--protocol", str(root), "--checkpoint", str(tmp_path / "ck"), "--out",
                           str(tmp_path / "report"), "--val-sessions", "1", "--test-sessions", "2", "--seconds", "4",
-                          "--bootstrap", "10", "--guidance-grid", "1.0,3.0", "--window-sessions", "1",
-                          "--threads", "1"]) == 0
+                          "--bootstrap", "10", "--guidance-grid", "1.0,3.0", "--audio-guidance-grid", "1,2",
+                          "--window-sessions", "1", "--threads", "1"]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     sweep = report["validation_sweep"]
-    assert set(sweep) == {"1.0", "3.0"}
-    best = min(sweep, key=lambda g: (sweep[g]["mean_rank"], float(g)))
-    assert report["guidance"] == float(best)
+    assert set(sweep) == {"1.0/1.0", "1.0/2.0", "3.0/1.0", "3.0/2.0"}
+    best = min(sweep, key=lambda g: (sweep[g]["mean_rank"], tuple(map(float, g.split("/")))))
+    assert (report["guidance"], report["audio_guidance"]) == tuple(map(float, best.split("/")))
     assert set(report["sets"]) == {"test", "test_other", "test_first1", "test_other_first1"}
     assert set(report["sets"]["test"]) == {"ground_truth", "learned_streaming", "procedural"}
     first = json.loads((root / "test_other" / "dataset.json").read_text())["sessions"][0]

@@ -298,7 +298,7 @@ def generate(model: MotionModel, arrays, seed: int) -> np.ndarray:
 
 
 def generate_batched(net, sessions: list, seed: int, guidance: float, noncausal: bool = False,
-                     batch: int = 16, window: int | None = None) -> list[np.ndarray]:
+                     batch: int = 16, window: int | None = None, audio_guidance: float = 1.0) -> list[np.ndarray]:
     """The network over many sessions at once (sessions of equal length share a batch):
     streaming with the KV cache (what the runtime does, block by block, verified equal to the
     offline recomputation), or ``noncausal``: a bidirectional window re-sampled per block.
@@ -322,10 +322,11 @@ def generate_batched(net, sessions: list, seed: int, guidance: float, noncausal:
                 aa, ua, um = net.normalize_conditions(stack("avatar_audio"), stack("user_audio"), stack("user_motion"))
                 up = stack("user_present")
                 if noncausal:
-                    x = sample_window(net, aa, ua, um, up, gen, guidance, window=window)
+                    x = sample_window(net, aa, ua, um, up, gen, guidance, window=window,
+                                      audio_guidance=audio_guidance)
                 else:
                     noise = torch.randn(len(chunk), T, net.cfg.motion_dim, generator=gen)
-                    x = sample_streaming(net, aa, ua, um, up, noise, guidance)
+                    x = sample_streaming(net, aa, ua, um, up, noise, guidance, audio_guidance=audio_guidance)
                 x = net.denormalize_motion(x).numpy()
             for k, i in enumerate(chunk):
                 out[i] = AF_MOTION_V1.clip(x[k])
@@ -552,8 +553,9 @@ def ensure_corpus(root, name: str, spec: dict, workers: int = 2) -> Path:
     return path
 
 
-def select_guidance(sweep: dict[float, dict]) -> float:
-    """Mean rank over SELECTION (ties: the smaller guidance)."""
+def select_guidance(sweep: dict) -> float | tuple:
+    """Mean rank over SELECTION (ties: the smaller guidance). Keys: a user guidance, or
+    (user, audio) for a two-way model."""
     gs = sorted(sweep)
     ranks = np.zeros(len(gs))
     for key, sign in SELECTION:
@@ -565,12 +567,17 @@ def select_guidance(sweep: dict[float, dict]) -> float:
     return gs[int(np.argmin(ranks))]
 
 
-def learned_models(net, guidance: float, window: bool, dpo_net=None, batch: int = 16) -> dict:
-    models = {"learned_streaming": lambda ss, sd: generate_batched(net, ss, sd, guidance, batch=batch)}
+def learned_models(net, guidance: float, window: bool, dpo_net=None, batch: int = 16,
+                   audio_guidance: float = 1.0) -> dict:
+    ga = audio_guidance
+    models = {"learned_streaming": lambda ss, sd: generate_batched(net, ss, sd, guidance, batch=batch,
+                                                                   audio_guidance=ga)}
     if window:  # about 4x the compute of streaming: a 48-frame window re-sampled for every 2-frame block
-        models["learned_noncausal_window"] = lambda ss, sd: generate_batched(net, ss, sd, guidance, True, batch)
+        models["learned_noncausal_window"] = lambda ss, sd: generate_batched(net, ss, sd, guidance, True, batch,
+                                                                             audio_guidance=ga)
     if dpo_net is not None:
-        models["learned_after_dpo"] = lambda ss, sd: generate_batched(dpo_net, ss, sd, guidance, batch=batch)
+        models["learned_after_dpo"] = lambda ss, sd: generate_batched(
+            dpo_net, ss, sd, guidance, batch=batch, audio_guidance=ga if dpo_net.cfg.two_way else 1.0)
     return models
 
 
@@ -627,6 +634,12 @@ def markdown_report(results: dict, info: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _guidance_label(report: dict) -> str:
+    if report.get("audio_guidance") is None:
+        return str(report["guidance"])
+    return f"user {report['guidance']} / avatar audio {report['audio_guidance']} (table: user/audio)"
+
+
 def protocol_report(report: dict) -> str:
     info, sweep = report["info"], report["validation_sweep"]
     lines = [f"# Avatar Forcing evaluation ({PROTOCOL_ID})", "",
@@ -635,11 +648,11 @@ def protocol_report(report: dict) -> str:
              "↓ lower is better; \"real = target\" means closer to the real column is better. "
              "\"real\" is left out where it is perfect by construction (FD, rPCC, viseme sync).", "",
              *(f"- {k}: {v}" for k, v in info.items()), "",
-             f"## Guidance chosen on validation: {report['guidance']}", "",
+             f"## Guidance chosen on validation: {_guidance_label(report)}", "",
              "Mean rank over " + ", ".join(k for k, _ in SELECTION) + " (lip_env_corr higher is better).", "",
              "| guidance | " + " | ".join(k for k, _ in SELECTION) + " | nod_rate / chance | mean rank |",
              "|---|" + "---|" * (len(SELECTION) + 2)]
-    for g in sorted(sweep, key=float):
+    for g in sorted(sweep, key=lambda k: tuple(float(x) for x in k.split("/"))):
         m = sweep[g]
         lines.append(f"| {g} | " + " | ".join(_fmt(m[k]) for k, _ in SELECTION)
                      + f" | {_fmt(m['nod_rate'])} / {_fmt(m['nod_chance'])} | {_fmt(m['mean_rank'])} |")
@@ -682,20 +695,29 @@ def run_protocol(args, argv) -> dict:
     block = net.cfg.block_frames
     seeds = tuple(range(args.seeds))
     grid = [args.guidance] if args.guidance is not None else [float(g) for g in args.guidance_grid.split(",")]
+    two_way = net.cfg.two_way
+    audio_grid = [1.0]
+    if two_way:  # the avatar's audio gets its own scale: the sweep is over both
+        audio_grid = ([args.audio_guidance] if args.audio_guidance is not None
+                      else [float(g) for g in args.audio_guidance_grid.split(",")])
     sets = {name: load_eval_sessions(p, None, args.max_frames) for name, p in paths.items()}
     # validation: the guidance sweep (the learned model alone)
     clusters = Clusters.fit([s.arrays.avatar_motion for s in sets["validation"]])
     sweep = {}
     for g in grid:
-        motions = {sd: generate_batched(net, sets["validation"], sd, g, batch=args.batch) for sd in seeds}
-        sweep[g] = evaluate_motions(motions, sets["validation"], block, clusters, 0)
-        log.info("validation guidance %s: %s", g, {k: round(sweep[g][k], 4) for k, _ in SELECTION})
-    guidance = select_guidance(sweep)
-    log.info("chosen guidance on validation: %s", guidance)
+        for ga in audio_grid:
+            motions = {sd: generate_batched(net, sets["validation"], sd, g, batch=args.batch, audio_guidance=ga)
+                       for sd in seeds}
+            sweep[(g, ga)] = evaluate_motions(motions, sets["validation"], block, clusters, 0)
+            log.info("validation guidance %s / audio %s: %s", g, ga,
+                     {k: round(sweep[(g, ga)][k], 4) for k, _ in SELECTION})
+    guidance, audio_guidance = select_guidance(sweep)
+    log.info("chosen guidance on validation: %s / audio %s", guidance, audio_guidance)
     window_everywhere = not args.no_window and not args.window_sessions
-    models = {**learned_models(net, guidance, window_everywhere, dpo_net, args.batch), **procedural_model(block)}
+    models = {**learned_models(net, guidance, window_everywhere, dpo_net, args.batch, audio_guidance),
+              **procedural_model(block)}
     if args.window_sessions and not args.no_window:
-        models_window = learned_models(net, guidance, True, None, args.batch)
+        models_window = learned_models(net, guidance, True, None, args.batch, audio_guidance)
     results = {name: evaluate_models(models, sets[name], seeds, block, args.bootstrap)
                for name in ("test", "test_other")}
     subsets = {}
@@ -712,9 +734,11 @@ def run_protocol(args, argv) -> dict:
     quiet = evaluate_models(quiet_models, quiet_sets, seeds, block, args.bootstrap)
     info = {"protocol": PROTOCOL_ID, "checkpoint": args.checkpoint, "dpo_checkpoint": args.dpo_checkpoint,
             "corpora": {n: {**spec[n], "path": str(p)} for n, p in paths.items()},
-            "guidance_grid": grid, "seeds": args.seeds, "bootstrap": args.bootstrap, "threads": args.threads,
+            "guidance_grid": grid, **({"audio_guidance_grid": audio_grid} if two_way else {}), "seeds": args.seeds, "bootstrap": args.bootstrap, "threads": args.threads,
             "command": "avatar-forcing evaluate " + " ".join(argv if argv is not None else sys.argv[2:])}
-    return {"info": info, "guidance": guidance, "validation_sweep": {str(g): v for g, v in sweep.items()},
+    key = (lambda g, ga: f"{g}/{ga}") if two_way else (lambda g, ga: str(g))
+    return {"info": info, "guidance": guidance, "audio_guidance": audio_guidance if two_way else None,
+            "validation_sweep": {key(*k): v for k, v in sweep.items()},
             "sets": results, "quiet": quiet,
             "set_sizes": {n: {"sessions": len(ss), "frames": sum(s.frames for s in ss)}
                           for n, ss in {**sets, **subsets}.items()}}
@@ -734,6 +758,11 @@ def main_evaluate(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=1, help="sampling seeds (more than 1 adds the seed diversity)")
     p.add_argument("--guidance", type=float, default=None, help="a fixed guidance (no validation sweep)")
     p.add_argument("--guidance-grid", default="1.5,3,5,7", help="--protocol: guidance values tried on validation")
+    p.add_argument("--audio-guidance", type=float, default=None,
+                   help="two-way models: a fixed guidance over the avatar's audio (no sweep of it)")
+    p.add_argument("--audio-guidance-grid", default="1,1.5,2,3",
+                   help="--protocol, two-way models: audio guidance values tried on validation (with each "
+                        "--guidance-grid value)")
     p.add_argument("--bootstrap", type=int, default=BOOTSTRAP, help="bootstrap resamples (0: no intervals)")
     p.add_argument("--val-sessions", type=int, help="--protocol: override the validation size (tests)")
     p.add_argument("--test-sessions", type=int, help="--protocol: override the test sets' size (tests)")
@@ -764,8 +793,9 @@ def main_evaluate(argv=None) -> int:
         net = _load_net(args.checkpoint, args.threads)
         block = net.cfg.block_frames
         guidance = net.cfg.guidance_scale if args.guidance is None else args.guidance
+        audio_guidance = net.cfg.audio_guidance_scale if args.audio_guidance is None else args.audio_guidance
         dpo_net = _load_net(args.dpo_checkpoint, args.threads) if args.dpo_checkpoint else None
-        models.update(learned_models(net, guidance, not args.no_window, dpo_net, args.batch))
+        models.update(learned_models(net, guidance, not args.no_window, dpo_net, args.batch, audio_guidance))
     models.update(procedural_model(block))
     results = evaluate_models(models, sessions, tuple(range(args.seeds)), block, args.bootstrap)
     info = {"data": args.data, "sessions": len(sessions), "frames": sum(s.frames for s in sessions),

@@ -56,6 +56,11 @@ class GeneratorNode(AvatarNode):
         "guidance_scale": Param(5.0, "Classifier-free guidance over the user conditions (learned "
                                 "model; 1 = off, >1 = more reactive; 5.0 is the shipped model's "
                                 "tuned value, see models/af_forcing_v1/README.md).", min=0.0, max=50.0, live=True),
+        "audio_guidance_scale": Param(-1.0, "Guidance over the avatar's own audio (two-way guidance, "
+                                      "a learned model trained with avatar_drop > 0; 1 = off, >1 = the "
+                                      "mouth follows the speech more; -1 = the model's own tuned value). "
+                                      "A model without it refuses any value but 1 at configure.",
+                                      min=-1.0, max=50.0, live=True),
         "torch_threads": Param(2, "CPU threads for the learned model.", min=1, max=64),
         "fps": Param(25.0, "Output frame rate of the avatar motion (Hz).", min=1.0, max=120.0),
         "block_frames": Param(2, "Frames per generated block for the procedural model (a learned "
@@ -194,8 +199,17 @@ class GeneratorNode(AvatarNode):
         stage = self.stage
         if stage is None:
             return  # read at the next configure
-        if name == "guidance_scale" and hasattr(stage.generator.model, "set_guidance"):
-            stage.generator.model.set_guidance(value)
+        model = stage.generator.model
+        if name == "guidance_scale" and hasattr(model, "set_guidance"):
+            model.set_guidance(value)
+        elif name == "audio_guidance_scale" and hasattr(model, "set_guidance"):
+            two_way = getattr(getattr(model, "cfg", None), "two_way", False)
+            scale = model.cfg.audio_guidance_scale if value < 0 and two_way else float(value)
+            if two_way:
+                model.set_guidance(model.guidance_scale, scale)
+            elif scale not in (-1.0, 1.0):
+                self.get_logger().warning(f"audio_guidance_scale {scale} ignored: the model has no "
+                                          "null for the avatar's audio (trained with avatar_drop 0)")
         elif name == "user_motion_timeout_s":
             stage.generator.user_motion.timeout_s = float(value)
         elif hasattr(stage.commands.settings, name):

@@ -33,8 +33,15 @@ class ForcingConfig:
     max_cache_frames: int = 46   # W - B: the newest block plus the cache span one training window
     # flow matching / sampling
     sample_steps: int = 4
-    guidance_scale: float = 1.5
+    guidance_scale: float = 1.5  # guidance over the user stream
     cond_drop: float = 0.1       # training probability of replacing the user stream by the null
+    # two-way guidance (the paper's separate scale for the avatar's own audio): with
+    # avatar_drop > 0 the avatar's audio stream is also dropped in training and a learned null
+    # stands in for it; audio_guidance_scale > 1 then pushes the motion further towards what
+    # the audio explains (a third row per block: 1.5x the compute of user guidance alone).
+    # 0 / 1.0: a model without it (af_forcing_v1).
+    avatar_drop: float = 0.0
+    audio_guidance_scale: float = 1.0
     clean_context_prob: float = 0.25  # training probability of a clean (noise 0) prefix, as at inference
 
     def __post_init__(self):
@@ -44,6 +51,20 @@ class ForcingConfig:
             raise ValueError("n_embd / n_head must be an even integer (rotary pairs)")
         if self.window_frames % self.block_frames or self.max_cache_frames % self.block_frames:
             raise ValueError("window_frames and max_cache_frames must be multiples of block_frames")
+        if not 0.0 <= self.avatar_drop < 1.0:
+            raise ValueError(f"avatar_drop must be in [0, 1), got {self.avatar_drop}")
+        if self.audio_guidance_scale != 1.0 and not self.two_way:
+            raise ValueError("audio_guidance_scale needs a model trained with avatar_drop > 0")
+
+    @property
+    def two_way(self) -> bool:
+        """Whether the network has a learned null for the avatar's audio (two-way guidance)."""
+        return self.avatar_drop > 0.0
+
+    @property
+    def guidance_rows(self) -> int:
+        """Rows a guided block runs: with the user, without the user (and without the audio too)."""
+        return 3 if self.two_way else 2
 
     @property
     def context_blocks(self) -> int:

@@ -31,7 +31,8 @@ class LearnedMotionModel(MotionModel):
     name = "af-forcing"
 
     def __init__(self, path, device: str = "cpu", providers=None, guidance_scale: float | None = None,
-                 steps: int | None = None, seed: int = 0, threads: int = 2):
+                 steps: int | None = None, seed: int = 0, threads: int = 2,
+                 audio_guidance_scale: float | None = None):
         path = Path(path)
         self.path = path
         self.backend = "onnx" if path.suffix == ".onnx" else "torch"
@@ -63,6 +64,10 @@ class LearnedMotionModel(MotionModel):
         self.fps = self.cfg.fps
         self.block_frames = self.cfg.block_frames
         self.guidance_scale = float(self.cfg.guidance_scale if guidance_scale is None else guidance_scale)
+        self.audio_guidance_scale = float(self.cfg.audio_guidance_scale if audio_guidance_scale is None
+                                          else audio_guidance_scale)
+        if self.audio_guidance_scale != 1.0 and not self.cfg.two_way:
+            raise CheckpointError(f"{path}: audio guidance needs a model trained with avatar_drop > 0")
         self.nonfinite_inputs = 0
         self.seed = int(seed)
         self.reset()
@@ -73,16 +78,22 @@ class LearnedMotionModel(MotionModel):
         if self.backend == "torch":
             from .sampler import StreamingSampler
 
-            self.sampler = StreamingSampler(self.net, self.guidance_scale, self.cfg.sample_steps, 1, self.device)
+            # every guidance row the model has, as the ONNX graph runs: the scales can then
+            # change while streaming (set_guidance) without changing the caches' shape
+            self.sampler = StreamingSampler(self.net, self.guidance_scale, self.cfg.sample_steps, 1, self.device,
+                                            self.audio_guidance_scale, rows=self.cfg.guidance_rows)
         else:
             self.runner.reset()
 
-    def set_guidance(self, scale: float) -> None:
-        """Change the guidance scale from the next block on (a live parameter)."""
+    def set_guidance(self, scale: float, audio_scale: float | None = None) -> None:
+        """Change the guidance scales from the next block on (live parameters)."""
+        if audio_scale is not None and float(audio_scale) != 1.0 and not self.cfg.two_way:
+            raise ValueError(f"{self.path}: audio guidance needs a model trained with avatar_drop > 0")
         self.guidance_scale = float(scale)
+        if audio_scale is not None:
+            self.audio_guidance_scale = float(audio_scale)
         if self.backend == "torch":
-            self.sampler.guidance = self.guidance_scale
-            self.sampler.use_cfg = self.guidance_scale != 1.0
+            self.sampler.set_guidance(self.guidance_scale, self.audio_guidance_scale)
 
     def _checked(self, name: str, x, shape: tuple, fill) -> np.ndarray:
         a = np.asarray(x, dtype=np.float32)
@@ -109,7 +120,7 @@ class LearnedMotionModel(MotionModel):
     def _block(self, aa, ua, um, up) -> np.ndarray:
         noise = self.rng.standard_normal((self.block_frames, self.cfg.motion_dim)).astype(np.float32)
         if self.backend == "onnx":
-            return self.runner.step(aa, ua, um, up, noise, self.guidance_scale)
+            return self.runner.step(aa, ua, um, up, noise, self.guidance_scale, self.audio_guidance_scale)
         import torch
 
         net, dev = self.net, self.device

@@ -54,7 +54,9 @@ class MLP(nn.Module):
 
 class ConditionEncoder(nn.Module):
     """Dual motion encoder: the user's audio + motion + presence and the avatar's own audio,
-    fused causally (a conv over the current and past frames) into one condition per frame."""
+    fused causally (a conv over the current and past frames) into one condition per frame.
+    Each stream can be replaced by a learned null (classifier-free guidance); the avatar's
+    audio only in a two-way model (``cfg.avatar_drop > 0``)."""
 
     def __init__(self, cfg: ForcingConfig):
         super().__init__()
@@ -66,15 +68,22 @@ class ConditionEncoder(nn.Module):
         self.avatar = MLP(cfg.audio_dim, d, d)
         # stands in for the whole user stream when it is dropped (classifier-free guidance)
         self.null_user = nn.Parameter(torch.zeros(d))
+        # only in a two-way model, so that a checkpoint without it loads unchanged
+        self.null_avatar = nn.Parameter(torch.zeros(d)) if cfg.two_way else None
         self.fuse_in = nn.Linear(2 * d, d)
         self.conv = nn.Conv1d(d, d, cfg.cond_kernel)
         self.fuse_out = MLP(d, d, d)
 
-    def streams(self, avatar_audio, user_audio, user_motion, user_present, drop_user):
-        """Per-frame fused streams h (N, T, d); drop_user (N,) bool replaces the user stream."""
+    def streams(self, avatar_audio, user_audio, user_motion, user_present, drop_user, drop_avatar=None):
+        """Per-frame fused streams h (N, T, d); drop_user / drop_avatar (N,) bool replace the
+        user stream / the avatar's audio stream by their nulls."""
         u = self.user(torch.cat([user_audio, user_motion, user_present[..., None]], dim=-1))
         u = torch.where(drop_user[:, None, None], self.null_user.expand_as(u), u)  # (N, T, d)
         a = self.avatar(avatar_audio)  # (N, T, d)
+        if drop_avatar is not None:
+            if self.null_avatar is None:
+                raise ValueError("this model has no null for the avatar's audio (trained with avatar_drop 0)")
+            a = torch.where(drop_avatar[:, None, None], self.null_avatar.expand_as(a), a)
         return self.fuse_in(torch.cat([u, a], dim=-1))
 
     def fuse(self, h, state=None):
@@ -194,9 +203,10 @@ class AvatarForcingNet(nn.Module):
         return motion * self.motion_std + self.motion_mean
 
     # --- conditions ----------------------------------------------------------------------
-    def encode(self, avatar_audio, user_audio, user_motion, user_present, drop_user, state=None):
+    def encode(self, avatar_audio, user_audio, user_motion, user_present, drop_user, state=None,
+               drop_avatar=None):
         """Normalised per-frame inputs -> cond (N, T, d) and the encoder's causal state."""
-        h = self.cond.streams(avatar_audio, user_audio, user_motion, user_present, drop_user)
+        h = self.cond.streams(avatar_audio, user_audio, user_motion, user_present, drop_user, drop_avatar)
         return self.cond.fuse(h, state)
 
     # --- the transformer -----------------------------------------------------------------

@@ -3,9 +3,10 @@
     avatar-forcing export --checkpoint models/af_forcing_v1 --out models/af_forcing_v1/model.onnx
 
 One graph call = one block: normalisation, the condition encoder's causal state, the Euler
-steps with classifier-free guidance (conditional and user-dropped rows as a batch of 2), the
+steps with classifier-free guidance (conditional and user-dropped rows as a batch of 2; a
+two-way model adds a row without user and audio, and its guidance input is [user, audio]), the
 zero-noise pass that writes the block into the rolling KV cache, and de-normalisation. The
-caches are inputs and outputs with static shapes (L, 2, H, C, hs) plus a validity mask (C,),
+caches are inputs and outputs with static shapes (L, rows, H, C, hs) plus a validity mask (C,),
 so the graph runs unchanged on CPU, CUDA and TensorRT execution providers. The config JSON is
 stored in the model's metadata, so the .onnx file alone is a complete model.
 """
@@ -22,10 +23,15 @@ import torch
 from .checkpoint import load_checkpoint
 from .config import FORMAT, ForcingConfig
 from .network import AvatarForcingNet
-from .onnx_runner import INPUTS, OUTPUTS, OnnxStreamingRunner, empty_state  # noqa: F401  (public here too)
-from .sampler import denoise_block
+from .onnx_runner import INPUTS, OUTPUTS, OnnxStreamingRunner, empty_state, guidance_input  # noqa: F401
+from .sampler import Guidance, denoise_block
 
 log = logging.getLogger("avatar_forcing.onnx")
+
+
+def _graph_guidance(cfg: ForcingConfig, guidance) -> Guidance:
+    """Every row the model has, with the scales read from the graph's guidance input."""
+    return Guidance(guidance[0], guidance[1] if cfg.two_way else 1.0, cfg.guidance_rows)
 
 
 class StreamingStep(torch.nn.Module):
@@ -40,11 +46,10 @@ class StreamingStep(torch.nn.Module):
                 cache_k, cache_v, cache_valid, conv_state):
         net = self.net
         aa, ua, um = net.normalize_conditions(avatar_audio, user_audio, user_motion)  # (1, B, .)
-        drop = torch.tensor([False, True])
-        cond, conv_state = net.encode(torch.cat([aa, aa]), torch.cat([ua, ua]), torch.cat([um, um]),
-                                      torch.cat([user_present, user_present]), drop, conv_state)
-        x, cache_k, cache_v, cache_valid = denoise_block(net, cond, noise, guidance, cache_k, cache_v,
-                                                         cache_valid, self.steps, use_cfg=True)
+        guide = _graph_guidance(net.cfg, guidance)
+        cond, conv_state = guide.encode(net, aa, ua, um, user_present, conv_state)
+        x, cache_k, cache_v, cache_valid = denoise_block(net, cond, noise, guide, cache_k, cache_v,
+                                                         cache_valid, self.steps)
         return net.denormalize_motion(x), cache_k, cache_v, cache_valid, conv_state
 
 
@@ -60,16 +65,15 @@ class WindowStep(torch.nn.Module):
     def forward(self, avatar_audio, user_audio, user_motion, user_present, noise, guidance):
         net = self.net
         aa, ua, um = net.normalize_conditions(avatar_audio, user_audio, user_motion)  # (1, W, .)
-        cond, _ = net.encode(torch.cat([aa, aa]), torch.cat([ua, ua]), torch.cat([um, um]),
-                             torch.cat([user_present, user_present]), torch.tensor([False, True]))
+        guide = _graph_guidance(net.cfg, guidance)
+        cond, _ = guide.encode(net, aa, ua, um, user_present)
         W = noise.shape[1]
         full = torch.ones(W, W, dtype=torch.bool)
         x = noise
         ts = [1.0 - i / self.steps for i in range(self.steps + 1)]
         for i in range(self.steps):
-            v, _ = net(torch.cat([x, x]), torch.full((2, W), ts[i]), cond, full)
-            v_cond, v_null = v.chunk(2, dim=0)
-            x = x + (ts[i + 1] - ts[i]) * (v_null + guidance * (v_cond - v_null))
+            v, _ = net(guide.expand(x), torch.full((guide.rows, W), ts[i]), cond, full)
+            x = x + (ts[i + 1] - ts[i]) * guide.combine(v)
         return net.denormalize_motion(x)
 
 
@@ -93,7 +97,7 @@ def example_inputs(cfg: ForcingConfig, seed: int = 0) -> dict[str, np.ndarray]:
             "user_motion": (0.1 * rng.normal(size=(1, B, cfg.motion_dim))).astype(np.float32),
             "user_present": np.ones((1, B), np.float32),
             "noise": rng.normal(size=(1, B, cfg.motion_dim)).astype(np.float32),
-            "guidance": np.array([cfg.guidance_scale], np.float32), **empty_state(cfg)}
+            "guidance": guidance_input(cfg, cfg.guidance_scale, cfg.audio_guidance_scale), **empty_state(cfg)}
 
 
 def export_onnx(net: AvatarForcingNet, out_path, steps: int | None = None, opset: int = 17) -> Path:

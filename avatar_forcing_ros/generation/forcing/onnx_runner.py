@@ -22,10 +22,16 @@ OUTPUTS = ["motion", "cache_k_out", "cache_v_out", "cache_valid_out", "conv_stat
 
 def empty_state(cfg: ForcingConfig) -> dict[str, np.ndarray]:
     hs = cfg.n_embd // cfg.n_head
-    shape = (cfg.n_layer, 2, cfg.n_head, cfg.max_cache_frames, hs)
+    rows = cfg.guidance_rows
+    shape = (cfg.n_layer, rows, cfg.n_head, cfg.max_cache_frames, hs)
     return {"cache_k": np.zeros(shape, np.float32), "cache_v": np.zeros(shape, np.float32),
             "cache_valid": np.zeros(cfg.max_cache_frames, bool),
-            "conv_state": np.zeros((2, cfg.cond_kernel - 1, cfg.n_embd), np.float32)}
+            "conv_state": np.zeros((rows, cfg.cond_kernel - 1, cfg.n_embd), np.float32)}
+
+
+def guidance_input(cfg: ForcingConfig, user: float, audio: float = 1.0) -> np.ndarray:
+    """The graph's guidance input: [user] or, for a two-way model, [user, audio]."""
+    return np.array([user, audio] if cfg.two_way else [user], np.float32)
 
 
 class OnnxStreamingRunner:
@@ -64,14 +70,15 @@ class OnnxStreamingRunner:
     def reset(self):
         self.state = empty_state(self.cfg)
 
-    def step(self, avatar_audio, user_audio, user_motion, user_present, noise, guidance: float) -> np.ndarray:
+    def step(self, avatar_audio, user_audio, user_motion, user_present, noise, guidance: float,
+             audio_guidance: float = 1.0) -> np.ndarray:
         """Raw per-block arrays (B, .) -> raw motion (B, D)."""
         feeds = {"avatar_audio": avatar_audio[None].astype(np.float32),
                  "user_audio": user_audio[None].astype(np.float32),
                  "user_motion": user_motion[None].astype(np.float32),
                  "user_present": user_present[None].astype(np.float32),
                  "noise": noise[None].astype(np.float32),
-                 "guidance": np.array([guidance], np.float32), **self.state}
+                 "guidance": guidance_input(self.cfg, guidance, audio_guidance), **self.state}
         motion, k, v, valid, conv = self.session.run(OUTPUTS, feeds)
         self.state = {"cache_k": k, "cache_v": v, "cache_valid": valid, "conv_state": conv}
         return motion[0]

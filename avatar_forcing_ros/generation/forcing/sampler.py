@@ -4,8 +4,9 @@ window sampler (INFP-style baseline: bidirectional attention over a window, re-s
 every new block).
 
 All take normalised conditions (N, T, .) and noise (N, T, D), return normalised motion.
-Classifier-free guidance runs the conditional and the user-dropped passes as one batch:
-rows [0, N) see the user, rows [N, 2N) the learned null user stream.
+Classifier-free guidance runs its conditions as one batch of ``Guidance.rows`` x N rows:
+rows [0, N) see everything, [N, 2N) the learned null user stream, and for a two-way model
+[2N, 3N) the null user and the null avatar audio (see ``Guidance``).
 
 KV cache: a fixed buffer of C = max_cache_frames un-rotated keys/values per layer with a
 validity mask; each written block shifts the oldest B frames out (a plain rolling window,
@@ -18,24 +19,63 @@ from dataclasses import dataclass
 
 import torch
 
+from .config import ForcingConfig
 from .flow import euler_times
 from .network import AvatarForcingNet, block_causal_mask, rope
 
 
-def _with_null_user(x, use_cfg: bool):
-    return torch.cat([x, x], dim=0) if use_cfg else x
+@dataclass(frozen=True)
+class Guidance:
+    """Classifier-free guidance over the user stream (scale ``user``) and, for a two-way model,
+    over the avatar's own audio (``audio``), as in the paper:
 
+        v = v(-, -) + audio * (v(a, -) - v(-, -)) + user * (v(a, u) - v(a, -))
 
-def _drop_mask(n: int, use_cfg: bool, device=None):
-    drop = [False] * n + ([True] * n if use_cfg else [])
-    return torch.tensor(drop, device=device)
+    ``rows`` conditions run per block: 1 (no guidance), 2 (a, u), (a, -), 3 adds (-, -).
+    The scales may be tensors (the ONNX graph takes them as an input)."""
+    user: float = 1.0
+    audio: float = 1.0
+    rows: int = 1
 
+    @classmethod
+    def plan(cls, cfg: ForcingConfig, user: float, audio: float = 1.0, rows: int | None = None) -> "Guidance":
+        """The rows these scales need (``rows``: fixed, e.g. all the model has, so that the
+        scales can change while streaming without changing the cache's shape)."""
+        user, audio = float(user), float(audio)
+        if audio != 1.0 and not cfg.two_way:
+            raise ValueError("audio guidance needs a model trained with avatar_drop > 0 (two-way guidance)")
+        need = 3 if audio != 1.0 else 2 if user != 1.0 else 1
+        rows = need if rows is None else int(rows)
+        if not need <= rows <= cfg.guidance_rows:
+            raise ValueError(f"guidance user={user} audio={audio} cannot run on {rows} rows "
+                             f"(needs {need}, the model has at most {cfg.guidance_rows})")
+        return cls(user, audio, rows)
 
-def _guide(v, guidance, use_cfg: bool):
-    if not use_cfg:
-        return v
-    v_cond, v_null = v.chunk(2, dim=0)
-    return v_null + guidance * (v_cond - v_null)
+    def expand(self, x):
+        """(N, ...) -> (rows N, ...): the same inputs for every row."""
+        return torch.cat([x] * self.rows, dim=0) if self.rows > 1 else x
+
+    def drops(self, n: int, device=None):
+        """Per-row drop flags (user, avatar audio or None) for a batch of n."""
+        user = torch.tensor([False] * n + [True] * n * (self.rows - 1), device=device)
+        avatar = torch.tensor([False] * 2 * n + [True] * n, device=device) if self.rows == 3 else None
+        return user, avatar
+
+    def combine(self, v):
+        """Velocities of all rows (rows N, ...) -> the guided velocity (N, ...)."""
+        if self.rows == 1:
+            return v
+        if self.rows == 2:
+            v_cond, v_null = v.chunk(2, dim=0)
+            return v_null + self.user * (v_cond - v_null)
+        v_cond, v_audio, v_none = v.chunk(3, dim=0)
+        return v_none + self.audio * (v_audio - v_none) + self.user * (v_cond - v_audio)
+
+    def encode(self, net: AvatarForcingNet, avatar_audio, user_audio, user_motion, user_present, state=None):
+        """The condition encoder over every row; returns cond (rows N, T, d) and the state."""
+        drop_user, drop_avatar = self.drops(avatar_audio.shape[0], avatar_audio.device)
+        return net.encode(self.expand(avatar_audio), self.expand(user_audio), self.expand(user_motion),
+                          self.expand(user_present), drop_user, state, drop_avatar=drop_avatar)
 
 
 @dataclass
@@ -56,11 +96,11 @@ class StreamState:
                    torch.zeros(rows, cfg.cond_kernel - 1, cfg.n_embd, device=device))
 
 
-def denoise_block(net, cond, noise, guidance, cache_k, cache_v, cache_valid, steps: int, use_cfg: bool):
+def denoise_block(net, cond, noise, guide: Guidance, cache_k, cache_v, cache_valid, steps: int):
     """One streaming block: Euler steps from noise, then a pass at noise level 0 whose keys
     and values are written into the rolling cache (Self-Forcing style).
 
-    cond (M, B, d) with M = 2N under guidance; noise (N, B, D). Returns x (N, B, D) and the
+    cond (M, B, d) with M = guide.rows N; noise (N, B, D). Returns x (N, B, D) and the
     new cache_k, cache_v, cache_valid."""
     n_layer, _, _, C, _ = cache_k.shape
     B = noise.shape[1]
@@ -77,9 +117,9 @@ def denoise_block(net, cond, noise, guidance, cache_k, cache_v, cache_valid, ste
     M = cond.shape[0]
     for i in range(steps):
         t = torch.full((M, B), ts[i], device=dev)
-        v, _ = net(_with_null_user(x, use_cfg), t, cond, mask, pos, past_k, past_v)
-        x = x + (ts[i + 1] - ts[i]) * _guide(v, guidance, use_cfg)
-    _, kv = net(_with_null_user(x, use_cfg), torch.zeros(M, B, device=dev), cond, mask, pos, past_k, past_v)
+        v, _ = net(guide.expand(x), t, cond, mask, pos, past_k, past_v)
+        x = x + (ts[i + 1] - ts[i]) * guide.combine(v)
+    _, kv = net(guide.expand(x), torch.zeros(M, B, device=dev), cond, mask, pos, past_k, past_v)
     new_k = torch.stack([k for k, _ in kv])  # (L, M, H, B, hs)
     new_v = torch.stack([v for _, v in kv])
     cache_k = torch.cat([cache_k[:, :, :, B:], new_k], dim=3)[:, :, :, -C:]
@@ -89,38 +129,43 @@ def denoise_block(net, cond, noise, guidance, cache_k, cache_v, cache_valid, ste
 
 
 class StreamingSampler:
-    """Block-by-block causal sampling with the KV cache."""
+    """Block-by-block causal sampling with the KV cache. ``rows``: guidance rows kept in the
+    cache (default: what the scales need; a live model keeps all the model has so that
+    ``set_guidance`` can change the scales while streaming)."""
 
     def __init__(self, net: AvatarForcingNet, guidance: float = 1.0, steps: int | None = None,
-                 batch: int = 1, device=None):
-        self.net, self.guidance, self.batch, self.device = net, float(guidance), batch, device
+                 batch: int = 1, device=None, audio_guidance: float = 1.0, rows: int | None = None):
+        self.net, self.batch, self.device = net, batch, device
+        self.guide = Guidance.plan(net.cfg, guidance, audio_guidance, rows)
         self.steps = steps or net.cfg.sample_steps
-        self.use_cfg = self.guidance != 1.0
         self.reset()
 
     def reset(self):
-        self.state = StreamState.empty(self.net, self.batch * (2 if self.use_cfg else 1), self.device)
+        self.state = StreamState.empty(self.net, self.batch * self.guide.rows, self.device)
+
+    def set_guidance(self, user: float, audio: float = 1.0) -> None:
+        """New scales from the next block on, on the rows the cache already has."""
+        self.guide = Guidance.plan(self.net.cfg, user, audio, self.guide.rows)
 
     @torch.no_grad()
     def step(self, avatar_audio, user_audio, user_motion, user_present, noise):
         """Normalised conditions of one block (N, B, .), noise (N, B, D) -> motion (N, B, D)."""
-        s, net, cfg = self.state, self.net, self.use_cfg
-        drop = _drop_mask(noise.shape[0], cfg, noise.device)
-        cond, s.conv_state = net.encode(_with_null_user(avatar_audio, cfg), _with_null_user(user_audio, cfg),
-                                        _with_null_user(user_motion, cfg), _with_null_user(user_present, cfg),
-                                        drop, s.conv_state)
+        s = self.state
+        cond, s.conv_state = self.guide.encode(self.net, avatar_audio, user_audio, user_motion, user_present,
+                                               s.conv_state)
         x, s.cache_k, s.cache_v, s.cache_valid = denoise_block(
-            net, cond, noise, self.guidance, s.cache_k, s.cache_v, s.cache_valid, self.steps, cfg)
+            self.net, cond, noise, self.guide, s.cache_k, s.cache_v, s.cache_valid, self.steps)
         s.frame += noise.shape[1]
         return x
 
 
 @torch.no_grad()
 def sample_streaming(net, avatar_audio, user_audio, user_motion, user_present, noise,
-                     guidance: float = 1.0, steps: int | None = None):
+                     guidance: float = 1.0, steps: int | None = None, audio_guidance: float = 1.0):
     """Whole sequences (N, T, .) through the streaming sampler, T a multiple of B."""
     B = net.cfg.block_frames
-    sampler = StreamingSampler(net, guidance, steps, batch=noise.shape[0], device=noise.device)
+    sampler = StreamingSampler(net, guidance, steps, batch=noise.shape[0], device=noise.device,
+                               audio_guidance=audio_guidance)
     out = [sampler.step(avatar_audio[:, s:s + B], user_audio[:, s:s + B], user_motion[:, s:s + B],
                         user_present[:, s:s + B], noise[:, s:s + B])
            for s in range(0, noise.shape[1], B)]
@@ -129,17 +174,15 @@ def sample_streaming(net, avatar_audio, user_audio, user_motion, user_present, n
 
 @torch.no_grad()
 def sample_offline(net, avatar_audio, user_audio, user_motion, user_present, noise,
-                   guidance: float = 1.0, steps: int | None = None):
+                   guidance: float = 1.0, steps: int | None = None, audio_guidance: float = 1.0):
     """Reference sampler: for every block, recompute the whole clean past plus the noisy
     block with the block-causal mask (same rolling context as the cache). O(T^2) per block."""
     cfg = net.cfg
     steps = steps or cfg.sample_steps
-    use_cfg = float(guidance) != 1.0
+    guide = Guidance.plan(cfg, guidance, audio_guidance)
     N, T, _ = noise.shape
     B = cfg.block_frames
-    drop = _drop_mask(N, use_cfg, noise.device)
-    cond, _ = net.encode(_with_null_user(avatar_audio, use_cfg), _with_null_user(user_audio, use_cfg),
-                         _with_null_user(user_motion, use_cfg), _with_null_user(user_present, use_cfg), drop)
+    cond, _ = guide.encode(net, avatar_audio, user_audio, user_motion, user_present)
     mask = block_causal_mask(T, B, cfg.context_blocks, noise.device)
     ts = euler_times(steps)
     clean = torch.zeros_like(noise)
@@ -149,26 +192,25 @@ def sample_offline(net, avatar_audio, user_audio, user_motion, user_present, noi
         for i in range(steps):
             seq = torch.cat([clean[:, :s], x], dim=1)
             t = torch.cat([torch.zeros(N, s), torch.full((N, B), ts[i])], dim=1).to(noise.device)
-            v, _ = net(_with_null_user(seq, use_cfg), _with_null_user(t, use_cfg), cond[:, :e], mask[:e, :e])
-            x = x + (ts[i + 1] - ts[i]) * _guide(v[:, s:e], guidance, use_cfg)
+            v, _ = net(guide.expand(seq), guide.expand(t), cond[:, :e], mask[:e, :e])
+            x = x + (ts[i + 1] - ts[i]) * guide.combine(v[:, s:e])
         clean[:, s:e] = x
     return clean
 
 
 @torch.no_grad()
 def sample_window(net, avatar_audio, user_audio, user_motion, user_present, generator=None,
-                  guidance: float = 1.0, steps: int | None = None, window: int | None = None):
+                  guidance: float = 1.0, steps: int | None = None, window: int | None = None,
+                  audio_guidance: float = 1.0):
     """Non-causal baseline: for each new block, sample the last ``window`` frames (ending at
     the block) from fresh noise with full bidirectional attention; keep the block's frames."""
     cfg = net.cfg
     steps = steps or cfg.sample_steps
     W = window or cfg.window_frames
-    use_cfg = float(guidance) != 1.0
+    guide = Guidance.plan(cfg, guidance, audio_guidance)
     N, T, _ = avatar_audio.shape
     B = cfg.block_frames
-    drop = _drop_mask(N, use_cfg, avatar_audio.device)
-    cond, _ = net.encode(_with_null_user(avatar_audio, use_cfg), _with_null_user(user_audio, use_cfg),
-                         _with_null_user(user_motion, use_cfg), _with_null_user(user_present, use_cfg), drop)
+    cond, _ = guide.encode(net, avatar_audio, user_audio, user_motion, user_present)
     ts = euler_times(steps)
     out = []
     for s in range(0, T, B):
@@ -178,8 +220,8 @@ def sample_window(net, avatar_audio, user_audio, user_motion, user_present, gene
         full = torch.ones(n, n, dtype=torch.bool, device=avatar_audio.device)
         x = torch.randn(N, n, cfg.motion_dim, generator=generator).to(avatar_audio.device)
         for i in range(steps):
-            t = torch.full((x.shape[0] * (2 if use_cfg else 1), n), ts[i], device=x.device)
-            v, _ = net(_with_null_user(x, use_cfg), t, cond[:, lo:e], full)
-            x = x + (ts[i + 1] - ts[i]) * _guide(v, guidance, use_cfg)
+            t = torch.full((x.shape[0] * guide.rows, n), ts[i], device=x.device)
+            v, _ = net(guide.expand(x), t, cond[:, lo:e], full)
+            x = x + (ts[i + 1] - ts[i]) * guide.combine(v)
         out.append(x[:, -B:])
     return torch.cat(out, dim=1)

@@ -189,14 +189,22 @@ def training_loss(net: AvatarForcingNet, batch: dict, generator: torch.Generator
     n, T, _ = b["avatar_motion"].shape
     aa, ua, um = raw.normalize_conditions(b["avatar_audio"], b["user_audio"], b["user_motion"])
     x0 = raw.normalize_motion(b["avatar_motion"])
-    drop = (torch.rand(n, generator=generator) < cfg.cond_drop).to(device)
+    drop = torch.rand(n, generator=generator) < cfg.cond_drop
+    drop_avatar = None
+    if cfg.two_way:
+        # the avatar's audio dropped alone, and half of those times with the user too: the
+        # (-, -) row of two-way guidance must be trained as well as (a, -) and (a, u)
+        drop_avatar = torch.rand(n, generator=generator) < cfg.avatar_drop
+        drop = drop | (drop_avatar & (torch.rand(n, generator=generator) < 0.5))
+        drop_avatar = drop_avatar.to(device)
+    drop = drop.to(device)
     t = block_noise_levels(n, T, cfg.block_frames, cfg.clean_context_prob, generator).to(device)
     eps = torch.randn(x0.shape, generator=generator).to(device)
     mask = block_causal_mask(T, cfg.block_frames, cfg.context_blocks, device)
     if net is raw:
-        cond, _ = raw.encode(aa, ua, um, b["user_present"], drop)
+        cond, _ = raw.encode(aa, ua, um, b["user_present"], drop, drop_avatar=drop_avatar)
         return flow_matching_loss(raw, x0, eps, t, cond, mask)
-    return net(x0, eps, t, (aa, ua, um, b["user_present"], drop), mask)  # DDP: see _DDPLoss
+    return net(x0, eps, t, (aa, ua, um, b["user_present"], drop, None, drop_avatar), mask)  # DDP: see _DDPLoss
 
 
 class _DDPLoss(torch.nn.Module):
@@ -313,7 +321,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="audio-augmented copies per session (gain, tilt, noise, clipping) added to the data")
     p.add_argument("--config", help="JSON file of ForcingConfig fields (overridden by the flags below)")
     for name, typ in (("layers", int), ("width", int), ("heads", int), ("block", int), ("window", int),
-                      ("cache", int), ("cond-drop", float), ("steps-sample", int), ("guidance", float)):
+                      ("cache", int), ("cond-drop", float), ("steps-sample", int), ("guidance", float),
+                      ("avatar-drop", float), ("audio-guidance", float)):
         p.add_argument(f"--{name}", type=typ)
     return p
 
@@ -324,7 +333,8 @@ def config_from_args(args) -> ForcingConfig:
         d.update(json.loads(Path(args.config).read_text()))
     for flag, key in (("layers", "n_layer"), ("width", "n_embd"), ("heads", "n_head"), ("block", "block_frames"),
                       ("window", "window_frames"), ("cache", "max_cache_frames"), ("cond_drop", "cond_drop"),
-                      ("steps_sample", "sample_steps"), ("guidance", "guidance_scale")):
+                      ("steps_sample", "sample_steps"), ("guidance", "guidance_scale"),
+                      ("avatar_drop", "avatar_drop"), ("audio_guidance", "audio_guidance_scale")):
         if getattr(args, flag) is not None:
             d[key] = getattr(args, flag)
     if args.window is not None and args.cache is None:
