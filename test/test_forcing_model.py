@@ -163,3 +163,16 @@ def test_export_command_writes_onnx_with_config(ckpt, tmp_path):
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert json.loads(meta["af_forcing_config"])["config"]["block_frames"] == 2
     assert LearnedMotionModel(out, threads=1).block_frames == 2
+
+
+def test_guidance_can_change_to_one_while_streaming(ckpt):
+    """A live guidance_scale of 1 (off) mid-stream: the cache keeps its rows (it raised a size
+    mismatch on the torch backend), and the motion follows the new scale like a fresh ONNX run."""
+    models = [LearnedMotionModel(ckpt, seed=3, threads=1, guidance_scale=3.0),
+              LearnedMotionModel(ckpt / "model.onnx", seed=3, threads=1, guidance_scale=3.0)]
+    for m in models:
+        run(m, 3)
+        m.set_guidance(1.0)
+    after = [np.concatenate([m.next_block(conditions(2 * i)) for i in range(3, 8)]) for m in models]
+    np.testing.assert_allclose(after[0], after[1], atol=2e-4)
+    assert np.isfinite(after[0]).all()
