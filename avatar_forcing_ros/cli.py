@@ -3,6 +3,8 @@
     avatar-forcing demo        write an MP4 of the avatar in a synthetic conversation
     avatar-forcing gallery     a PNG of the photo portrait's expressions on sample portraits
     avatar-forcing corpus      generate the dyadic training corpus
+    avatar-forcing perceive-corpus   a corpus copy with the user's motion as perception reads it
+    avatar-forcing measure-tracker   the tracker's lag, gain, noise, dropouts in such a copy
     avatar-forcing train       train the Avatar Forcing model
     avatar-forcing dpo         preference-tune it (losers: user conditions dropped)
     avatar-forcing evaluate    metrics of models on a held-out corpus
@@ -24,6 +26,8 @@ COMMANDS = {
     "demo": ("avatar_forcing_ros.demo", "main"),
     "gallery": ("avatar_forcing_ros.render.portrait_gallery", "main_gallery"),
     "corpus": ("avatar_forcing_ros.corpus.dataset", "main_generate"),
+    "perceive-corpus": ("avatar_forcing_ros.corpus.perceived", "main_perceive"),
+    "measure-tracker": ("avatar_forcing_ros.corpus.perceived", "main_measure"),
     "train": ("avatar_forcing_ros.generation.forcing.train", "main_train"),
     "dpo": ("avatar_forcing_ros.generation.forcing.dpo", "main_dpo"),
     "evaluate": ("avatar_forcing_ros.generation.evaluation", "main_evaluate"),

@@ -86,7 +86,13 @@ def test_evaluation_protocol_tunes_on_validation_and_reports_both_test_sets(tmp_
     assert set(sweep) == {"1.0/1.0", "1.0/2.0", "3.0/1.0", "3.0/2.0"}
     best = min(sweep, key=lambda g: (sweep[g]["mean_rank"], tuple(map(float, g.split("/")))))
     assert (report["guidance"], report["audio_guidance"]) == tuple(map(float, best.split("/")))
-    assert set(report["sets"]) == {"test", "test_other", "test_first1", "test_other_first1"}
+    assert set(report["sets"]) == {"test", "test_other", "test_perceived", "test_first1", "test_other_first1"}
+    # the perceived set: the test corpus's sessions, the user's motion read by perception
+    perceived = json.loads((root / "test_perceived" / "dataset.json").read_text())
+    assert perceived["sessions"] == json.loads((root / "test" / "dataset.json").read_text())["sessions"]
+    assert perceived["generator"]["perception"]["renderer"] == "portrait"
+    for name in ("test", "test_other", "test_perceived"):
+        assert {"user_nod_rate", "user_nod_chance"} <= set(report["sets"][name]["ground_truth"])
     assert set(report["sets"]["test"]) == {"ground_truth", "learned_streaming", "procedural"}
     first = json.loads((root / "test_other" / "dataset.json").read_text())["sessions"][0]
     other_voices = json.loads((root / "test_other" / first / "meta.json").read_text())["voices"]
@@ -98,3 +104,4 @@ def test_evaluation_protocol_tunes_on_validation_and_reports_both_test_sets(tmp_
     assert "learned_streaming" in report["quiet"]
     text = (tmp_path / "report.md").read_text()
     assert "Guidance chosen on validation" in text and "test_other" in text
+    assert "test_perceived" in text and "nods after the user's nods" in text

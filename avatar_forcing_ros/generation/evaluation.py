@@ -10,6 +10,10 @@ The protocol (``--protocol DIR``; the corpora are generated there when missing, 
 - test: 30 sessions of the same held-out distribution, other seeds;
 - test_other: 30 sessions whose two speakers are voiced by other synthesizers (flite,
   festival) that training never heard.
+- test_perceived: test's first 30 sessions with the user's motion as the perception node reads
+  it from the user drawn on the photo portrait (corpus/perceived.py; made once, about 3 minutes
+  on one core, then reused; ``--no-perceived`` skips it): the model measured the way the field
+  measures.
 Every figure is the mean over sessions with a 95 % bootstrap interval over sessions.
 
 Metrics (af-motion-v1 at 25 fps; EXPRESSION = the 20 blendshape coefficients, POSE = head
@@ -27,6 +31,8 @@ yaw/pitch/roll/tx/ty/scale), as in the listening-head literature (Learning2Liste
 - reactions: smile_react_corr/lag (largest lagged correlation of the avatar's smile after the
   user's; the real value is the target, not higher), nod_rate vs nod_chance (nods in the
   second after back-channel cues vs at random listening moments, events pooled over sessions);
+  user_nod_rate vs user_nod_chance: the same after the user's nods, found in the simulator's
+  user pitch (also in test_perceived, where the model was given the perceived pitch);
 - jerk_boundary / jerk_ratio: mean |third difference| of pose+expression centred on block
   boundaries, and its ratio to within-block frames (1 = no seam at the boundaries).
 "Real" is reported only where it is not trivially perfect (not FD, rPCC, viseme sync).
@@ -112,6 +118,24 @@ def response_rate(pitch, moments, frames: int = 25, threshold: float = 0.05) -> 
     if not moments:
         return float("nan")
     return float(np.mean([nod_detected(pitch, m, frames, threshold) for m in moments]))
+
+
+def nod_events(pitch, threshold: float = 0.05, half: int = 12, spacing: int = 25) -> list[int]:
+    """Frames of the bottoms of nods in a pitch track: a dip deeper than ``threshold`` radians
+    below the lower of the highest points within ``half`` frames before and after it (the
+    nod_detected criterion), deepest first, no two within ``spacing`` frames."""
+    p = np.asarray(pitch, np.float64)
+    T = len(p)
+    depth = np.zeros(T)
+    for t in range(T):
+        depth[t] = min(p[max(0, t - half):t + 1].max(), p[t:t + half + 1].max()) - p[t]
+    events: list[int] = []
+    for t in np.argsort(-depth, kind="stable"):
+        if depth[t] <= threshold:
+            break
+        if all(abs(int(t) - e) >= spacing for e in events):
+            events.append(int(t))
+    return sorted(events)
 
 
 def window_features(motion: np.ndarray, window: int = 25, stride: int = 12) -> np.ndarray:
@@ -237,6 +261,15 @@ class EvalSession:
     backchannel: list = field(default_factory=list)
     avatar_speaking: list = field(default_factory=list)
     avatar_audio: np.ndarray | None = None  # (T*640,) the avatar's speech, 16 kHz
+    user_pitch_true: np.ndarray | None = None  # (T,) the simulator's user pitch where the
+    #                                            model's user input is perceived (else None)
+
+    @property
+    def true_user_pitch(self) -> np.ndarray:
+        """The user's head pitch as the simulator made it (not as perception read it)."""
+        if self.user_pitch_true is not None:
+            return self.user_pitch_true
+        return self.arrays.user_motion[:, PITCH]
 
     @property
     def frames(self) -> int:
@@ -251,9 +284,12 @@ class EvalSession:
 
 def load_eval_sessions(path, max_sessions: int | None = None, max_frames: int | None = None) -> list[EvalSession]:
     from ..corpus.dataset import load_dataset
+    from ..corpus.perceived import load_true_user
     from .forcing.train import SessionArrays, session_arrays
     out = []
     for s in load_dataset(path)[:max_sessions]:
+        true = load_true_user(path, s.name)  # a perceived copy keeps the simulator's user motion
+        pitch = None if true is None else true[0][:, PITCH]
         a = session_arrays(s)
         meta = getattr(s, "meta", {}) or {}
         vis = np.asarray(s.avatar_viseme_targets, np.float32)
@@ -264,8 +300,9 @@ def load_eval_sessions(path, max_sessions: int | None = None, max_frames: int | 
                               a.avatar_motion[:n], a.name)
             vis = vis[:n]
             audio = audio[:n * SAMPLES_PER_FRAME]
+            pitch = None if pitch is None else pitch[:n]
         out.append(EvalSession(a, vis, [f for f in meta.get("backchannel", []) if f < a.frames],
-                               meta.get("avatar_speaking", []), audio))
+                               meta.get("avatar_speaking", []), audio, pitch))
     return out
 
 
@@ -281,7 +318,8 @@ def with_avatar_gain(sessions: list[EvalSession], gain: float) -> list[EvalSessi
         a = s.arrays
         aa = feats.frames(audio)[: a.frames]
         out.append(EvalSession(SessionArrays(aa, a.user_audio, a.user_motion, a.user_present, a.avatar_motion,
-                                             a.name), s.visemes, s.backchannel, s.avatar_speaking, audio))
+                                             a.name), s.visemes, s.backchannel, s.avatar_speaking, audio,
+                                 s.user_pitch_true))
     return out
 
 
@@ -421,6 +459,14 @@ def session_stats(motion: np.ndarray, s: EvalSession, clusters: Clusters | None,
     counts = {"nod_hits": sum(nod_detected(gen[:, PITCH], f, 25, 0.05) for f in bc), "nod_n": len(bc),
               "chance_hits": sum(nod_detected(gen[:, PITCH], int(f), 25, 0.05) for f in chance),
               "chance_n": len(chance), "jerk_b": jb, "jerk_bn": nb, "jerk_i": ji, "jerk_in": ni}
+    # the avatar's nods in the second after the user's nods, the user's nods found in the
+    # simulator's pitch (also where the model was given the perceived one), vs chance
+    user_nods = [e for e in nod_events(s.true_user_pitch[:T]) if e < T - 1]
+    user_chance = _chance_moments(T, s, len(user_nods))
+    counts.update({"user_nod_hits": sum(nod_detected(gen[:, PITCH], e, 25, 0.05) for e in user_nods),
+                   "user_nod_n": len(user_nods),
+                   "user_chance_hits": sum(nod_detected(gen[:, PITCH], int(f), 25, 0.05) for f in user_chance),
+                   "user_chance_n": len(user_chance)})
     return SessionStats(scalars, gauss, hist, moments, counts)
 
 
@@ -448,6 +494,9 @@ def aggregate(stats: list[SessionStats]) -> dict:
     out["nod_rate"] = c["nod_hits"] / c["nod_n"] if c["nod_n"] else float("nan")
     out["nod_chance"] = c["chance_hits"] / c["chance_n"] if c["chance_n"] else float("nan")
     out["nod_cues"] = c["nod_n"]
+    out["user_nod_rate"] = c["user_nod_hits"] / c["user_nod_n"] if c["user_nod_n"] else float("nan")
+    out["user_nod_chance"] = c["user_chance_hits"] / c["user_chance_n"] if c["user_chance_n"] else float("nan")
+    out["user_nods"] = c["user_nod_n"]
     out["jerk_boundary"] = c["jerk_b"] / c["jerk_bn"] if c["jerk_bn"] else float("nan")
     interior = c["jerk_i"] / c["jerk_in"] if c["jerk_in"] else float("nan")
     out["jerk_ratio"] = out["jerk_boundary"] / interior if interior and interior > 0 else float("nan")
@@ -525,10 +574,16 @@ PROTOCOL = {  # corpus split, seed, sessions, seconds: fixed so that a report ca
     "test": {"split": "test", "seed": 2, "sessions": 30, "seconds": 20.0},
     "test_other": {"split": "other", "seed": 3, "sessions": 30, "seconds": 20.0},
 }
+# The test corpus's first sessions with the user's motion as the perception node reads it from
+# the user drawn on the portrait (corpus/perceived.py): the model measured the way the field
+# measures. 30 sessions (15000 frames) take about 3 minutes on one core.
+PERCEIVED = {"test_perceived": {"from": "test", "sessions": 30, "size": 256}}
 SET_TITLES = {
     "validation": "validation (held-out sentences and espeak-ng voices; guidance tuned here only)",
     "test": "test (held-out sentences and espeak-ng voices, other sessions than validation)",
     "test_other": "test_other (both speakers voiced by flite and festival, synthesizers never heard in training)",
+    "test_perceived": "test_perceived (test's first sessions; the model gets the user's motion as mediapipe "
+                      "reads it from the user drawn on the portrait)",
 }
 # the guidance that ranks best on the mean of these ranks on validation is chosen
 SELECTION = (("rpcc_exp", 1), ("rpcc_pose", 1), ("fd_exp", 1), ("fd_pose", 1), ("lip_env_corr", -1))
@@ -550,6 +605,25 @@ def ensure_corpus(root, name: str, spec: dict, workers: int = 2) -> Path:
         return path
     log.info("generating %s: %s", path, spec)
     generate_corpus(path, spec["sessions"], spec["seconds"], spec["seed"], spec["split"], workers)
+    return path
+
+
+def ensure_perceived(root, name: str, source: Path, spec: dict) -> Path:
+    """The protocol's perceived copy ``root/name`` of corpus ``source`` (its first
+    spec["sessions"] sessions), made when missing; an existing one must match the spec."""
+    from ..corpus.perceived import perceive_corpus
+    path = Path(root) / name
+    index = path / "dataset.json"
+    if index.is_file():
+        gen = json.loads(index.read_text()).get("generator", {})
+        have = {"from": Path(gen.get("from", "")).name, "sessions": gen.get("n_sessions"),
+                "size": (gen.get("perception", {}).get("size") or [None])[0]}
+        if have != spec:
+            raise ValueError(f"{path}: made with {have}, the protocol needs {spec}; remove it or use another root")
+        return path
+    log.info("perceiving %s -> %s: %s", source, path, spec)
+    r = perceive_corpus(source, path, spec["sessions"], None, spec["size"], log=log.info)
+    log.info("perceived %d frames in %.0f s (%.1f frames/s)", r["frames"], r["seconds"], r["fps"])
     return path
 
 
@@ -598,6 +672,8 @@ REPORT_METRICS = (
     ("lip_sync_corr", "lip sync: mouth vs viseme track ↑"),
     ("smile_react_corr", "smile reaction corr (real = target)"), ("smile_react_lag", "smile reaction lag (frames)"),
     ("nod_rate", "nods after back-channel cues"), ("nod_chance", "nods at random listening moments"),
+    ("user_nod_rate", "nods after the user's nods (true user pitch)"),
+    ("user_nod_chance", "nods at random listening moments (chance for the line above)"),
     ("jerk_boundary", "jerk at block boundaries"), ("jerk_ratio", "jerk ratio boundary / within block (1 = no seam)"),
     ("diversity_across_seeds", "std across sampling seeds"),
 )
@@ -663,7 +739,8 @@ def protocol_report(report: dict) -> str:
             title = f"{base}, first {first} sessions: the non-causal window beside the streaming model"
         n = report["set_sizes"][name]
         lines += ["", f"## {title}", "", f"{n['sessions']} sessions, {n['frames']} frames, "
-                  f"{res['ground_truth'].get('nod_cues', '?')} back-channel cues.", "", *results_table(res)]
+                  f"{res['ground_truth'].get('nod_cues', '?')} back-channel cues, "
+                  f"{res['ground_truth'].get('user_nods', '?')} user nods.", "", *results_table(res)]
     if report.get("quiet"):
         lines += ["", f"## Lip sync with the avatar's speech {20 * np.log10(QUIET_GAIN):.0f} dB quieter (test_other)",
                   "", *results_table(report["quiet"], [(k, lbl) for k, lbl in REPORT_METRICS
@@ -690,6 +767,10 @@ def run_protocol(args, argv) -> dict:
         if name != "validation" and args.test_sessions:
             v["sessions"] = args.test_sessions
     paths = {name: ensure_corpus(args.protocol, name, v) for name, v in spec.items()}
+    perceived = {} if args.no_perceived else {k: dict(v) for k, v in PERCEIVED.items()}
+    for name, v in perceived.items():
+        v["sessions"] = min(v["sessions"], spec[v["from"]]["sessions"])
+        paths[name] = ensure_perceived(args.protocol, name, paths[v["from"]], v)
     net = _load_net(args.checkpoint, args.threads)
     dpo_net = _load_net(args.dpo_checkpoint, args.threads) if args.dpo_checkpoint else None
     block = net.cfg.block_frames
@@ -719,7 +800,7 @@ def run_protocol(args, argv) -> dict:
     if args.window_sessions and not args.no_window:
         models_window = learned_models(net, guidance, True, None, args.batch, audio_guidance)
     results = {name: evaluate_models(models, sets[name], seeds, block, args.bootstrap)
-               for name in ("test", "test_other")}
+               for name in ("test", "test_other", *perceived)}
     subsets = {}
     if args.window_sessions and not args.no_window:
         # the non-causal window on the first N sessions only (its compute), beside the streaming
@@ -733,8 +814,9 @@ def run_protocol(args, argv) -> dict:
     quiet_models = {"learned_streaming": models["learned_streaming"], "procedural": models["procedural"]}
     quiet = evaluate_models(quiet_models, quiet_sets, seeds, block, args.bootstrap)
     info = {"protocol": PROTOCOL_ID, "checkpoint": args.checkpoint, "dpo_checkpoint": args.dpo_checkpoint,
-            "corpora": {n: {**spec[n], "path": str(p)} for n, p in paths.items()},
-            "guidance_grid": grid, **({"audio_guidance_grid": audio_grid} if two_way else {}), "seeds": args.seeds, "bootstrap": args.bootstrap, "threads": args.threads,
+            "corpora": {n: {**{**spec, **perceived}[n], "path": str(p)} for n, p in paths.items()},
+            "guidance_grid": grid, **({"audio_guidance_grid": audio_grid} if two_way else {}), "seeds": args.seeds,
+            "bootstrap": args.bootstrap, "threads": args.threads,
             "command": "avatar-forcing evaluate " + " ".join(argv if argv is not None else sys.argv[2:])}
     key = (lambda g, ga: f"{g}/{ga}") if two_way else (lambda g, ga: str(g))
     return {"info": info, "guidance": guidance, "audio_guidance": audio_guidance if two_way else None,
@@ -771,6 +853,9 @@ def main_evaluate(argv=None) -> int:
     p.add_argument("--no-window", action="store_true", help="skip the slow non-causal window baseline")
     p.add_argument("--window-sessions", type=int, default=0,
                    help="--protocol: run the non-causal window on the first N test sessions only (its own table)")
+    p.add_argument("--no-perceived", action="store_true",
+                   help="--protocol: skip test_perceived (the test sessions with the user's motion read by "
+                        "perception; making it takes about 3 minutes once, then it is reused)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -28,6 +28,7 @@ from .checkpoint import load_checkpoint, load_optimizer_state, read_config, save
 from .config import ForcingConfig
 from .flow import block_noise_levels, flow_matching_loss
 from .network import AvatarForcingNet, block_causal_mask
+from .tracker_noise import TrackerNoise
 
 log = logging.getLogger("avatar_forcing.train")
 
@@ -161,7 +162,10 @@ def set_stats(net: AvatarForcingNet, stats: dict[str, np.ndarray]) -> None:
 class WindowSampler:
     """Random W-frame windows from the sessions (sessions picked in proportion to length)."""
 
-    def __init__(self, sessions: list[SessionArrays], window: int, seed: int = 0):
+    def __init__(self, sessions: list[SessionArrays], window: int, seed: int = 0, user_noise: float = 0.0):
+        self.user_noise = float(user_noise)  # probability per window of TrackerNoise on the user's motion
+        self.tracker = TrackerNoise() if self.user_noise > 0 else None
+        self.noise_rng = np.random.default_rng([seed, 1])  # its own: the windows drawn stay the same
         self.sessions = [s for s in sessions if s.frames >= window]
         if not self.sessions:
             raise ValueError(f"no session has at least {window} frames (the training window)")
@@ -177,6 +181,9 @@ class WindowSampler:
             start = int(self.rng.integers(0, s.frames - self.window + 1))
             for k in out:
                 out[k].append(getattr(s, k)[start:start + self.window])
+            if self.tracker is not None and self.noise_rng.random() < self.user_noise:
+                out["user_motion"][-1], out["user_present"][-1] = self.tracker.apply(
+                    out["user_motion"][-1], out["user_present"][-1], self.noise_rng)
         return {k: torch.from_numpy(np.stack(v)) for k, v in out.items()}
 
 
@@ -230,7 +237,7 @@ def train(cfg: ForcingConfig, sessions: list[SessionArrays], out_dir=None, steps
           batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.01, warmup: int = 100,
           grad_clip: float = 1.0, device: str = "cpu", seed: int = 0, resume: bool = False,
           log_every: int = 50, ckpt_every: int = 500, progress: bool = True,
-          metadata: dict | None = None) -> tuple[AvatarForcingNet, list[dict]]:
+          metadata: dict | None = None, user_noise: float = 0.0) -> tuple[AvatarForcingNet, list[dict]]:
     """Train (or resume) and return the network and the logged history."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -259,7 +266,7 @@ def train(cfg: ForcingConfig, sessions: list[SessionArrays], out_dir=None, steps
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
         model = DistributedDataParallel(_DDPLoss(net))
-    windows = WindowSampler(sessions, cfg.window_frames, seed + rank)
+    windows = WindowSampler(sessions, cfg.window_frames, seed + rank, user_noise)
     history: list[dict] = []
     log_path = Path(out_dir) / "train_log.jsonl" if out_dir and rank == 0 else None
     if log_path:
@@ -319,6 +326,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt-every", type=int, default=500)
     p.add_argument("--augment", type=int, default=0,
                    help="audio-augmented copies per session (gain, tilt, noise, clipping) added to the data")
+    p.add_argument("--user-noise", type=float, default=0.0,
+                   help="probability per training window that the user's motion goes through TrackerNoise "
+                        "(the measured face tracker's lag, calibration, noise, dropouts); 0: off")
     p.add_argument("--config", help="JSON file of ForcingConfig fields (overridden by the flags below)")
     for name, typ in (("layers", int), ("width", int), ("heads", int), ("block", int), ("window", int),
                       ("cache", int), ("cond-drop", float), ("steps-sample", int), ("guidance", float),
@@ -354,9 +364,11 @@ def main_train(argv=None) -> int:
     meta = {"data": str(args.data), "command": "avatar-forcing train " + " ".join(argv if argv is not None else [])}
     if args.augment:
         meta["augment"] = {"copies_per_session": args.augment, **asdict(AudioAugmentation())}
+    if args.user_noise:
+        meta["user_noise"] = {"prob_per_window": args.user_noise, **asdict(TrackerNoise())}
     net, history = train(cfg, sessions, args.out, args.steps, args.batch, args.lr, warmup=args.warmup,
                          device=args.device, seed=args.seed, resume=args.resume, log_every=args.log_every,
-                         ckpt_every=args.ckpt_every, metadata=meta)
+                         ckpt_every=args.ckpt_every, metadata=meta, user_noise=args.user_noise)
     if history:
         log.info("done: step %d loss %.4f -> %s", history[-1]["step"], history[-1]["loss_smooth"], args.out)
     return 0

@@ -1,0 +1,137 @@
+"""What the face tracker does to the user's motion, as a training augmentation.
+
+Training sees the simulator's exact user motion; the running node sees what mediapipe reads
+from a camera. ``TrackerNoise.apply`` turns one training window of the first into something
+like the second, with its own random draws per window around the figures measured by
+
+    avatar-forcing perceive-corpus --data <protocol>/test --out <dir> --max-sessions 30
+
+(corpus/perceived.py: the protocol's test corpus, af-eval-v2 split test seed 2, 30 sessions of
+20 s = 15000 frames, the user drawn on the astronaut portrait at 256 px and read back by the
+perception node's estimator; figures in ``<dir>/tracker_stats.json``). Per channel group
+(corpus/perceived.GROUPS: head pose, gaze, jaw, other expressions):
+- lag: the measured one plus 0..``extra_lag`` frames (the copy has no camera or transport
+  latency, which the node has; UserMotionTrack then takes the newest observation not after a
+  frame), the same for the whole window, values and presence shifted later, padded with the
+  first frame;
+- calibration: per channel a gain and an offset drawn around the measured ones;
+- noise: Gaussian, as large as the measured residual, AR(1)-smoothed with the residual's
+  measured lag-1 autocorrelation, its size drawn per window (x0.5..1.5);
+- dropouts: spans with no face: presence 0 and the values the node publishes then (the last
+  ones decaying toward neutral with ``decay_tau_s``, as FaceMotionEstimator does), at a rate
+  drawn per window up to twice the configured one. Where a face is seen the presence is the
+  tracker's confidence.
+Everything stays finite and inside af-motion-v1's range.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...core.motion import AF_MOTION_V1
+
+# the channel groups of corpus/perceived.GROUPS, as index arrays (no corpus import here)
+GROUP_NAMES = ("pose", "gaze", "jaw", "expression")
+_GROUP_OF = np.array([0 if n.startswith("head_") else 1 if n.startswith("gaze_") else 2 if n == "jawOpen" else 3
+                      for n in AF_MOTION_V1.names], dtype=np.int64)
+FPS = 25.0
+
+
+@dataclass(frozen=True)
+class TrackerNoise:
+    # per group, in GROUP_NAMES order: pose, gaze, jaw, expression. Measured (docstring's
+    # command, benchmarks/results/tracker-2026-11-29/tracker_stats.json, "groups"): medians over
+    # the group's channels, spreads over channels and sessions
+    gain: tuple = (0.783, 0.312, 0.882, 0.871)
+    gain_sd: tuple = (0.315, 0.275, 0.241, 0.538)
+    bias: tuple = (0.0, 0.0099, 0.0063, 0.0487)
+    bias_sd: tuple = (0.020, 0.0613, 0.0235, 0.0618)
+    noise_std: tuple = (0.027, 0.0725, 0.0791, 0.1033)
+    noise_ac1: tuple = (0.84, 0.57, 0.73, 0.67)
+    lag_frames: int = 0             # measured: median of the 14 channels tracked with r >= 0.7 (13 at 0)
+    extra_lag: int = 2              # + 0..2 frames of camera and transport latency (not measured here)
+    # the rendered portrait never lost the face (0 of 15000 frames): no dropouts by default; a
+    # real room has them (turning away, occlusion, leaving), so set a rate for that
+    dropout_fraction: float = 0.0
+    dropout_mean_frames: float = 5.0  # not measured (no dropouts to measure)
+    confidence: float = 1.0         # measured: median confidence with a face found
+    decay_tau_s: float = 0.5        # FaceMotionEstimator.decay_tau_s (no_face_decay_s)
+
+    def _per_channel(self, values) -> np.ndarray:
+        return np.asarray(values, np.float64)[_GROUP_OF]
+
+    def apply(self, user_motion: np.ndarray, user_present: np.ndarray,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One window (T, 28) float32 and (T,) -> the same as a tracker would have reported it."""
+        x = np.asarray(user_motion, np.float64)
+        present = np.asarray(user_present, np.float64)
+        T, D = x.shape
+        if D != AF_MOTION_V1.dim or present.shape != (T,):
+            raise ValueError(f"expected ({T}, {AF_MOTION_V1.dim}) motion and ({T},) presence, "
+                             f"got {x.shape} and {present.shape}")
+        neutral = AF_MOTION_V1.neutral().astype(np.float64)
+        # calibration: gain and offset per channel, around neutral (the space's zero)
+        gain = rng.normal(self._per_channel(self.gain), self._per_channel(self.gain_sd))
+        bias = rng.normal(self._per_channel(self.bias), self._per_channel(self.bias_sd))
+        y = neutral + np.clip(gain, 0.0, None) * (x - neutral) + bias
+        # noise: AR(1) with the measured smoothness, stationary variance noise_std^2
+        a = np.clip(self._per_channel(self.noise_ac1), 0.0, 0.99)
+        sd = self._per_channel(self.noise_std) * rng.uniform(0.5, 1.5)
+        z = rng.standard_normal((T, D))
+        e = np.empty((T, D))
+        e[0] = z[0]
+        k = np.sqrt(1.0 - a * a)
+        for t in range(1, T):
+            e[t] = a * e[t - 1] + k * z[t]
+        y += sd * e
+        y = AF_MOTION_V1.clip(y).astype(np.float64)
+        seen = present >= 0.5
+        conf = np.where(seen, self.confidence * present, 0.0)
+        # dropouts: spans the tracker loses the face
+        if self.dropout_fraction > 0:
+            lost = _dropout_mask(T, rng.uniform(0.0, 2.0 * self.dropout_fraction), self.dropout_mean_frames, rng)
+            conf[lost] = 0.0
+            seen &= ~lost
+        y = _decay_where_lost(y, seen, neutral, np.exp(-1.0 / (FPS * self.decay_tau_s)))
+        # lag: the tracker's reading of frame t arrives at t + lag
+        lag = int(self.lag_frames + rng.integers(0, self.extra_lag + 1))
+        if lag > 0:
+            lag = min(lag, T)
+            y = np.concatenate([np.repeat(y[:1], lag, 0), y[:T - lag]])
+            conf = np.concatenate([np.repeat(conf[:1], lag), conf[:T - lag]])
+        return AF_MOTION_V1.clip(y), np.clip(conf, 0.0, 1.0).astype(np.float32)
+
+
+def _dropout_mask(T: int, fraction: float, mean_frames: float, rng: np.random.Generator) -> np.ndarray:
+    """Spans of geometric length (mean ``mean_frames``) starting so that about ``fraction`` of
+    the frames are covered."""
+    lost = np.zeros(T, bool)
+    if fraction <= 0 or T == 0:
+        return lost
+    mean_frames = max(1.0, float(mean_frames))
+    fraction = min(fraction, 0.95)
+    p_start = fraction / (mean_frames * (1.0 - fraction) + fraction)  # per frame outside a span
+    t = 0
+    while t < T:
+        if rng.random() < p_start:
+            n = int(rng.geometric(1.0 / mean_frames))
+            lost[t:t + n] = True
+            t += n
+        else:
+            t += 1
+    return lost
+
+
+def _decay_where_lost(y: np.ndarray, seen: np.ndarray, neutral: np.ndarray, keep: float) -> np.ndarray:
+    """Where no face is seen, the last seen values decay toward neutral by ``keep`` per frame
+    (the node's output then); from the window's first value when it starts without one."""
+    out = y.copy()
+    last = y[0].copy()
+    for t in range(len(y)):
+        if seen[t]:
+            last = y[t]
+        else:
+            last = neutral + (last - neutral) * keep
+            out[t] = last
+    return out
