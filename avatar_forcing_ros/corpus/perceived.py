@@ -126,6 +126,8 @@ def perceive_corpus(data, out, max_sessions: int | None = None, max_frames: int 
     """Write the perceived copy of dataset ``data`` at ``out`` (new or empty directory) and
     its tracker figures (``out/tracker_stats.json``). Returns {"settings", "frames", "seconds",
     "fps", "stats"}."""
+    if max_frames is not None and max_frames < FPS:
+        raise ValueError(f"max_frames must be at least {FPS} (a second), got {max_frames}")
     index = _read_json(Path(data) / "dataset.json")
     sessions = load_dataset(data)[:max_sessions]
     root = _fresh_directory(out)
