@@ -25,6 +25,8 @@ from ..core.audio import SAMPLE_RATE
 from ..core.motion import AF_MOTION_V1
 
 FORMAT = "af-dyadic-v1"
+# the simulator's behaviour version: v2 added answered nods and a jaw that follows loudness
+SIMULATOR_ID = "af-corpus-sim-v2"
 FPS = 25
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
 VISEME_TARGETS = ("jawOpen", "mouthFunnel", "mouthPucker")
@@ -281,7 +283,7 @@ def generate_corpus(out_dir, n_sessions: int, seconds_per_session: float, seed: 
     ctx.set_forkserver_preload(["avatar_forcing_ros.corpus.simulator"])
     with ctx.Pool(workers, maxtasksperchild=1) as pool:
         results = pool.map(_generate_one, jobs, chunksize=1)
-    config = {"source": "simulator", "generator": "af-corpus-sim-v1", "seed": int(seed),
+    config = {"source": "simulator", "generator": SIMULATOR_ID, "seed": int(seed),
               "n_sessions": int(n_sessions), "seconds_per_session": float(seconds_per_session),
               "split": split, "fps": FPS, "session_seeds": {j[1]: j[2] for j in jobs}}
     _write_index(root, names, config)

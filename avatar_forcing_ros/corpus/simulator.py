@@ -130,6 +130,7 @@ class Persona:
     expressiveness: float = 1.0     # scales head motion and brows
     articulation: float = 1.0       # scales mouth opening
     nod_propensity: float = 0.6     # chance of a back-channel nod at the other's pause
+    nod_back_propensity: float = 0.5  # chance of answering the other's back-channel nod with one
     smile_propensity: float = 2.0   # spontaneous smiles per minute
     mirror_propensity: float = 0.6  # chance of smiling back at the other's smile
     laugh_propensity: float = 0.2   # chance of laughing when the other ends a turn
@@ -150,6 +151,7 @@ def random_persona(rng: np.random.Generator, split: str = "train",
         expressiveness=float(rng.uniform(0.6, 1.4)),
         articulation=float(rng.uniform(0.85, 1.15)),
         nod_propensity=float(rng.uniform(0.4, 0.9)),
+        nod_back_propensity=float(rng.uniform(0.3, 0.8)),
         smile_propensity=float(rng.uniform(1.0, 4.0)),
         mirror_propensity=float(rng.uniform(0.4, 0.85)),
         laugh_propensity=float(rng.uniform(0.1, 0.4)),
@@ -288,6 +290,53 @@ def _nod(n, start_s, amplitude, period_s, cycles):
     return out
 
 
+# How much of the jaw's opening follows the voice's loudness (vocal effort: louder, stressed
+# syllables open wider) rather than the phoneme alone.
+JAW_LOUDNESS = 0.45
+
+
+def _relative_loudness(audio, n, speaking):
+    """Per-frame RMS of the voice relative to its own loud frames (95th percentile while
+    speaking), lightly smoothed: ~1 on loud syllables, whatever the voice's overall level."""
+    frames = audio[:n * SAMPLES_PER_FRAME].reshape(n, SAMPLES_PER_FRAME).astype(np.float64)
+    rms = np.sqrt(np.mean(frames ** 2, axis=1))
+    rms = np.convolve(rms, [0.25, 0.5, 0.25], mode="same")
+    ref = np.percentile(rms[speaking], 95) if speaking.sum() >= 5 else rms.max()
+    return np.clip(rms / max(ref, 1e-6), 0, 1.2).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Nod:
+    start_s: float
+    amplitude: float
+    period_s: float
+    cycles: int
+    cue_frame: int   # the other's pause (back-channel) or the other's nod (answer)
+    kind: str        # "backchannel" or "answer"
+
+
+def _plan_nods(rng, personas, n, utterances, pauses):
+    """Each side's back-channel nods at the other's pauses (after a human delay, not always),
+    then the answers: the one who paused acknowledges the listener's nod with a smaller nod
+    of its own, as people do (so a nod of the user is something the avatar can react to)."""
+    nods = {AVATAR: [], USER: []}
+    for side in (AVATAR, USER):
+        speaking = _speaking_mask(n, utterances, side)
+        for cue_s in pauses[1 - side]:
+            f = _frame(cue_s, n)
+            if f >= n or speaking[f] or rng.random() > personas[side].nod_propensity:
+                continue
+            nods[side].append(Nod(cue_s + float(rng.uniform(0.2, 0.6)), float(rng.uniform(0.05, 0.12)),
+                                  float(rng.uniform(0.35, 0.5)), int(rng.integers(1, 3)), f, "backchannel"))
+    for side in (AVATAR, USER):
+        for other_nod in [d for d in nods[1 - side] if d.kind == "backchannel"]:
+            if rng.random() > personas[side].nod_back_propensity:
+                continue
+            nods[side].append(Nod(other_nod.start_s + float(rng.uniform(0.25, 0.7)), float(rng.uniform(0.04, 0.09)),
+                                  float(rng.uniform(0.3, 0.45)), 1, _frame(other_nod.start_s, n), "answer"))
+    return nods
+
+
 def _frame_energy(audio, n):
     frames = audio[:n * SAMPLES_PER_FRAME].reshape(n, SAMPLES_PER_FRAME)
     rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
@@ -325,13 +374,13 @@ def _frame(t_s, n):
     return int(np.clip(round(t_s * FPS), 0, n))
 
 
-def _face(rng, side, persona, n, audio, utterances, smiles, pauses_of_other):
+def _face(rng, side, persona, n, audio, utterances, smiles, nods):
     idx = AF_MOTION_V1.index
     m = np.tile(AF_MOTION_V1.neutral(), (n, 1))
     expr = persona.expressiveness
     mine = [u for u in utterances if u.side == side]
     speaking = _speaking_mask(n, utterances, side)
-    record = {"nods": [], "blinks": 0, "gaze_aversions": []}
+    record = {"nods": [], "nods_answered": [], "blinks": 0, "gaze_aversions": []}
 
     # idle: posture drift and micro-motion, always present
     m[:, idx("head_yaw")] += 0.04 * expr * _smooth_noise(rng, n, 0.15)
@@ -374,7 +423,12 @@ def _face(rng, side, persona, n, audio, utterances, smiles, pauses_of_other):
     # mouth: visemes of everything this side voices (speech and laughter)
     phonemes = [p for u in mine for p in u.phonemes]
     track = viseme_track(phonemes, n) * persona.articulation
-    m[:, idx("jawOpen")] += track[:, 0]
+    # louder syllables open wider, at the same mean opening while the phonemes open the jaw
+    effort = (1 - JAW_LOUDNESS) + JAW_LOUDNESS * _relative_loudness(audio, n, speaking)
+    open_frames = track[:, 0] > 0.05
+    if open_frames.sum() >= 5:
+        effort /= max(float(effort[open_frames].mean()), 0.2)
+    m[:, idx("jawOpen")] += track[:, 0] * effort
     m[:, idx("mouthFunnel")] += track[:, 1]
     m[:, idx("mouthPucker")] += track[:, 2]
     lopsided = float(rng.uniform(-0.1, 0.1))
@@ -408,15 +462,10 @@ def _face(rng, side, persona, n, audio, utterances, smiles, pauses_of_other):
             if s.cause == "laugh_response" and rng.random() < 0.4:
                 m[:, idx("jawOpen")] += 0.25 * env * bob  # a silent chuckle
 
-    # listening: back-channel nods at the other's pauses, after a human delay, not always
-    for cue_s in pauses_of_other:
-        f = _frame(cue_s, n)
-        if f >= n or speaking[f] or rng.random() > persona.nod_propensity:
-            continue
-        start_s = cue_s + float(rng.uniform(0.2, 0.6))
-        m[:, idx("head_pitch")] += _nod(n, start_s, float(rng.uniform(0.05, 0.12)),
-                                        float(rng.uniform(0.35, 0.5)), int(rng.integers(1, 3)))
-        record["nods"].append([f, _frame(start_s, n)])
+    # nods planned for both sides together (_plan_nods): back-channel and answering ones
+    for d in nods:
+        m[:, idx("head_pitch")] += _nod(n, d.start_s, d.amplitude, d.period_s, d.cycles)
+        record["nods" if d.kind == "backchannel" else "nods_answered"].append([d.cue_frame, _frame(d.start_s, n)])
 
     # gaze: mutual gaze with micro-saccades; looking away while starting to speak
     gaze_yaw = np.zeros(n, np.float32)
@@ -509,10 +558,10 @@ def simulate_session(seed: int, seconds: float = 20.0, split: str = "train",
             if nxt - u.end_s >= 0.25 and u.end_s < seconds - 0.3 and not taken:
                 pauses[side].append(u.end_s)
 
+    nods = _plan_nods(rng, personas, n, utterances, pauses)
     motion, records = [], []
     for side in (AVATAR, USER):
-        mo, rec = _face(rng, side, personas[side], n, audio[side], utterances, smiles,
-                        pauses[1 - side])
+        mo, rec = _face(rng, side, personas[side], n, audio[side], utterances, smiles, nods[side])
         motion.append(mo)
         records.append(rec)
 
@@ -536,6 +585,7 @@ def simulate_session(seed: int, seconds: float = 20.0, split: str = "train",
         "avatar_laughs": _segments([(u.start_s, u.end_s) for u in utterances
                                     if u.side == AVATAR and u.kind == "laugh"], n),
         "avatar_nods": records[AVATAR]["nods"],  # [cue frame, nod start frame]
+        "avatar_nods_answered": records[AVATAR]["nods_answered"],  # [user's nod frame, avatar's nod start]
         "avatar_gaze_aversions": records[AVATAR]["gaze_aversions"],
         "smile_reactions": [
             {"side": SIDE_NAMES[s.side], "cause": s.cause, "cue": _frame(s.cue_s, n),

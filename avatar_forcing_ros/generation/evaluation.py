@@ -568,7 +568,7 @@ def evaluate_models(models: dict, sessions: list[EvalSession], seeds=(0,), block
 
 
 # --- the protocol ---------------------------------------------------------------------------
-PROTOCOL_ID = "af-eval-v2"
+PROTOCOL_ID = "af-eval-v3"  # v3: corpora of af-corpus-sim-v2, the test_perceived set
 PROTOCOL = {  # corpus split, seed, sessions, seconds: fixed so that a report can be regenerated
     "validation": {"split": "test", "seed": 4, "sessions": 12, "seconds": 20.0},
     "test": {"split": "test", "seed": 2, "sessions": 30, "seconds": 20.0},
@@ -593,13 +593,16 @@ QUIET_GAIN = 0.25  # -12 dB: the avatar's speech played quieter than the corpus'
 def ensure_corpus(root, name: str, spec: dict, workers: int = 2) -> Path:
     """The protocol's corpus ``root/name``, generated when missing; an existing one must have
     been made with the same split, seed, sessions and length."""
-    from ..corpus.dataset import generate_corpus
+    from ..corpus.dataset import SIMULATOR_ID, generate_corpus
     path = Path(root) / name
     index = path / "dataset.json"
     if index.is_file():
         gen = json.loads(index.read_text()).get("generator", {})
         have = {"split": gen.get("split"), "seed": gen.get("seed"), "sessions": gen.get("n_sessions"),
                 "seconds": gen.get("seconds_per_session")}
+        if gen.get("generator") != SIMULATOR_ID:
+            raise ValueError(f"{path}: made by {gen.get('generator')!r}, the protocol needs {SIMULATOR_ID!r} "
+                             "corpora; remove it or use another root")
         if have != spec:
             raise ValueError(f"{path}: made with {have}, the protocol needs {spec}; remove it or use another root")
         return path
