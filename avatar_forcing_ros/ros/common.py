@@ -140,17 +140,24 @@ class LocalSubscription(SimpleManagedEntity):
     thread (perception's worker, the generator's tick) queues the message and triggers a guard
     condition; the callback runs on the executor in the node's callback group, as a
     subscription's would, so the node's threading is the same as over DDS. Keeps the newest
-    ``depth`` messages like a KEEP_LAST reader; takes nothing while its node is not active."""
+    ``depth`` messages like a KEEP_LAST reader; takes nothing while its node is not active.
+    ``direct``: a callback safe on any thread (it only hands the message to a worker) is
+    called on the publisher's thread at once, with no executor wake-up in between."""
 
-    def __init__(self, node: "AvatarNode", topic_name: str, callback, depth: int, callback_group=None):
+    def __init__(self, node: "AvatarNode", topic_name: str, callback, depth: int, callback_group=None,
+                 direct: bool = False):
         super().__init__()
         self.topic_name = topic_name
         self._callback = callback
         self._queue = deque(maxlen=depth)
-        self._guard = node.create_guard_condition(self._drain, callback_group)
+        self._guard = None if direct else node.create_guard_condition(self._drain, callback_group)
 
     def deliver(self, msg) -> None:
-        if self._enabled:
+        if not self._enabled:
+            return
+        if self._guard is None:
+            self._callback(msg)
+        else:
             self._queue.append(msg)
             self._guard.trigger()
 
@@ -166,7 +173,8 @@ class LocalSubscription(SimpleManagedEntity):
     def destroy(self, node: Node) -> None:
         self._enabled = False
         self._queue.clear()
-        node.destroy_guard_condition(self._guard)
+        if self._guard is not None:
+            node.destroy_guard_condition(self._guard)
 
 
 class AvatarNode(LifecycleNode):
@@ -280,14 +288,16 @@ class AvatarNode(LifecycleNode):
         self.add_managed_entity(pub)  # enabled and disabled with the node, as create_lifecycle_publisher's
         return pub
 
-    def create_input(self, msg_type, topic: str, callback, qos_profile, callback_group=None):
+    def create_input(self, msg_type, topic: str, callback, qos_profile, callback_group=None,
+                     thread_safe: bool = False):
         """A subscription, or, where another node of this process publishes this very topic
-        (the same resolved name and type), the in-process end of that link (LocalSubscription):
-        then there is no DDS subscription, so no other publisher of the topic is heard."""
+        (the same resolved name and type), the in-process end of that link (LocalSubscription;
+        ``thread_safe``: the callback may run on the publisher's thread): then there is no DDS
+        subscription, so no other publisher of the topic is heard."""
         name = self.resolve_topic_name(topic)
         if self.links is None or not self.links.links(name, msg_type):
             return self.create_subscription(msg_type, topic, callback, qos_profile, callback_group=callback_group)
-        sub = LocalSubscription(self, name, callback, qos_profile.depth, callback_group)
+        sub = LocalSubscription(self, name, callback, qos_profile.depth, callback_group, direct=thread_safe)
         self.add_managed_entity(sub)
         if self.state_label == "active":  # made while active: the transition that enables it is past
             sub._enabled = True

@@ -66,7 +66,9 @@ class RendererNode(NewestFirstNode):
             from ..render.display import FaceScreenDisplay
             self.display = FaceScreenDisplay(fullscreen=self.param("display_fullscreen"),
                                              display=self.param("display_name") or None)
-        self._sub = self.create_input(FaceMotion, "avatar/face_motion", self._on_motion, qos("reliable"))
+        # _on_motion only offers to the render worker: safe on the generator's thread
+        self._sub = self.create_input(FaceMotion, "avatar/face_motion", self._on_motion, qos("reliable"),
+                                      thread_safe=True)
         self.make_worker(self._render, "motion")
 
     def cleanup(self) -> None:
