@@ -101,11 +101,13 @@ def stop_hogs(hogs) -> None:
         h.wait()
 
 
-def start_graph(ns: str, env: dict, logs: Path, params: dict, all_in_one: bool) -> list[Proc]:
-    """The three nodes as three processes, or all of them in one (avatar_forcing_all)."""
+def start_graph(ns: str, env: dict, logs: Path, params: dict, all_in_one: bool,
+                handover: str = "in-process") -> list[Proc]:
+    """The three nodes as three processes, or all of them in one (avatar_forcing_all, handing
+    over ``in-process`` or through ``dds``)."""
     py = sys.executable
     if all_in_one:
-        return [Proc([py, "-m", "avatar_forcing_ros.ros.all_in_one", *node_args(ns, params)],
+        return [Proc([py, "-m", "avatar_forcing_ros.ros.all_in_one", "--handover", handover, *node_args(ns, params)],
                      logs / "all_in_one.log", env, "all_in_one")]
     procs = []
     for n in NODES:

@@ -1,9 +1,12 @@
 """End-to-end figures of the ROS pipeline over real DDS, with a driver that is not the bottleneck.
 
     source scripts/env.sh && python benchmarks/pipeline_latency.py [--model procedural|default]
-        [--runs 3] [--onsets 20] [--load 1] [--all-in-one] [--camera-hz 15]
+        [--runs 3] [--onsets 20] [--load 1] [--all-in-one [--handover in-process|dds|both]]
+        [--camera-hz 15]
 
-The nodes run as three processes (or one, ``--all-in-one``: avatar_forcing_all). A publisher
+The nodes run as three processes (or one, ``--all-in-one``: avatar_forcing_all, whose nodes
+hand over in process; ``--handover both`` runs it through DDS and in process in turn, each run
+both ways, and prints them side by side). A publisher
 process sends camera frames, a 50 Hz microphone (room noise) and robot speech: 20 spoken "ah"
 bursts, each chunk published once its last sample is in. A receiver process takes
 avatar/face_motion and avatar/image and checks each image for an open mouth (stylised face).
@@ -30,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness as H  # noqa: E402
 
 
-def one_run(a, run: int) -> dict:
+def one_run(a, run: int, handover: str = "in-process") -> dict:
     env = H.ros_env()
     logs = Path(tempfile.mkdtemp(prefix=f"af_latency_{run}_"))
     ns = f"/lat{run}_{int(time.time()) % 10000}"
@@ -38,7 +41,7 @@ def one_run(a, run: int) -> dict:
     mic = (0.01 * np.random.default_rng(run).standard_normal(speech.size)).astype(np.float32)
     H.save_plan(logs / "plan.npz", speech, mic, onsets, a.camera_hz)
     params = {"model": a.model, "block_frames": a.block_frames, "output_delay_s": a.output_delay}
-    graph = H.start_graph(ns, env, logs, params, a.all_in_one)
+    graph = H.start_graph(ns, env, logs, params, a.all_in_one, handover)
     sink, sink_out, ready = H.start_sink(ns, env, logs, seconds=600, nice=a.driver_nice)
     feed = None
     try:
@@ -70,13 +73,14 @@ def one_run(a, run: int) -> dict:
             "feed_late": fd["chunk_late"] * 1e3, "cam_late": fd["cam_late"] * 1e3,
             "sink_late": sd["lateness"] * 1e3, "feed_cpu": float(fd["cpu_s"]) / float(fd["wall_s"]) * 100,
             "cpu": {n: sampler.mean_cpu(n) for n in sampler.p}, "ns": ns,
-            "diags": [d for d in H.load_diags(sd) if d[0] <= t1]}  # while the inputs flowed
+            "diags": [d for d in H.load_diags(sd) if d[0] <= t1],  # while the inputs flowed
+            "label": f"run {run}" + (f", {handover} hand-over" if a.all_in_one else "")}
 
 
 def report(r: dict, run: int, a) -> None:
     lat = r["lat"]
     ok = np.isfinite(lat)
-    print(f"\nrun {run}: end to end, speech onset chunk published -> first open-mouth image received: "
+    print(f"\n{r['label']}: end to end, speech onset chunk published -> first open-mouth image received: "
           f"{ok.sum()}/{lat.size} onsets opened the mouth")
     if ok.any():
         print(f"  p50 {H.pct(lat, 50):.0f} ms   p95 {H.pct(lat, 95):.0f} ms   max {np.nanmax(lat):.0f} ms"
@@ -110,6 +114,9 @@ def main() -> int:
     p.add_argument("--onsets", type=int, default=20, help="speech onsets per run")
     p.add_argument("--load", type=int, default=0, help="CPU hogs (one core each) during the runs")
     p.add_argument("--all-in-one", action="store_true", help="the graph in one process (avatar_forcing_all)")
+    p.add_argument("--handover", choices=("in-process", "dds", "both"), default="in-process",
+                   help="--all-in-one: how its nodes hand over (both: each run both ways, DDS first "
+                        "in odd runs, in process first in even ones)")
     p.add_argument("--camera-hz", type=float, default=15.0, help="camera frame rate")
     p.add_argument("--block-frames", type=int, default=2, help="generator block_frames")
     p.add_argument("--output-delay", type=float, default=0.1, help="generator output_delay_s")
@@ -117,20 +124,22 @@ def main() -> int:
                    help="nice value of the feed and receiver processes (e.g. -5 as root: the driver "
                         "keeps its schedule on a loaded machine; 0: same priority as the nodes)")
     a = p.parse_args()
-    print(f"== pipeline latency: {'all-in-one (one process)' if a.all_in_one else 'three processes'}, "
+    modes = (["dds", "in-process"] if a.handover == "both" else [a.handover]) if a.all_in_one else ["-"]
+    print(f"== pipeline latency: {f'all-in-one (one process, hand-over {a.handover})' if a.all_in_one else 'three processes'}, "
           f"model {a.model}, camera {a.camera_hz:g} Hz, mic 50 Hz, {a.onsets} onsets, load {a.load}, "
           f"{a.runs} run(s){f', driver nice {a.driver_nice}' if a.driver_nice else ''}")
     hogs = H.start_hogs(a.load)
     results = []
     try:
         for run in range(1, a.runs + 1):
-            try:
-                r = one_run(a, run)
-            except RuntimeError as exc:  # a node died or never came up: say so, go on
-                print(f"\nrun {run}: FAILED: {exc}")
-                continue
-            report(r, run, a)
-            results.append(r)
+            for mode in modes if run % 2 else modes[::-1]:  # neither way always first
+                try:
+                    r = one_run(a, run, mode)
+                except RuntimeError as exc:  # a node died or never came up: say so, go on
+                    print(f"\nrun {run} {mode}: FAILED: {exc}")
+                    continue
+                report(r, run, a)
+                results.append(r)
     finally:
         H.stop_hogs(hogs)
     if not results:
@@ -138,13 +147,14 @@ def main() -> int:
     limit = 150 if a.load == 0 else 250
     print(f"\nsummary over {len(results)} run(s) (targets: {a.onsets}/{a.onsets} open, 25.0 +- 0.5 Hz, "
           f">= 24 fps, p95 <= {limit} ms):")
-    for i, r in enumerate(results, 1):
+    for r in results:
         n_ok = int(np.isfinite(r["lat"]).sum())
         checks = {"onsets": n_ok == a.onsets, "rate": abs(r["hz"] - 25.0) <= 0.5, "fps": r["fps"] >= 24.0,
                   "p95": H.pct(r["lat"], 95) <= limit}
-        print(f"  run {i}: {n_ok}/{a.onsets} open, p50 {H.pct(r['lat'], 50):.0f} / p95 {H.pct(r['lat'], 95):.0f} / "
+        print(f"  {r['label']}: {n_ok}/{a.onsets} open, p50 {H.pct(r['lat'], 50):.0f} / p95 {H.pct(r['lat'], 95):.0f} / "
               f"max {np.nanmax(r['lat']) if n_ok else float('nan'):.0f} ms, {r['hz']:.1f} Hz (min bin "
-              f"{min(r['bins']) if r['bins'] else 0}), {r['fps']:.1f} fps  -> "
+              f"{min(r['bins']) if r['bins'] else 0}), {r['fps']:.1f} fps, CPU "
+              + ", ".join(f"{n} {c:.0f} %" for n, c in r["cpu"].items()) + "  -> "
               + " ".join(f"{k}:{'PASS' if v else 'FAIL'}" for k, v in checks.items()))
     return 0
 

@@ -1,11 +1,25 @@
 """All three nodes in one process on one executor (``common.make_executor``: single-threaded;
 perception and rendering run on their own worker threads), from the same YAML as the launch
-file: for machines without ``ros2 launch``. The stages still hand over through DDS topics
-(intra-process hand-over without serialisation is not built).
+file: for machines without ``ros2 launch``.
 
-    avatar_forcing_all --ros-args --params-file config/avatar_forcing.yaml
+The stages hand over in process (``common.InProcessLinks``): the user's face motion goes from
+perception to the generator, and the avatar's face motion from the generator to the renderer,
+as the same message object on a queue the receiving node's executor callback takes it from,
+with no DDS subscription between them (no conversion or serialisation). Both topics are still
+published over DDS while something outside subscribes (rosbag, rviz). A link is made only where
+the DDS topics would connect (the same resolved name and type, after namespace and remappings);
+an input remapped elsewhere stays an ordinary subscription. A linked input hears only its
+in-process publisher, not another publisher of that topic (a bag played into
+avatar/face_motion): ``--handover dds`` for that, or to compare.
+
+    avatar_forcing_all [--handover in-process|dds] --ros-args --params-file config/avatar_forcing.yaml
 """
 from __future__ import annotations
+
+import argparse
+import sys
+
+from rclpy.utilities import remove_ros_args
 
 from .common import run_nodes
 from .generator_node import GeneratorNode
@@ -14,7 +28,13 @@ from .renderer_node import RendererNode
 
 
 def main(args=None):
-    run_nodes([PerceptionNode, GeneratorNode, RendererNode], args)
+    args = sys.argv if args is None else args
+    parser = argparse.ArgumentParser(prog="avatar_forcing_all", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--handover", choices=("in-process", "dds"), default="in-process",
+                        help="how the nodes hand over to each other (default in-process; dds: through "
+                             "DDS subscriptions, as separate processes do)")
+    options = parser.parse_args(remove_ros_args(args)[1:])
+    run_nodes([PerceptionNode, GeneratorNode, RendererNode], args, in_process=options.handover == "in-process")
 
 
 if __name__ == "__main__":

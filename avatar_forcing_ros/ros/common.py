@@ -6,6 +6,7 @@ import math
 import signal
 import sys
 import threading
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,10 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle.managed_entity import SimpleManagedEntity
+from rclpy.lifecycle.publisher import LifecyclePublisher
+from rclpy.node import Node
+from rclpy.publisher import Publisher
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 
@@ -73,6 +78,105 @@ class Param:
         return ParameterDescriptor(description=self.description + limits + choices + when, read_only=not self.live)
 
 
+class InProcessLinks:
+    """The in-process hand-over between the nodes of one process (avatar_forcing_all): where a
+    node's linkable input resolves to the same topic, of the same type, as another node's
+    linkable output, the message object goes straight to the receiver's queue instead of
+    through DDS (no conversion to C, serialisation, take and conversion back). The topic is
+    still published over DDS whenever something outside subscribes (rosbag, rviz, a test).
+
+    Outputs are declared when a node is constructed (``AvatarNode.LINKABLE_OUTPUTS``, resolved
+    with the node's namespace and remappings) and ``run_nodes`` configures the nodes only
+    after all of them exist, so a link does not depend on the order the nodes are made in or
+    configured by a lifecycle manager. A name that resolves elsewhere (a remap) is not linked:
+    the input is then an ordinary DDS subscription, as it would be in separate processes."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._outputs: dict[str, type] = {}
+        self._receivers: dict[str, tuple] = {}  # copied on change: publish() iterates without the lock
+
+    def declare_output(self, topic: str, msg_type) -> None:
+        with self._lock:
+            self._outputs[topic] = msg_type
+
+    def links(self, topic: str, msg_type) -> bool:
+        with self._lock:
+            return self._outputs.get(topic) is msg_type
+
+    def add(self, receiver: "LocalSubscription") -> None:
+        with self._lock:
+            self._receivers[receiver.topic_name] = (*self._receivers.get(receiver.topic_name, ()), receiver)
+
+    def remove(self, receiver: "LocalSubscription") -> None:
+        with self._lock:
+            left = tuple(r for r in self._receivers.get(receiver.topic_name, ()) if r is not receiver)
+            self._receivers[receiver.topic_name] = left
+
+    def receivers(self, topic: str) -> tuple:
+        return self._receivers.get(topic, ())
+
+
+class LinkedPublisher(LifecyclePublisher):
+    """A lifecycle publisher that also hands each message to the in-process receivers of its
+    topic. The receivers get the very object: a node must not change a message after
+    publishing it (these nodes make a new one each time)."""
+
+    links: InProcessLinks | None = None
+
+    def publish(self, msg) -> None:
+        if not self.is_activated:
+            return
+        receivers = self.links.receivers(self.topic_name) if self.links is not None else ()
+        for receiver in receivers:
+            receiver.deliver(msg)
+        # over DDS only for someone outside: a publish to no reader still converts the message
+        if not receivers or self.get_subscription_count() > 0:
+            Publisher.publish(self, msg)
+
+
+class LocalSubscription(SimpleManagedEntity):
+    """The receiving end of an in-process link, in place of a DDS subscription: the publisher's
+    thread (perception's worker, the generator's tick) queues the message and triggers a guard
+    condition; the callback runs on the executor in the node's callback group, as a
+    subscription's would, so the node's threading is the same as over DDS. Keeps the newest
+    ``depth`` messages like a KEEP_LAST reader; takes nothing while its node is not active.
+    ``direct``: a callback safe on any thread (it only hands the message to a worker) is
+    called on the publisher's thread at once, with no executor wake-up in between."""
+
+    def __init__(self, node: "AvatarNode", topic_name: str, callback, depth: int, callback_group=None,
+                 direct: bool = False):
+        super().__init__()
+        self.topic_name = topic_name
+        self._callback = callback
+        self._queue = deque(maxlen=depth)
+        self._guard = None if direct else node.create_guard_condition(self._drain, callback_group)
+
+    def deliver(self, msg) -> None:
+        if not self._enabled:
+            return
+        if self._guard is None:
+            self._callback(msg)
+        else:
+            self._queue.append(msg)
+            self._guard.trigger()
+
+    def on_deactivate(self, state):
+        self._queue.clear()
+        return super().on_deactivate(state)
+
+    def _drain(self) -> None:
+        queue = self._queue
+        while queue and self._enabled:
+            self._callback(queue.popleft())
+
+    def destroy(self, node: Node) -> None:
+        self._enabled = False
+        self._queue.clear()
+        if self._guard is not None:
+            node.destroy_guard_condition(self._guard)
+
+
 class AvatarNode(LifecycleNode):
     """A lifecycle node that declares its parameters from a table and, with ``autostart``
     (default true), configures and activates itself so it also "just runs".
@@ -81,6 +185,10 @@ class AvatarNode(LifecycleNode):
     ``activate()``, ``deactivate()``, ``cleanup()`` and, for live parameters, ``apply()``.
     It reports on /diagnostics from construction on, in every state: a node whose configure
     failed says ERROR and why.
+
+    Topics another node of the same process may take in process (``InProcessLinks``) are
+    made with ``create_output`` (named in LINKABLE_OUTPUTS) and ``create_input`` /
+    ``destroy_input``; without ``links`` these are plain lifecycle publishers and subscriptions.
     """
 
     PARAMETERS: dict[str, Param] = {}
@@ -91,8 +199,14 @@ class AvatarNode(LifecycleNode):
                                       min=0.05, max=60.0, live=True),
     }
 
-    def __init__(self, name: str, **kwargs):
+    LINKABLE_OUTPUTS: dict[str, type] = {}  # topic -> message type, made with create_output
+
+    def __init__(self, name: str, links: InProcessLinks | None = None, **kwargs):
         super().__init__(name, **kwargs)
+        self.links = links
+        for topic, msg_type in self.LINKABLE_OUTPUTS.items():
+            if links is not None:
+                links.declare_output(self.resolve_topic_name(topic), msg_type)
         self.telemetry = Telemetry(self.get_name(), log=self.get_logger().warning)
         self._transition_lock = threading.RLock()  # transitions and live parameter changes, one at a time
         self._startup_errors = []
@@ -103,6 +217,10 @@ class AvatarNode(LifecycleNode):
         self.telemetry.recent_s = 2 * self.param("diagnostics_period_s")  # OK again a period or two after the last drop
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(self.param("diagnostics_period_s"), self.publish_diagnostics)
+        if links is None:  # else run_nodes starts it once every node has declared its outputs
+            self.autostart()
+
+    def autostart(self) -> None:
         if self.param("autostart"):
             # Run the transitions through the lifecycle machinery so the state is reported
             # correctly to managers and `ros2 lifecycle get`.
@@ -157,6 +275,43 @@ class AvatarNode(LifecycleNode):
     def parameter_values(self) -> dict:
         """This node's declared parameters as {name: value} (what the pipeline builders take)."""
         return {name: self.param(name) for name in self.parameter_table()}
+
+    # -- topics another node of this process may take in process ----------------------------
+
+    def create_output(self, msg_type, topic: str, qos_profile):
+        """A lifecycle publisher; in process with links (and ``topic`` in LINKABLE_OUTPUTS) one
+        that also hands its messages to the linked inputs of the other nodes."""
+        if self.links is None or topic not in self.LINKABLE_OUTPUTS:
+            return self.create_lifecycle_publisher(msg_type, topic, qos_profile)
+        pub = Node.create_publisher(self, msg_type, topic, qos_profile, publisher_class=LinkedPublisher)
+        pub.links = self.links
+        self.add_managed_entity(pub)  # enabled and disabled with the node, as create_lifecycle_publisher's
+        return pub
+
+    def create_input(self, msg_type, topic: str, callback, qos_profile, callback_group=None,
+                     thread_safe: bool = False):
+        """A subscription, or, where another node of this process publishes this very topic
+        (the same resolved name and type), the in-process end of that link (LocalSubscription;
+        ``thread_safe``: the callback may run on the publisher's thread): then there is no DDS
+        subscription, so no other publisher of the topic is heard."""
+        name = self.resolve_topic_name(topic)
+        if self.links is None or not self.links.links(name, msg_type):
+            return self.create_subscription(msg_type, topic, callback, qos_profile, callback_group=callback_group)
+        sub = LocalSubscription(self, name, callback, qos_profile.depth, callback_group, direct=thread_safe)
+        self.add_managed_entity(sub)
+        if self.state_label == "active":  # made while active: the transition that enables it is past
+            sub._enabled = True
+        self.links.add(sub)
+        self.telemetry.set(f"input {topic}", f"in process ({name})")
+        return sub
+
+    def destroy_input(self, sub) -> None:
+        if not isinstance(sub, LocalSubscription):
+            self.destroy_subscription(sub)
+            return
+        self.links.remove(sub)
+        self._managed_entities.discard(sub)
+        sub.destroy(self)
 
     def now_s(self) -> float:
         # the same float as the replay's bag time (t_ns / 1e9), so both place audio alike
@@ -333,10 +488,11 @@ def _on_sigint(signum, frame) -> None:
         raise KeyboardInterrupt
 
 
-def run_nodes(node_classes, args=None) -> None:
+def run_nodes(node_classes, args=None, in_process: bool = False) -> None:
     """Init rclpy, make the nodes and spin them on one executor (``make_executor``) until
     Ctrl-C or SIGTERM; then finalize the nodes and shut down. A signal during start-up
-    (loading a model can take seconds) ends the process quietly too."""
+    (loading a model can take seconds) ends the process quietly too. ``in_process``: topics
+    one node publishes and another takes are handed over in process (``InProcessLinks``)."""
     try:
         signal.signal(signal.SIGINT, _on_sigint)  # before rclpy.init, which chains to it
     except ValueError:  # not the main thread (a test running nodes in a thread)
@@ -344,8 +500,13 @@ def run_nodes(node_classes, args=None) -> None:
     rclpy.init(args=sys.argv if args is None else args)
     nodes, executor = [], None
     try:
+        links = InProcessLinks() if in_process else None
         for cls in node_classes:
-            nodes.append(cls())
+            nodes.append(cls(links=links))
+        if links is not None:  # every output declared: now configure, in any order
+            for node in nodes:
+                if rclpy.ok():
+                    node.autostart()
         if not rclpy.ok():
             return  # interrupted while starting
         executor = make_executor()

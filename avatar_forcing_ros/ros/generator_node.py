@@ -44,6 +44,7 @@ _AUDIO_TYPES = {"AudioDataStamped": AudioDataStamped, "AudioData": AudioData}
 
 class GeneratorNode(AvatarNode):
     ROLE = "avatar motion generator"
+    LINKABLE_OUTPUTS = {"avatar/face_motion": FaceMotion}  # the renderer's input in avatar_forcing_all
     PARAMETERS = {
         "model": Param("default", "Motion model: 'default' (the shipped learned model: its ONNX step "
                              "with onnx_providers when device is cpu, else torch on device; "
@@ -138,7 +139,7 @@ class GeneratorNode(AvatarNode):
         model = self.stage.generator.model
         self.get_logger().info(f"motion model: {model.name} (block {model.block_frames} frames)")
         self.telemetry.set("model", model.name)
-        self._pubs["motion"] = self.create_lifecycle_publisher(FaceMotion, "avatar/face_motion", qos("reliable"))
+        self._pubs["motion"] = self.create_output(FaceMotion, "avatar/face_motion", qos("reliable"))
         if self.param("publish_named_motion"):
             self._pubs["named"] = self.create_lifecycle_publisher(JointState, "avatar/face_motion_named", qos("reliable"))
         self._pubs["audio"] = self.create_lifecycle_publisher(AudioDataStamped, "avatar/audio", qos("reliable"))
@@ -164,8 +165,8 @@ class GeneratorNode(AvatarNode):
             self._subs += [
                 self.create_subscription(msg_type, "user/audio", lambda m: self._on_audio("user", m),
                                          qos(self.param("user_audio_qos")), callback_group=group()),
-                self.create_subscription(FaceMotion, "user/face_motion", self._on_user_motion,
-                                         qos("reliable"), callback_group=group())]
+                self.create_input(FaceMotion, "user/face_motion", self._on_user_motion,
+                                  qos("reliable"), callback_group=group())]
         else:
             self._hri_group = group()
             prefix = self.param("humans_prefix").rstrip("/")
@@ -233,7 +234,7 @@ class GeneratorNode(AvatarNode):
                 self._subs += subs
             self._hri = {}
             for sub in self._subs:
-                self.destroy_subscription(sub)
+                self.destroy_input(sub)
             for pub in self._pubs.values():
                 self.destroy_lifecycle_publisher(pub)
             self._subs, self._pubs, self.stage = [], {}, None

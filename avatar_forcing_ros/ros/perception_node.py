@@ -32,6 +32,7 @@ except ImportError:
 
 class PerceptionNode(NewestFirstNode):
     ROLE = "user face perception"
+    LINKABLE_OUTPUTS = {"user/face_motion": FaceMotion}  # the generator's input in avatar_forcing_all
     PARAMETERS = {
         "image_transport": Param("raw", "Which camera topic to read: raw (camera/image_raw) or "
                                    "compressed (camera/image_raw/compressed).", choices=("raw", "compressed")),
@@ -72,7 +73,7 @@ class PerceptionNode(NewestFirstNode):
         if self.param("publish_hri_facs") and self.param("motion_encoder") != "blendshapes":
             raise RuntimeError("publish_hri_facs maps blendshapes to action units: it needs "
                                "motion_encoder: blendshapes, not the official network's latent")
-        self._pub = self.create_lifecycle_publisher(FaceMotion, "user/face_motion", qos("reliable"))
+        self._pub = self.create_output(FaceMotion, "user/face_motion", qos("reliable"))
         self._extra = {}
         if self.param("publish_named_motion"):
             self._extra["named"] = self.create_lifecycle_publisher(JointState, "user/face_motion_named", qos("reliable"))

@@ -66,14 +66,15 @@ class RendererNode(NewestFirstNode):
             from ..render.display import FaceScreenDisplay
             self.display = FaceScreenDisplay(fullscreen=self.param("display_fullscreen"),
                                              display=self.param("display_name") or None)
-        self._sub = self.create_subscription(FaceMotion, "avatar/face_motion", self._on_motion,
-                                             qos("reliable"))
+        # _on_motion only offers to the render worker: safe on the generator's thread
+        self._sub = self.create_input(FaceMotion, "avatar/face_motion", self._on_motion, qos("reliable"),
+                                      thread_safe=True)
         self.make_worker(self._render, "motion")
 
     def cleanup(self) -> None:
         stopped = self.stop_worker()
         if self._sub is not None:
-            self.destroy_subscription(self._sub)
+            self.destroy_input(self._sub)
         for pub in self._pubs.values():
             self.destroy_lifecycle_publisher(pub)
         for thing in (self.display, self.stage):
