@@ -102,7 +102,7 @@ def stop_hogs(hogs) -> None:
 
 
 def start_graph(ns: str, env: dict, logs: Path, params: dict, all_in_one: bool,
-                handover: str = "in-process") -> list[Proc]:
+                handover: str = "dds") -> list[Proc]:
     """The three nodes as three processes, or all of them in one (avatar_forcing_all, handing
     over ``in-process`` or through ``dds``)."""
     py = sys.executable

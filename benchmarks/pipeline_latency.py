@@ -1,11 +1,11 @@
 """End-to-end figures of the ROS pipeline over real DDS, with a driver that is not the bottleneck.
 
     source scripts/env.sh && python benchmarks/pipeline_latency.py [--model procedural|default]
-        [--runs 3] [--onsets 20] [--load 1] [--all-in-one [--handover in-process|dds|both]]
+        [--runs 3] [--onsets 20] [--load 1] [--all-in-one [--handover dds|in-process|both]]
         [--camera-hz 15]
 
 The nodes run as three processes (or one, ``--all-in-one``: avatar_forcing_all, whose nodes
-hand over in process; ``--handover both`` runs it through DDS and in process in turn, each run
+hand over through DDS or, ``--handover in-process``, in process; ``--handover both`` runs it through DDS and in process in turn, each run
 both ways, and prints them side by side). A publisher
 process sends camera frames, a 50 Hz microphone (room noise) and robot speech: 20 spoken "ah"
 bursts, each chunk published once its last sample is in. A receiver process takes
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness as H  # noqa: E402
 
 
-def one_run(a, run: int, handover: str = "in-process") -> dict:
+def one_run(a, run: int, handover: str = "dds") -> dict:
     env = H.ros_env()
     logs = Path(tempfile.mkdtemp(prefix=f"af_latency_{run}_"))
     ns = f"/lat{run}_{int(time.time()) % 10000}"
@@ -114,7 +114,7 @@ def main() -> int:
     p.add_argument("--onsets", type=int, default=20, help="speech onsets per run")
     p.add_argument("--load", type=int, default=0, help="CPU hogs (one core each) during the runs")
     p.add_argument("--all-in-one", action="store_true", help="the graph in one process (avatar_forcing_all)")
-    p.add_argument("--handover", choices=("in-process", "dds", "both"), default="in-process",
+    p.add_argument("--handover", choices=("dds", "in-process", "both"), default="dds",
                    help="--all-in-one: how its nodes hand over (both: each run both ways, DDS first "
                         "in odd runs, in process first in even ones)")
     p.add_argument("--camera-hz", type=float, default=15.0, help="camera frame rate")

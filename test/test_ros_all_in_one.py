@@ -70,7 +70,7 @@ def test_all_in_one_links_in_process_only_where_the_topics_would_connect(ros_con
     from avatar_forcing_ros.msg import FaceMotion
 
     ns = unique_topic("all_in_one_remap")
-    proc = node_process("avatar_forcing_ros.ros.all_in_one",
+    proc = node_process("avatar_forcing_ros.ros.all_in_one", "--handover", "in-process",
                         *node_args(ns, "model:=procedural"), "-r", "renderer:avatar/face_motion:=other_motion")
     drv = PipelineDriver(ros_context, ns, compressed=False)
     other = drv.node.create_publisher(FaceMotion, f"{ns}/other_motion", 10)
@@ -153,7 +153,8 @@ def test_all_in_one_in_process_input_follows_the_receivers_lifecycle(ros_context
     from lifecycle_msgs.msg import Transition
 
     ns = unique_topic("all_in_one_lifecycle")
-    proc = node_process("avatar_forcing_ros.ros.all_in_one", *node_args(ns, "model:=procedural"))
+    proc = node_process("avatar_forcing_ros.ros.all_in_one", "--handover", "in-process",
+                        *node_args(ns, "model:=procedural"))
     drv = PipelineDriver(ros_context, ns, compressed=False)
     wait_for(lambda: drv.images, timeout=60, spin=ros_context, processes=[proc], what="a first image")
 
