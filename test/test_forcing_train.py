@@ -121,3 +121,34 @@ def test_augmented_copies_share_the_motion_and_differ_in_audio_features():
     assert all(abs(v - clean.avatar_audio[:, 40].mean()) > 0.05 for v in level) and level[0] != level[1]
     again = augmented_arrays(d, 2, seed=0)
     assert np.array_equal(again[1].user_audio, copies[1].user_audio)
+
+
+def test_feature_timbre_is_a_gain_and_eq_under_the_log_leaving_silence_at_the_floor():
+    from avatar_forcing_ros.core.audio import LogMelFeatures
+    from avatar_forcing_ros.generation.forcing.train import FeatureTimbre
+
+    class Fixed:  # every draw at one standard deviation: a known level, no curve
+        def normal(self, mean, sd):
+            return sd
+
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal(16000)).astype(np.float32)
+    x[:4000] = 0.0  # a quarter second of silence
+    feats = LogMelFeatures()
+    a, louder = feats.frames(x), feats.frames(2.0 * x)
+    twice = FeatureTimbre(level=np.log(4.0), curve=0.0).apply(a, Fixed())  # power x4 = amplitude x2
+    np.testing.assert_allclose(twice[12:], louder[12:], atol=1e-4)  # the same as the louder sound
+    np.testing.assert_array_equal(twice[:5], a[:5])                  # silence stays silence
+    varied = [FeatureTimbre().apply(a, np.random.default_rng(s))[12:, :40] for s in range(2)]
+    tilt = [np.polyfit(np.arange(40), (v - a[12:, :40]).mean(0), 1)[0] for v in varied]
+    assert tilt[0] != pytest.approx(tilt[1], abs=1e-3)  # another spectral curve per draw
+
+
+def test_timbre_is_off_by_default_and_leaves_the_windows_drawn_unchanged():
+    sessions = toy_sessions(2, 200, seed=0)
+    plain = WindowSampler(sessions, 24, seed=3).batch(4)
+    same = WindowSampler(sessions, 24, seed=3, timbre=0.0).batch(4)
+    varied = WindowSampler(sessions, 24, seed=3, timbre=1.0).batch(4)
+    assert torch.equal(plain["avatar_audio"], same["avatar_audio"])
+    assert torch.equal(plain["avatar_motion"], varied["avatar_motion"])  # the same windows
+    assert not torch.allclose(plain["avatar_audio"], varied["avatar_audio"])

@@ -107,6 +107,32 @@ class AudioAugmentation:
         return np.clip(y, -1.0, 1.0)
 
 
+@dataclass(frozen=True)
+class FeatureTimbre:
+    """A voice's and a microphone's timbre on the features, drawn per training window and
+    stream: a level and a smooth curve across the mel bands (a few cosines), applied to the
+    power under the log (so silence stays at the floor), so that the mouth is read from how the
+    sound changes rather than from the spectrum of the synthesizers heard in training."""
+    level: float = 0.7     # sd of the overall offset, ln power (0.7 = 3 dB)
+    curve: float = 0.35    # sd of each cosine's weight, ln power
+    cosines: int = 4
+    mel_floor: float = 1e-6  # LogMelFeatures' floors under the logs
+    rms_floor: float = 1e-4
+
+    def apply(self, feats: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """(T, n_mels + 1) LogMelFeatures -> the same sound through another timbre."""
+        n_mels = feats.shape[1] - 1
+        bands = np.arange(n_mels) / max(n_mels - 1, 1)
+        level = rng.normal(0.0, self.level)
+        curve = sum(rng.normal(0.0, self.curve) * np.cos(np.pi * k * bands) for k in range(1, self.cosines + 1))
+        out = np.array(feats, np.float64)
+        power = np.maximum(np.exp(out[:, :n_mels]) - self.mel_floor, 0.0)
+        out[:, :n_mels] = np.log(power * np.exp(level + curve) + self.mel_floor)
+        amplitude = np.maximum(np.exp(out[:, n_mels]) - self.rms_floor, 0.0)  # log RMS: half the log power
+        out[:, n_mels] = np.log(amplitude * np.exp(level / 2) + self.rms_floor)
+        return out.astype(np.float32)
+
+
 def augmented_arrays(session, copies: int, seed: int, augmentation: AudioAugmentation | None = None,
                      features: LogMelFeatures | None = None) -> list[SessionArrays]:
     """``copies`` versions of a session whose audio (both sides, independently) went through
@@ -162,9 +188,12 @@ def set_stats(net: AvatarForcingNet, stats: dict[str, np.ndarray]) -> None:
 class WindowSampler:
     """Random W-frame windows from the sessions (sessions picked in proportion to length)."""
 
-    def __init__(self, sessions: list[SessionArrays], window: int, seed: int = 0, user_noise: float = 0.0):
+    def __init__(self, sessions: list[SessionArrays], window: int, seed: int = 0, user_noise: float = 0.0,
+                 timbre: float = 0.0):
         self.user_noise = float(user_noise)  # probability per window of TrackerNoise on the user's motion
         self.tracker = TrackerNoise() if self.user_noise > 0 else None
+        self.timbre_p = float(timbre)  # probability per window and audio stream of FeatureTimbre
+        self.timbre = FeatureTimbre() if self.timbre_p > 0 else None
         self.noise_rng = np.random.default_rng([seed, 1])  # its own: the windows drawn stay the same
         self.sessions = [s for s in sessions if s.frames >= window]
         if not self.sessions:
@@ -184,6 +213,9 @@ class WindowSampler:
             if self.tracker is not None and self.noise_rng.random() < self.user_noise:
                 out["user_motion"][-1], out["user_present"][-1] = self.tracker.apply(
                     out["user_motion"][-1], out["user_present"][-1], self.noise_rng)
+            for k in ("avatar_audio", "user_audio"):
+                if self.timbre is not None and self.noise_rng.random() < self.timbre_p:
+                    out[k][-1] = self.timbre.apply(out[k][-1], self.noise_rng)
         return {k: torch.from_numpy(np.stack(v)) for k, v in out.items()}
 
 
@@ -237,7 +269,8 @@ def train(cfg: ForcingConfig, sessions: list[SessionArrays], out_dir=None, steps
           batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.01, warmup: int = 100,
           grad_clip: float = 1.0, device: str = "cpu", seed: int = 0, resume: bool = False,
           log_every: int = 50, ckpt_every: int = 500, progress: bool = True,
-          metadata: dict | None = None, user_noise: float = 0.0) -> tuple[AvatarForcingNet, list[dict]]:
+          metadata: dict | None = None, user_noise: float = 0.0,
+          timbre: float = 0.0) -> tuple[AvatarForcingNet, list[dict]]:
     """Train (or resume) and return the network and the logged history."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -266,7 +299,7 @@ def train(cfg: ForcingConfig, sessions: list[SessionArrays], out_dir=None, steps
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
         model = DistributedDataParallel(_DDPLoss(net))
-    windows = WindowSampler(sessions, cfg.window_frames, seed + rank, user_noise)
+    windows = WindowSampler(sessions, cfg.window_frames, seed + rank, user_noise, timbre)
     history: list[dict] = []
     log_path = Path(out_dir) / "train_log.jsonl" if out_dir and rank == 0 else None
     if log_path:
@@ -326,6 +359,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt-every", type=int, default=500)
     p.add_argument("--augment", type=int, default=0,
                    help="audio-augmented copies per session (gain, tilt, noise, clipping) added to the data")
+    p.add_argument("--timbre", type=float, default=0.0,
+                   help="probability per training window and audio stream that the features go through "
+                        "FeatureTimbre (another voice's and microphone's level and spectral curve)")
     p.add_argument("--user-noise", type=float, default=0.0,
                    help="probability per training window that the user's motion goes through TrackerNoise "
                         "(the measured face tracker's lag, calibration, noise, dropouts); 0: off")
@@ -366,9 +402,12 @@ def main_train(argv=None) -> int:
         meta["augment"] = {"copies_per_session": args.augment, **asdict(AudioAugmentation())}
     if args.user_noise:
         meta["user_noise"] = {"prob_per_window": args.user_noise, **asdict(TrackerNoise())}
+    if args.timbre:
+        meta["timbre"] = {"prob_per_window_and_stream": args.timbre, **asdict(FeatureTimbre())}
     net, history = train(cfg, sessions, args.out, args.steps, args.batch, args.lr, warmup=args.warmup,
                          device=args.device, seed=args.seed, resume=args.resume, log_every=args.log_every,
-                         ckpt_every=args.ckpt_every, metadata=meta, user_noise=args.user_noise)
+                         ckpt_every=args.ckpt_every, metadata=meta, user_noise=args.user_noise,
+                         timbre=args.timbre)
     if history:
         log.info("done: step %d loss %.4f -> %s", history[-1]["step"], history[-1]["loss_smooth"], args.out)
     return 0
