@@ -18,7 +18,7 @@ def perceived(tmp_path_factory):
     from avatar_forcing_ros.corpus.dataset import generate_corpus
     from avatar_forcing_ros.corpus.perceived import perceive_corpus
     root = tmp_path_factory.mktemp("perceived")
-    generate_corpus(root / "src", 1, FRAMES / 25, seed=1, split="test", workers=1)
+    generate_corpus(root / "src", 1, FRAMES / 25, seed=4, split="test", workers=1)
     present = root / "src" / "test_00000" / "user_present.npy"
     p = np.load(present)
     p[GONE] = 0.0
@@ -37,9 +37,12 @@ def test_perceived_user_motion_follows_the_true_one_without_lag(perceived):
     np.testing.assert_array_equal(seen.avatar_audio, true.avatar_audio)
     here = np.ones(FRAMES, bool)
     here[GONE] = False
-    # measured on this session: r 0.96 (yaw), 0.92 (jaw), 0.95 (blink), lag 0; a broken
-    # renderer, estimator or frame order drops these far below
-    for name in ("head_yaw", "jawOpen", "eyeBlinkLeft"):
+    # measured on sessions of this kind: r 0.92-0.96 (yaw, jaw, blink), lag 0; a broken
+    # renderer, estimator or frame order drops these far below. Only channels that move in
+    # this session's 4 s count (a user who never blinks gives no correlation).
+    moving = [n for n in ("head_yaw", "jawOpen", "eyeBlinkLeft") if true.user_motion[here, M.index(n)].std() > 0.02]
+    assert len(moving) >= 2, moving
+    for name in moving:
         c = M.index(name)
         r = np.corrcoef(true.user_motion[here, c], seen.user_motion[here, c])[0, 1]
         assert r > 0.8, (name, r)
@@ -185,3 +188,14 @@ def test_avatar_nodding_after_the_user_scores_above_chance_and_a_still_avatar_ze
     still, _ = _nod_session(False)
     m = aggregate([session_stats(still.arrays.avatar_motion, still, None, 2)])
     assert m["user_nod_rate"] == 0.0 and m["user_nod_chance"] == 0.0
+
+
+def test_only_the_nods_of_a_listening_user_count():
+    """A talking head dips with its own speech: those dips are not nods for the avatar to answer."""
+    from avatar_forcing_ros.generation.evaluation import aggregate, listening_nods, session_stats
+    s, user_nods = _nod_session(True)
+    s.user_speaking = [[190, 210], [470, 500]]  # the user talks through the 2nd and 4th nod
+    assert listening_nods(s.true_user_pitch, s.user_speaking) == [60, 340]
+    assert listening_nods(s.true_user_pitch, None) == user_nods  # speech unknown: every nod
+    m = aggregate([session_stats(s.arrays.avatar_motion, s, None, 2)])
+    assert m["user_nods"] == 2 and m["user_nod_rate"] == 1.0

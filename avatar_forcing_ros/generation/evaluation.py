@@ -31,8 +31,9 @@ yaw/pitch/roll/tx/ty/scale), as in the listening-head literature (Learning2Liste
 - reactions: smile_react_corr/lag (largest lagged correlation of the avatar's smile after the
   user's; the real value is the target, not higher), nod_rate vs nod_chance (nods in the
   second after back-channel cues vs at random listening moments, events pooled over sessions);
-  user_nod_rate vs user_nod_chance: the same after the user's nods, found in the simulator's
-  user pitch (also in test_perceived, where the model was given the perceived pitch);
+  user_nod_rate vs user_nod_chance: the same after the nods of the listening user (not while
+  the user talks), found in the simulator's user pitch (also in test_perceived, where the
+  model was given the perceived pitch);
 - jerk_boundary / jerk_ratio: mean |third difference| of pose+expression centred on block
   boundaries, and its ratio to within-block frames (1 = no seam at the boundaries).
 "Real" is reported only where it is not trivially perfect (not FD, rPCC, viseme sync).
@@ -136,6 +137,18 @@ def nod_events(pitch, threshold: float = 0.05, half: int = 12, spacing: int = 25
         if all(abs(int(t) - e) >= spacing for e in events):
             events.append(int(t))
     return sorted(events)
+
+
+def listening_nods(pitch, user_speaking=None, quiet_before: int = 6) -> list[int]:
+    """The nods of a listening user: nod_events of the pitch whose bottom and the ``quiet_before``
+    frames before it are outside the user's speech. A talking head dips with the rhythm of its
+    own speech (6 in 7 of the dips in the test corpus), and those are not nods to react to."""
+    T = len(pitch)
+    events = [e for e in nod_events(pitch) if e < T - 1]
+    if user_speaking is None:
+        return events
+    talking = speaking_mask(T, user_speaking)
+    return [e for e in events if not talking[max(0, e - quiet_before):e + 1].any()]
 
 
 def window_features(motion: np.ndarray, window: int = 25, stride: int = 12) -> np.ndarray:
@@ -263,6 +276,7 @@ class EvalSession:
     avatar_audio: np.ndarray | None = None  # (T*640,) the avatar's speech, 16 kHz
     user_pitch_true: np.ndarray | None = None  # (T,) the simulator's user pitch where the
     #                                            model's user input is perceived (else None)
+    user_speaking: list | None = None  # [start, end] frames of the user's speech (None: unknown)
 
     @property
     def true_user_pitch(self) -> np.ndarray:
@@ -302,7 +316,7 @@ def load_eval_sessions(path, max_sessions: int | None = None, max_frames: int | 
             audio = audio[:n * SAMPLES_PER_FRAME]
             pitch = None if pitch is None else pitch[:n]
         out.append(EvalSession(a, vis, [f for f in meta.get("backchannel", []) if f < a.frames],
-                               meta.get("avatar_speaking", []), audio, pitch))
+                               meta.get("avatar_speaking", []), audio, pitch, meta.get("user_speaking")))
     return out
 
 
@@ -319,7 +333,7 @@ def with_avatar_gain(sessions: list[EvalSession], gain: float) -> list[EvalSessi
         aa = feats.frames(audio)[: a.frames]
         out.append(EvalSession(SessionArrays(aa, a.user_audio, a.user_motion, a.user_present, a.avatar_motion,
                                              a.name), s.visemes, s.backchannel, s.avatar_speaking, audio,
-                                 s.user_pitch_true))
+                                 s.user_pitch_true, s.user_speaking))
     return out
 
 
@@ -461,7 +475,7 @@ def session_stats(motion: np.ndarray, s: EvalSession, clusters: Clusters | None,
               "chance_n": len(chance), "jerk_b": jb, "jerk_bn": nb, "jerk_i": ji, "jerk_in": ni}
     # the avatar's nods in the second after the user's nods, the user's nods found in the
     # simulator's pitch (also where the model was given the perceived one), vs chance
-    user_nods = [e for e in nod_events(s.true_user_pitch[:T]) if e < T - 1]
+    user_nods = listening_nods(s.true_user_pitch[:T], s.user_speaking)
     user_chance = _chance_moments(T, s, len(user_nods))
     counts.update({"user_nod_hits": sum(nod_detected(gen[:, PITCH], e, 25, 0.05) for e in user_nods),
                    "user_nod_n": len(user_nods),
