@@ -103,6 +103,43 @@ def test_listener_without_nod_propensity_does_not_nod_at_pauses():
     assert s.meta["backchannel"] and s.meta["avatar_nods"] == []
 
 
+def test_a_speaker_answers_the_listeners_nod_and_only_when_inclined_to():
+    """The user nods at every pause of the avatar; an avatar with nod_back_propensity 1 answers
+    each nod with its own a little later, one with 0 never does."""
+    answering = simulate_session(11, 60.0, avatar=_quiet("en-us", nod_back_propensity=1.0, expressiveness=0.2),
+                                 user=_quiet("en-gb", nod_propensity=1.0))
+    answers = answering.meta["avatar_nods_answered"]  # [the user's nod start, the avatar's]
+    assert len(answers) >= 3
+    assert all(4 <= start - cue <= 20 for cue, start in answers)  # 0.16 .. 0.8 s later
+    silent = simulate_session(11, 60.0, avatar=_quiet("en-us", nod_back_propensity=0.0, expressiveness=0.2),
+                              user=_quiet("en-gb", nod_propensity=1.0))
+    assert silent.meta["avatar_nods_answered"] == []
+
+    def dip(motion):  # how far the head drops in the half second after each answer's start
+        return np.mean([motion[start, PITCH] - motion[start:start + 12, PITCH].min() for _, start in answers])
+    assert dip(answering.avatar_motion) > 0.03 and dip(answering.avatar_motion) > 1.5 * dip(silent.avatar_motion)
+
+
+def test_the_jaw_opens_wider_on_louder_syllables_at_the_same_mean_opening(monkeypatch):
+    """The jaw follows the voice's loudness relative to its own loud parts (vocal effort): its
+    correlation with the speech envelope rises with JAW_LOUDNESS, the mean opening does not."""
+    import avatar_forcing_ros.corpus.simulator as sim
+    from avatar_forcing_ros.generation.evaluation import speaking_mask, speech_envelope
+    jaw = AF_MOTION_V1.index("jawOpen")
+    out = {}
+    for w in (0.0, sim.JAW_LOUDNESS):
+        monkeypatch.setattr(sim, "JAW_LOUDNESS", w)
+        s = simulate_session(4, 20.0, avatar=_quiet("en-us"), user=_quiet("en-gb"))
+        T = s.avatar_motion.shape[0]
+        speaking = speaking_mask(T, s.meta["avatar_speaking"])
+        env = speech_envelope(s.avatar_audio.astype(np.float32) / 32768.0, T)
+        out[w] = (np.corrcoef(s.avatar_motion[speaking, jaw], env[speaking])[0, 1],
+                  s.avatar_motion[speaking, jaw].mean())
+    (r_phonemes, mean_phonemes), (r_loud, mean_loud) = out[0.0], out[sim.JAW_LOUDNESS]
+    assert r_loud > r_phonemes + 0.05
+    assert mean_loud == pytest.approx(mean_phonemes, rel=0.15)
+
+
 def test_smile_mirroring_comes_after_the_other_smiles():
     s = simulate_session(5, 60.0, avatar=_quiet("en-us", mirror_propensity=1.0),
                          user=_quiet("en-gb", smile_propensity=8.0))
