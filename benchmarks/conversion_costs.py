@@ -32,12 +32,12 @@ def main() -> int:
     from avatar_forcing_ros.core.audio import AudioFormat, PcmDecoder, encode_s16le
     from avatar_forcing_ros.core.imaging import array_to_image_fields, image_fields_to_array, to_rgb8
     from avatar_forcing_ros.core.motion import AF_MOTION_V1 as M
-    from avatar_forcing_ros.msg import FaceMotion
-    from avatar_forcing_ros.ros.messages import audio_bytes, face_motion_msg, read_face_motion
+    from avatar_forcing_ros.core.messages import audio_payload, face_motion_msg, read_face_motion
+    from avatar_forcing_ros.ros.messages import ROS_KIT
 
     rng = np.random.default_rng(0)
     v = M.clip(rng.uniform(0, 1, M.dim).astype(np.float32))
-    fm = face_motion_msg(FaceMotion, M, v, 1.0, True, 12.34, "avatar_face")
+    fm = face_motion_msg(ROS_KIT, M, v, 1.0, True, 12.34, "avatar_face")
     fm_b = serialize_message(fm)
     speech = (0.1 * rng.standard_normal(640)).astype(np.float32)
 
@@ -67,14 +67,14 @@ def main() -> int:
         return to_rgb8(a, img.encoding)
 
     rows = [
-        ("FaceMotion build (face_motion_msg)", lambda: face_motion_msg(FaceMotion, M, v, 1.0, True, 12.34, "x"), 25),
+        ("FaceMotion build (face_motion_msg)", lambda: face_motion_msg(ROS_KIT, M, v, 1.0, True, 12.34, "x"), 25),
         ("FaceMotion read (read_face_motion)", lambda: read_face_motion(fm, M), 25),
         ("FaceMotion serialise", lambda: serialize_message(fm), 25),
-        ("FaceMotion deserialise", lambda: deserialize_message(fm_b, FaceMotion), 25),
+        ("FaceMotion deserialise", lambda: deserialize_message(fm_b, ROS_KIT.face_motion), 25),
         ("avatar/audio build (40 ms S16LE)", audio_msg, 25),
         ("avatar/audio serialise", lambda: serialize_message(am), 25),
         ("avatar/audio deserialise", lambda: deserialize_message(am_b, AudioDataStamped), 25),
-        ("mic chunk decode (audio_bytes + PcmDecoder, 20 ms)", lambda: dec.decode(audio_bytes(mic)), 50),
+        ("mic chunk decode (audio_payload + PcmDecoder, 20 ms)", lambda: dec.decode(audio_payload(mic)), 50),
         ("Image build 480x480 rgb8 (renderer)", image_msg, 25),
         ("Image serialise 480x480", lambda: serialize_message(img), 25),
         ("Image deserialise 480x480", lambda: deserialize_message(img_b, Image), 25),
