@@ -13,23 +13,13 @@ from avatar_forcing_ros.generation.forcing.onnx_export import export_onnx
 from avatar_forcing_ros.generation.forcing.sampler import (Guidance, StreamingSampler, sample_offline,
                                                            sample_streaming)
 from avatar_forcing_ros.generation.forcing.train import training_loss
+from test_forcing_network import inputs, tiny_net
 
 TINY = dict(n_layer=2, n_embd=32, n_head=2, block_frames=2, window_frames=8, max_cache_frames=6)
 
 
 def two_way_net(seed=0, avatar_drop=0.2):
-    torch.manual_seed(seed)
-    net = AvatarForcingNet(ForcingConfig(**TINY, avatar_drop=avatar_drop)).eval()
-    with torch.no_grad():  # zero-initialised gates would make every output trivially equal
-        for p in net.parameters():
-            p.normal_(0.0, 0.2)
-    return net
-
-
-def inputs(T, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randn(1, T, 41, generator=g), torch.randn(1, T, 41, generator=g),
-            torch.randn(1, T, 28, generator=g), torch.rand(1, T, generator=g), torch.randn(1, T, 28, generator=g))
+    return tiny_net(seed=seed, avatar_drop=avatar_drop)
 
 
 def test_config_refuses_audio_guidance_without_a_null_for_the_audio():
