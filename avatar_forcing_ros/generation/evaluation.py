@@ -741,7 +741,8 @@ def protocol_report(report: dict) -> str:
              "↓ lower is better; \"real = target\" means closer to the real column is better. "
              "\"real\" is left out where it is perfect by construction (FD, rPCC, viseme sync).", "",
              *(f"- {k}: {v}" for k, v in info.items()), "",
-             f"## Guidance chosen on validation: {_guidance_label(report)}", "",
+             f"## Guidance {'fixed by --guidance (no sweep)' if report.get('guidance_fixed') else 'chosen on validation'}: "
+             f"{_guidance_label(report)}", "",
              "Mean rank over " + ", ".join(k for k, _ in SELECTION) + " (lip_env_corr higher is better).", "",
              "| guidance | " + " | ".join(k for k, _ in SELECTION) + " | nod_rate / chance | mean rank |",
              "|---|" + "---|" * (len(SELECTION) + 2)]
@@ -837,6 +838,7 @@ def run_protocol(args, argv) -> dict:
             "command": "avatar-forcing evaluate " + " ".join(argv if argv is not None else sys.argv[2:])}
     key = (lambda g, ga: f"{g}/{ga}") if two_way else (lambda g, ga: str(g))
     return {"info": info, "guidance": guidance, "audio_guidance": audio_guidance if two_way else None,
+            "guidance_fixed": args.guidance is not None and (not two_way or args.audio_guidance is not None),
             "validation_sweep": {key(*k): v for k, v in sweep.items()},
             "sets": results, "quiet": quiet,
             "set_sizes": {n: {"sessions": len(ss), "frames": sum(s.frames for s in ss)}
