@@ -115,7 +115,7 @@ def _check_annotations(meta: dict, T: int, where: str) -> None:
 
 
 # --- reading and writing ------------------------------------------------------------------
-def _read_json(path: Path):
+def read_json(path: Path):
     if not path.is_file():
         raise DatasetError(f"{path}: missing")
     try:
@@ -177,7 +177,7 @@ def load_session(directory) -> DyadicSession:
         user_motion=_read_npy(d / "user_motion.npy", (T, AF_MOTION_V1.dim)),
         user_present=_read_npy(d / "user_present.npy", (T,)),
         avatar_viseme_targets=_read_npy(d / "avatar_viseme_targets.npy", (T, len(VISEME_TARGETS))),
-        meta=_read_json(d / "meta.json"),
+        meta=read_json(d / "meta.json"),
     )
     return session.validate(str(d / "meta.json"))
 
@@ -185,7 +185,7 @@ def load_session(directory) -> DyadicSession:
 def load_dataset(path) -> list[DyadicSession]:
     root = Path(path)
     index = root / "dataset.json"
-    info = _read_json(index)
+    info = read_json(index)
     if not isinstance(info, dict):
         raise DatasetError(f"{index}: expected a JSON object")
     checks = {"format": FORMAT, "motion_space": AF_MOTION_V1.id, "fps": FPS,
@@ -213,13 +213,13 @@ def save_session(directory, session: DyadicSession) -> None:
     (d / "meta.json").write_text(json.dumps(session.meta, indent=1))
 
 
-def _write_index(root: Path, names: list[str], config: dict) -> None:
+def write_index(root: Path, names: list[str], config: dict) -> None:
     (root / "dataset.json").write_text(json.dumps({
         "format": FORMAT, "motion_space": AF_MOTION_V1.id, "fps": FPS, "sample_rate": SAMPLE_RATE,
         "sessions": names, "generator": config}, indent=1))
 
 
-def _fresh_directory(path) -> Path:
+def fresh_directory(path) -> Path:
     root = Path(path)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise DatasetError(f"{root}: exists and is not an empty directory")
@@ -234,10 +234,10 @@ def write_dataset(path, sessions: list[DyadicSession], config: dict) -> None:
     names = [s.name for s in sessions]
     if len(set(names)) != len(names) or not all(names):
         raise DatasetError(f"{path}: session names must be unique and non-empty: {names}")
-    root = _fresh_directory(path)
+    root = fresh_directory(path)
     for s in sessions:
         save_session(root / s.name, s)
-    _write_index(root, names, config)
+    write_index(root, names, config)
 
 
 # --- the generator ------------------------------------------------------------------------
@@ -272,7 +272,7 @@ def generate_corpus(out_dir, n_sessions: int, seconds_per_session: float, seed: 
     if split not in SPLITS:
         raise DatasetError(f"split must be one of {SPLITS}, got {split!r}")
     workers = int(np.clip(workers, 1, MAX_WORKERS))
-    root = _fresh_directory(out_dir)
+    root = fresh_directory(out_dir)
     names = [f"{split}_{i:05d}" for i in range(int(n_sessions))]
     jobs = [(str(root), name, session_seed(seed, i), float(seconds_per_session), split)
             for i, name in enumerate(names)]
@@ -286,7 +286,7 @@ def generate_corpus(out_dir, n_sessions: int, seconds_per_session: float, seed: 
     config = {"source": "simulator", "generator": SIMULATOR_ID, "seed": int(seed),
               "n_sessions": int(n_sessions), "seconds_per_session": float(seconds_per_session),
               "split": split, "fps": FPS, "session_seeds": {j[1]: j[2] for j in jobs}}
-    _write_index(root, names, config)
+    write_index(root, names, config)
     return {"sessions": results, "seconds": time.perf_counter() - t0,
             "frames": sum(r["frames"] for r in results)}
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..core.motion import AF_MOTION_V1
 from .dataset import (FPS, FRAME_KEYS, SAMPLES_PER_FRAME, SEGMENT_KEYS, DatasetError, DyadicSession,
-                      _fresh_directory, _read_json, _write_index, load_dataset, save_session)
+                      fresh_directory, read_json, write_index, load_dataset, save_session)
 
 PERCEIVER = "af-perceived-v1"
 TRUE_MOTION, TRUE_PRESENT = "user_motion_true.npy", "user_present_true.npy"
@@ -128,9 +128,9 @@ def perceive_corpus(data, out, max_sessions: int | None = None, max_frames: int 
     "fps", "stats"}."""
     if max_frames is not None and max_frames < FPS:
         raise ValueError(f"max_frames must be at least {FPS} (a second), got {max_frames}")
-    index = _read_json(Path(data) / "dataset.json")
+    index = read_json(Path(data) / "dataset.json")
     sessions = load_dataset(data)[:max_sessions]
-    root = _fresh_directory(out)
+    root = fresh_directory(out)
     perceiver = Perceiver(size, portrait)
     settings = perceiver.settings()
     trues, seen = [], []
@@ -149,7 +149,7 @@ def perceive_corpus(data, out, max_sessions: int | None = None, max_frames: int 
             log(f"{s.name}: {s.frames} frames, {perceiver.fps:.1f} frames/s so far ({k + 1}/{len(sessions)})")
     config = {"source": "perceived", "from": str(data), "from_generator": index.get("generator", {}),
               "n_sessions": len(sessions), "max_frames": max_frames, "perception": settings}
-    _write_index(root, [s.name for s in sessions], config)
+    write_index(root, [s.name for s in sessions], config)
     stats = tracker_stats(trues, seen)
     stats["speed"] = {"frames": perceiver.frames, "seconds": round(perceiver.seconds, 2),
                       "frames_per_second": round(perceiver.fps, 1), "threads": 1}
@@ -199,7 +199,7 @@ def tracker_stats(trues: list, seen: list, max_lag: int = 6, min_std: float = 0.
     ``noise_ac1`` (lag-1 autocorrelation of the residual: 0 white, near 1 slow wander).
     Channels whose true motion hardly moves (std < min_std) get no gain (the fit would be noise).
     The overall and group ``lag`` is the median over channels with corr >= min_corr."""
-    from ..generation.evaluation import lagged_correlation
+    from ..core.correlation import lagged_correlation
     lags = np.arange(-max_lag, max_lag + 1)
     per_channel = {}
     found_all = []

@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 from scipy import linalg
 
+from ..core.correlation import best_lag, lagged_correlation, pearson  # noqa: F401  (public here too)
 from ..core.motion import AF_MOTION_V1
 from ..core.motion_model import BlockConditions, MotionModel
 
@@ -74,34 +75,7 @@ TRIVIAL_FOR_REAL = ("fd_exp", "fd_pose", "paired_fd", "rpcc_exp", "rpcc_pose", "
 
 
 # --- metric primitives ---------------------------------------------------------------------
-def pearson(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    a, b = a - a.mean(), b - b.mean()
-    den = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / den) if den > 1e-12 else 0.0
-
-
-def lagged_correlation(x, y, lags) -> np.ndarray:
-    """corr(x[t], y[t + lag]) for each lag: y responding to x after ``lag`` frames."""
-    x, y = np.asarray(x), np.asarray(y)
-    out = []
-    for lag in lags:
-        if lag >= 0:
-            a, b = x[: len(x) - lag], y[lag:]
-        else:
-            a, b = x[-lag:], y[: len(y) + lag]
-        out.append(pearson(a, b) if len(a) > 2 else 0.0)
-    return np.array(out)
-
-
-def best_lag(x, y, max_lag: int, min_lag: int | None = None) -> tuple[int, float]:
-    """(lag, correlation) at the largest lagged correlation of y after x."""
-    lags = np.arange(-max_lag if min_lag is None else min_lag, max_lag + 1)
-    c = lagged_correlation(x, y, lags)
-    i = int(np.argmax(c))
-    return int(lags[i]), float(c[i])
-
-
+# pearson, lagged_correlation, best_lag: core/correlation.py (perception statistics use them too)
 def nod_detected(pitch: np.ndarray, start: int, frames: int, threshold: float) -> bool:
     """A nod: within ``frames`` frames from ``start`` the head pitch dips and comes back up,
     the dip deeper than ``threshold`` radians below the lower of the highest points before
