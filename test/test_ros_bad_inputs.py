@@ -91,11 +91,17 @@ def test_generator_repairs_or_counts_bad_audio_and_motion_and_idles_when_inputs_
     wait_for(lambda: drv.avatar_motion, timeout=20, spin=ros_context, processes=[gen], what="motion")
 
     def jaw_during(send):
-        """Max jawOpen of the frames published while/after ``send()`` streams speech."""
-        before = len(drv.avatar_motion)
+        """Max jawOpen of the frames presented from when ``send()`` starts streaming speech
+        until a second and a half later. By the frames' stamps (presentation times), not by
+        how many arrive: a generator stalled by a busy machine publishes its late frames of
+        the time before the speech in one burst."""
+        def stamp(m):
+            return m.header.stamp.sec + m.header.stamp.nanosec * 1e-9
+        t0 = drv.node.get_clock().now().nanoseconds * 1e-9
         send()
-        wait_for(lambda: len(drv.avatar_motion) > before + 25, timeout=10, spin=ros_context, processes=[gen])
-        return max(m.values[JAW] for m in drv.avatar_motion[before:])
+        wait_for(lambda: drv.avatar_motion and stamp(drv.avatar_motion[-1]) > t0 + 1.5, timeout=20,
+                 spin=ros_context, processes=[gen], what="frames presented 1.5 s after the speech began")
+        return max(m.values[JAW] for m in drv.avatar_motion if t0 <= stamp(m) <= t0 + 1.5)
 
     wait_format(drv, "S16LE 16000 Hz x1", [gen])  # the parameters, until an AudioInfo says otherwise
     # Odd byte counts: a 16-bit stream split at odd offsets is re-aligned, not garbled.
