@@ -125,3 +125,22 @@ def test_torch_and_onnx_agree_with_audio_guidance_also_after_a_live_change(two_w
     fresh = LearnedMotionModel(two_way_ckpt, seed=3, threads=1, guidance_scale=2.0, audio_guidance_scale=1.5)
     _run(fresh)
     assert not np.allclose(_run(fresh, start=8), later[0], atol=1e-3)  # the change took effect
+
+
+def test_a_negative_audio_scale_is_the_models_own_and_a_one_way_model_refuses_audio_guidance(two_way_ckpt, tmp_path):
+    from avatar_forcing_ros.generation.forcing.config import CheckpointError
+    model = LearnedMotionModel(two_way_ckpt, threads=1, audio_guidance_scale=-1.0)
+    assert model.audio_guidance_scale == model.cfg.audio_guidance_scale
+    model.set_guidance(None, 2.5)
+    assert (model.guidance_scale, model.audio_guidance_scale) == (model.cfg.guidance_scale, 2.5)
+    model.set_guidance(None, -1.0)
+    assert model.audio_guidance_scale == model.cfg.audio_guidance_scale
+    net = AvatarForcingNet(ForcingConfig(**TINY))
+    save_checkpoint(tmp_path, net, step=1)
+    one_way = LearnedMotionModel(tmp_path, threads=1, audio_guidance_scale=-1.0)  # -1: its own, 1
+    assert one_way.audio_guidance_scale == 1.0
+    with pytest.raises(ValueError, match="avatar_drop"):
+        one_way.set_guidance(None, 2.0)
+    assert one_way.audio_guidance_scale == 1.0  # refused: unchanged
+    with pytest.raises(CheckpointError, match="avatar_drop"):
+        LearnedMotionModel(tmp_path, threads=1, audio_guidance_scale=2.0)

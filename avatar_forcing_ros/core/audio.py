@@ -284,6 +284,8 @@ class LogMelFeatures:
     is the mean over ``sub`` short-time windows inside that span (window ``n_fft`` ending at
     each sub-hop, so only past samples are used), plus log RMS energy. Shape (T, n_mels + 1).
     """
+    MEL_FLOOR = 1e-6  # added under the logs: silence reads as log(floor)
+    RMS_FLOOR = 1e-4
 
     def __init__(self, sample_rate: int = SAMPLE_RATE, fps: float = 25.0, n_mels: int = 40,
                  n_fft: int = 512, sub: int = 4, fmin: float = 60.0, fmax: float = 7600.0):
@@ -315,8 +317,8 @@ class LogMelFeatures:
         idx = ends[:, None] - self.n_fft + np.arange(self.n_fft)[None, :]
         win = x[idx] * self._window
         power = np.abs(np.fft.rfft(win, axis=1)) ** 2
-        mel = np.log(power @ self._mel.T + 1e-6)  # (t*sub, n_mels)
-        rms = np.log(np.sqrt(np.mean(x[idx[:, -step:]] ** 2, axis=1)) + 1e-4)[:, None]
+        mel = np.log(power @ self._mel.T + self.MEL_FLOOR)  # (t*sub, n_mels)
+        rms = np.log(np.sqrt(np.mean(x[idx[:, -step:]] ** 2, axis=1)) + self.RMS_FLOOR)[:, None]
         feats = np.concatenate([mel, rms], axis=1).reshape(t, self.sub, self.dim).mean(axis=1)
         return feats.astype(np.float32)
 

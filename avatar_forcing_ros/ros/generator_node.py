@@ -204,13 +204,10 @@ class GeneratorNode(AvatarNode):
         if name == "guidance_scale" and hasattr(model, "set_guidance"):
             model.set_guidance(value)
         elif name == "audio_guidance_scale" and hasattr(model, "set_guidance"):
-            two_way = getattr(getattr(model, "cfg", None), "two_way", False)
-            scale = model.cfg.audio_guidance_scale if value < 0 and two_way else float(value)
-            if two_way:
-                model.set_guidance(model.guidance_scale, scale)
-            elif scale not in (-1.0, 1.0):
-                self.get_logger().warning(f"audio_guidance_scale {scale} ignored: the model has no "
-                                          "null for the avatar's audio (trained with avatar_drop 0)")
+            try:
+                model.set_guidance(None, value)
+            except ValueError as e:  # the model has no null for its audio: it keeps what it has
+                self.get_logger().warning(f"audio_guidance_scale {value} ignored: {e}")
         elif name == "user_motion_timeout_s":
             stage.generator.user_motion.timeout_s = float(value)
         elif hasattr(stage.commands.settings, name):

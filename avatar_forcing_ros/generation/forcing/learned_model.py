@@ -64,10 +64,10 @@ class LearnedMotionModel(MotionModel):
         self.fps = self.cfg.fps
         self.block_frames = self.cfg.block_frames
         self.guidance_scale = float(self.cfg.guidance_scale if guidance_scale is None else guidance_scale)
-        self.audio_guidance_scale = float(self.cfg.audio_guidance_scale if audio_guidance_scale is None
-                                          else audio_guidance_scale)
-        if self.audio_guidance_scale != 1.0 and not self.cfg.two_way:
-            raise CheckpointError(f"{path}: audio guidance needs a model trained with avatar_drop > 0")
+        try:
+            self.audio_guidance_scale = self._audio_scale(audio_guidance_scale)
+        except ValueError as e:
+            raise CheckpointError(f"{path}: {e}") from None
         self.nonfinite_inputs = 0
         self.seed = int(seed)
         self.reset()
@@ -85,13 +85,22 @@ class LearnedMotionModel(MotionModel):
         else:
             self.runner.reset()
 
-    def set_guidance(self, scale: float, audio_scale: float | None = None) -> None:
-        """Change the guidance scales from the next block on (live parameters)."""
-        if audio_scale is not None and float(audio_scale) != 1.0 and not self.cfg.two_way:
-            raise ValueError(f"{self.path}: audio guidance needs a model trained with avatar_drop > 0")
-        self.guidance_scale = float(scale)
-        if audio_scale is not None:
-            self.audio_guidance_scale = float(audio_scale)
+    def _audio_scale(self, scale: float | None) -> float:
+        """The audio guidance to use: None or negative means the model's own tuned value; a
+        model without a null for its audio (avatar_drop 0) takes only 1."""
+        scale = self.cfg.audio_guidance_scale if scale is None or scale < 0 else float(scale)
+        if scale != 1.0 and not self.cfg.two_way:
+            raise ValueError("audio guidance needs a model trained with avatar_drop > 0")
+        return scale
+
+    def set_guidance(self, scale: float | None = None, audio_scale: float | None = None) -> None:
+        """Change the guidance scales from the next block on (live parameters; None keeps one,
+        a negative audio scale is the model's own). ValueError for audio guidance the model
+        cannot do."""
+        audio = self.audio_guidance_scale if audio_scale is None else self._audio_scale(audio_scale)
+        if scale is not None:
+            self.guidance_scale = float(scale)
+        self.audio_guidance_scale = audio
         if self.backend == "torch":
             self.sampler.set_guidance(self.guidance_scale, self.audio_guidance_scale)
 

@@ -116,8 +116,6 @@ class FeatureTimbre:
     level: float = 0.7     # sd of the overall offset, ln power (0.7 = 3 dB)
     curve: float = 0.35    # sd of each cosine's weight, ln power
     cosines: int = 4
-    mel_floor: float = 1e-6  # LogMelFeatures' floors under the logs
-    rms_floor: float = 1e-4
 
     def apply(self, feats: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """(T, n_mels + 1) LogMelFeatures -> the same sound through another timbre."""
@@ -126,10 +124,11 @@ class FeatureTimbre:
         level = rng.normal(0.0, self.level)
         curve = sum(rng.normal(0.0, self.curve) * np.cos(np.pi * k * bands) for k in range(1, self.cosines + 1))
         out = np.array(feats, np.float64)
-        power = np.maximum(np.exp(out[:, :n_mels]) - self.mel_floor, 0.0)
-        out[:, :n_mels] = np.log(power * np.exp(level + curve) + self.mel_floor)
-        amplitude = np.maximum(np.exp(out[:, n_mels]) - self.rms_floor, 0.0)  # log RMS: half the log power
-        out[:, n_mels] = np.log(amplitude * np.exp(level / 2) + self.rms_floor)
+        mel_floor, rms_floor = LogMelFeatures.MEL_FLOOR, LogMelFeatures.RMS_FLOOR
+        power = np.maximum(np.exp(out[:, :n_mels]) - mel_floor, 0.0)
+        out[:, :n_mels] = np.log(power * np.exp(level + curve) + mel_floor)
+        amplitude = np.maximum(np.exp(out[:, n_mels]) - rms_floor, 0.0)  # log RMS: half the log power
+        out[:, n_mels] = np.log(amplitude * np.exp(level / 2) + rms_floor)
         return out.astype(np.float32)
 
 
