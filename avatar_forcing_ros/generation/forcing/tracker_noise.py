@@ -30,11 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...core.motion import AF_MOTION_V1
+from ...corpus.perceived import GROUPS
 
-# the channel groups of corpus/perceived.GROUPS, as index arrays (no corpus import here)
-GROUP_NAMES = ("pose", "gaze", "jaw", "expression")
-_GROUP_OF = np.array([0 if n.startswith("head_") else 1 if n.startswith("gaze_") else 2 if n == "jawOpen" else 3
-                      for n in AF_MOTION_V1.names], dtype=np.int64)
+# the channel groups the tracker was measured over: each channel's group index
+GROUP_NAMES = tuple(GROUPS)
+_GROUP_OF = np.array([next(i for i, g in enumerate(GROUP_NAMES) if n in GROUPS[g]) for n in AF_MOTION_V1.names],
+                     dtype=np.int64)
 FPS = 25.0
 
 
