@@ -377,17 +377,23 @@ def run_sink(ns: str, out: Path, ready: Path, seconds: float) -> int:
     def st(h):
         return h.stamp.sec + h.stamp.nanosec * 1e-9
 
+    def mark_ready():
+        # ready once both measured streams arrive: a motion subscription that matched after
+        # the feed began read as a 1-s bin of 0 Hz while the nodes published 25 (seen in runs)
+        if rec["motion"] and rec["image"] and not ready.exists():
+            ready.touch()
+
     def on_motion(m):
         rec["motion"].append((time.time(), st(m.header), m.values[jaw] if len(m.values) > jaw else np.nan))
+        mark_ready()
 
     def on_image(m):
         t = time.time()
-        if not ready.exists():
-            ready.touch()
         rgb = np.frombuffer(m.data, np.uint8).reshape(m.height, m.width, 3)
         crop = rgb[y0:y1, x0:x1].astype(np.int16)
         px = int((np.abs(crop - mouth).max(axis=2) <= 20).sum())
         rec["image"].append((t, st(m.header), px))
+        mark_ready()
 
     def on_audio(m):
         x = np.frombuffer(m.audio.data, "<i2").astype(np.float32) / 32767
