@@ -165,6 +165,12 @@ def test_all_in_one_in_process_input_follows_the_receivers_lifecycle(ros_context
 
     wait_for(lambda: renderer_reports("active", True), timeout=30, spin=ros_context, processes=[proc],
              what="the renderer taking the generator's frames")
+
+    def frozen_heap():  # the process's long-lived objects, out of the collector's walk (GcPauses)
+        return int(drv.status_values("renderer").get("gc heap frozen (objects)", "0"))
+    # the active nodes froze the heap they had loaded (tens of thousands of objects)
+    assert wait_for(lambda: frozen_heap() > 10000, timeout=30, spin=ros_context, processes=[proc],
+                    what="a frozen heap reported")
     assert change_state(ros_context, drv.node, f"{ns}/renderer", Transition.TRANSITION_DEACTIVATE)
     # the generator goes on publishing (this test receives it over DDS) ...
     n = len(drv.avatar_motion)
@@ -173,10 +179,14 @@ def test_all_in_one_in_process_input_follows_the_receivers_lifecycle(ros_context
     # ... and the renderer counts none of it (the rate is over the last 2 s)
     wait_for(lambda: renderer_reports("inactive", False), timeout=30, spin=ros_context, processes=[proc],
              what="the inactive renderer taking nothing")
+    # deactivating gave the heap back to the collector (what the node drops next is collectable)
+    assert frozen_heap() == 0
     for transition in (Transition.TRANSITION_CLEANUP, Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
         assert change_state(ros_context, drv.node, f"{ns}/renderer", transition)
     wait_for(lambda: renderer_reports("active", True), timeout=30, spin=ros_context, processes=[proc],
              what="the renderer linked again")
+    assert wait_for(lambda: frozen_heap() > 10000, timeout=30, spin=ros_context, processes=[proc],
+                    what="the heap frozen again on activation")
     n = len(drv.images)
     wait_for(lambda: len(drv.images) > n, timeout=30, spin=ros_context, processes=[proc], what="images again")
     assert "renderer" not in subscribers(drv.node, f"{ns}/avatar/face_motion")

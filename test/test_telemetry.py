@@ -1,8 +1,10 @@
-"""Counting drops, latencies and working on the newest item only."""
+"""Counting drops, latencies and garbage-collector pauses, and working on the newest item only."""
+import gc
 import threading
 import time
+import weakref
 
-from avatar_forcing_ros.core.telemetry import ERROR, OK, WARN, LatestWorker, Telemetry
+from avatar_forcing_ros.core.telemetry import ERROR, OK, WARN, GcPauses, LatestWorker, Telemetry
 
 
 def test_a_drop_reason_is_logged_once_then_every_nth_and_counted():
@@ -111,3 +113,44 @@ def test_stopping_a_worker_in_the_middle_of_an_item_says_so_and_a_finished_one_s
             break
         time.sleep(0.05)
     assert done == [1]  # the item in hand is finished, not cut off
+
+
+class _Cycle:
+    def __init__(self):
+        self.me = self
+
+
+def test_gc_pauses_are_watched_and_reported(monkeypatch):
+    """Every collection is counted; one at least SLOW_S long is kept for the report (the
+    threshold set to 0 here so that any collection counts as slow)."""
+    GcPauses.install()
+    GcPauses.install()  # idempotent: one watcher per process
+    assert gc.callbacks.count(GcPauses._on_gc) == 1
+    monkeypatch.setattr(GcPauses, "SLOW_S", 0.0)
+    full, slow = GcPauses.collections[2], GcPauses.slow
+    gc.collect()
+    assert GcPauses.collections[2] == full + 1 and GcPauses.slow >= slow + 1
+    kv = GcPauses.report()
+    assert float(kv["gc longest pause, last 10 s (ms)"]) > 0 and int(kv["gc pauses >= 20 ms"]) >= slow + 1
+    assert float(GcPauses.report(now=time.monotonic() + 60)["gc longest pause, last 10 s (ms)"]) == 0
+
+
+def test_a_settled_heap_is_left_out_of_collections_until_unsettled():
+    """settle() (a node became active) freezes what exists: a cycle dropped afterwards is not
+    collected, which is why unsettle() (a node deactivating) gives the heap back, after which
+    the same cycle is collected."""
+    try:
+        cycle = _Cycle()
+        alive = weakref.ref(cycle)
+        GcPauses.settle()
+        assert gc.get_freeze_count() > 0
+        assert GcPauses.report()["gc heap frozen (objects)"] == str(gc.get_freeze_count())
+        del cycle
+        gc.collect()
+        assert alive() is not None  # frozen: out of the collector's walk
+        GcPauses.unsettle()
+        assert gc.get_freeze_count() == 0
+        gc.collect()
+        assert alive() is None
+    finally:
+        gc.unfreeze()

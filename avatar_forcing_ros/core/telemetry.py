@@ -5,6 +5,7 @@ the ROS layer turns a ``Telemetry.report()`` into a diagnostic_msgs/DiagnosticSt
 """
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections import Counter, deque
@@ -102,6 +103,70 @@ class Telemetry:
         elif dropping:
             level, msg = WARN, f"dropping input: {self.last_error}"
         return level, msg, kv
+
+
+class GcPauses:
+    """The process's garbage-collector pauses, watched through ``gc.callbacks`` (one watcher per
+    process, shared by the nodes in it). A full (generation 2) collection walks every object the
+    interpreter tracks, with the GIL held: with rclpy, torch and mediapipe loaded that is ~10^5
+    objects and 50-60 ms (benchmarks/perception_gil.py), more than a frame at 25 fps, in every
+    thread of the process. ``settle()`` after start-up moves the long-lived heap out of the
+    collector's walk (``gc.freeze``), so later collections only see what was made since."""
+
+    SLOW_S = 0.02  # a pause this long costs half a frame's budget at 25 fps
+
+    _lock = threading.Lock()
+    _installed = False
+    _started: float | None = None
+    pauses: deque = deque(maxlen=256)   # (monotonic end time, seconds, generation) of slow pauses
+    slow = 0                            # slow pauses since the watcher was installed
+    collections = Counter()             # collections per generation
+
+    @classmethod
+    def install(cls) -> None:
+        with cls._lock:
+            if not cls._installed:
+                gc.callbacks.append(cls._on_gc)
+                cls._installed = True
+
+    @classmethod
+    def _on_gc(cls, phase: str, info: dict) -> None:
+        # runs inside the collector, on whichever thread triggered it: no locks, no allocation
+        # beyond a tuple (a deque append and int updates are atomic under the GIL)
+        if phase == "start":
+            cls._started = time.monotonic()
+            return
+        if cls._started is None:
+            return
+        now = time.monotonic()
+        took, cls._started = now - cls._started, None
+        cls.collections[info.get("generation", 0)] += 1
+        if took >= cls.SLOW_S:
+            cls.slow += 1
+            cls.pauses.append((now, took, info.get("generation", 0)))
+
+    @classmethod
+    def report(cls, recent_s: float = 10.0, now: float | None = None) -> dict[str, str]:
+        """Diagnostic key/values: the longest pause of the last ``recent_s`` s and the count of
+        slow ones since start."""
+        now = time.monotonic() if now is None else now
+        recent = [took for t, took, _ in list(cls.pauses) if now - t <= recent_s]
+        return {f"gc longest pause, last {recent_s:g} s (ms)": f"{1e3 * max(recent, default=0.0):.1f}",
+                "gc pauses >= 20 ms": str(cls.slow),
+                "gc heap frozen (objects)": str(gc.get_freeze_count())}
+
+    @staticmethod
+    def settle() -> None:
+        """Collect once, then freeze what is left (the loaded model, the node, the libraries):
+        call when a node has become active, off its real-time path."""
+        gc.collect()
+        gc.freeze()
+
+    @staticmethod
+    def unsettle() -> None:
+        """Give the frozen heap back to the collector (a node deactivating may drop a model
+        whose reference cycles a frozen heap would keep forever)."""
+        gc.unfreeze()
 
 
 class LatestWorker:

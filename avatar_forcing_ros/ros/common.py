@@ -22,7 +22,7 @@ from rclpy.publisher import Publisher
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 
-from ..core.telemetry import ERROR, OK, LatestWorker, Telemetry
+from ..core.telemetry import ERROR, OK, GcPauses, LatestWorker, Telemetry
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
@@ -208,6 +208,7 @@ class AvatarNode(LifecycleNode):
             if links is not None:
                 links.declare_output(self.resolve_topic_name(topic), msg_type)
         self.telemetry = Telemetry(self.get_name(), log=self.get_logger().warning)
+        GcPauses.install()
         self._transition_lock = threading.RLock()  # transitions and live parameter changes, one at a time
         self._startup_errors = []
         for pname, entry in self.parameter_table().items():
@@ -351,11 +352,13 @@ class AvatarNode(LifecycleNode):
                 self._safe(self.deactivate)
                 super().on_deactivate(state)
                 return FAILURE
+            GcPauses.settle()  # the model and the node are loaded: out of the collector's walk
             return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._transition_lock:
             self._safe(self.deactivate)
+            GcPauses.unsettle()  # what this node drops next must be collectable
             return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -410,6 +413,7 @@ class AvatarNode(LifecycleNode):
 
     def publish_diagnostics(self) -> None:
         level, message, kv = self.telemetry.report()
+        kv.update(GcPauses.report())
         label = self.state_label
         kv["lifecycle state"] = label
         if label == "unconfigured" and self._configure_error:
