@@ -103,7 +103,8 @@ def report(r: dict, run: int, a) -> None:
     for _, hw, kv in r["diags"]:
         last[hw] = kv
     for hw, kv in sorted(last.items()):
-        keep = {k: v for k, v in kv.items() if k.startswith(("latency p", "rate", "frames skipped", "dropped"))}
+        keep = {k: v for k, v in kv.items() if k.startswith(("latency p", "rate", "frames skipped", "dropped",
+                                                             "gc pauses"))}
         print(f"  diag {hw.split('/')[-1]}: " + "; ".join(f"{k}={v}" for k, v in keep.items()))
 
 

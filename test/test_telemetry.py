@@ -154,3 +154,16 @@ def test_a_settled_heap_is_left_out_of_collections_until_unsettled():
         assert alive() is None
     finally:
         gc.unfreeze()
+
+
+def test_settling_is_not_reported_as_a_pause(monkeypatch):
+    """settle()'s own full collection happens on activation, not while the node runs: it must
+    not show as the node's pause (the threshold at 0, so anything recorded would count)."""
+    GcPauses.install()
+    monkeypatch.setattr(GcPauses, "SLOW_S", 0.0)
+    slow, full = GcPauses.slow, GcPauses.collections[2]
+    try:
+        GcPauses.settle()
+    finally:
+        gc.unfreeze()
+    assert GcPauses.slow == slow and GcPauses.collections[2] == full

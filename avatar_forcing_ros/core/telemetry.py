@@ -118,6 +118,7 @@ class GcPauses:
     _lock = threading.Lock()
     _installed = False
     _started: float | None = None
+    _settling = False                   # settle()'s own collection is not a pause of the running node
     pauses: deque = deque(maxlen=256)   # (monotonic end time, seconds, generation) of slow pauses
     slow = 0                            # slow pauses since the watcher was installed
     collections = Counter()             # collections per generation
@@ -136,7 +137,7 @@ class GcPauses:
         if phase == "start":
             cls._started = time.monotonic()
             return
-        if cls._started is None:
+        if cls._started is None or cls._settling:
             return
         now = time.monotonic()
         took, cls._started = now - cls._started, None
@@ -155,11 +156,15 @@ class GcPauses:
                 "gc pauses >= 20 ms": str(cls.slow),
                 "gc heap frozen (objects)": str(gc.get_freeze_count())}
 
-    @staticmethod
-    def settle() -> None:
+    @classmethod
+    def settle(cls) -> None:
         """Collect once, then freeze what is left (the loaded model, the node, the libraries):
         call when a node has become active, off its real-time path."""
-        gc.collect()
+        cls._settling = True
+        try:
+            gc.collect()
+        finally:
+            cls._settling = False
         gc.freeze()
 
     @staticmethod
