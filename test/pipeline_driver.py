@@ -81,6 +81,18 @@ class PipelineDriver:
     def now(self) -> float:
         return self.node.get_clock().now().nanoseconds * 1e-9
 
+    def prime(self, name: str, msg, timeout_s: float = 15.0) -> None:
+        """Publish a harmless ``msg`` on publisher ``name`` and wait until every subscriber
+        acknowledged it. A publisher counts a subscriber once it has discovered it, which can
+        be before the subscriber has discovered the publisher; a message sent in between
+        arrives only at the writer's next heartbeat, seconds later on a busy machine (commands
+        applied 1-2 s late in CI). Once primed, what the test times is delivered at once."""
+        from rclpy.duration import Duration
+
+        self.pub[name].publish(msg)
+        assert self.pub[name].wait_for_all_acked(Duration(seconds=timeout_s)), \
+            f"{name}: not acknowledged by its subscribers within {timeout_s} s"
+
     def image_msg(self, rgb: np.ndarray, encoding: str = "rgb8"):
         from sensor_msgs.msg import Image
 

@@ -88,6 +88,7 @@ def test_generator_repairs_or_counts_bad_audio_and_motion_and_idles_when_inputs_
                        *node_args(ns, "model:=procedural", "diagnostics_period_s:=0.2"))
     drv = PipelineDriver(ros_context, ns)
     drv.wait_connected(["speech", "speech_info", "user_motion"], [gen])
+    drv.prime("speech", drv.audio_msg(bytes(640)))  # 20 ms of silence: speech below is timed from when it is sent
     wait_for(lambda: drv.avatar_motion, timeout=20, spin=ros_context, processes=[gen], what="motion")
 
     def jaw_during(send):
