@@ -129,7 +129,7 @@ def test_gc_pauses_are_watched_and_reported(monkeypatch):
     monkeypatch.setattr(GcPauses, "SLOW_S", 0.0)
     full, slow = GcPauses.collections[2], GcPauses.slow
     gc.collect()
-    assert GcPauses.collections[2] == full + 1 and GcPauses.slow >= slow + 1
+    assert GcPauses.collections[2] >= full + 1 and GcPauses.slow >= slow + 1
     kv = GcPauses.report()
     assert float(kv["gc longest pause, last 10 s (ms)"]) > 0 and int(kv["gc pauses >= 20 ms"]) >= slow + 1
     assert float(GcPauses.report(now=time.monotonic() + 60)["gc longest pause, last 10 s (ms)"]) == 0

@@ -111,7 +111,9 @@ class GcPauses:
     interpreter tracks, with the GIL held: with rclpy, torch and mediapipe loaded that is ~10^5
     objects and 50-60 ms (benchmarks/perception_gil.py), more than a frame at 25 fps, in every
     thread of the process. ``settle()`` after start-up moves the long-lived heap out of the
-    collector's walk (``gc.freeze``), so later collections only see what was made since."""
+    collector's walk (``gc.freeze``), so later collections only see what was made since.
+    Process-wide, like the collector: in ``avatar_forcing_all`` one node's deactivation gives
+    the whole heap back until the next activation settles it again."""
 
     SLOW_S = 0.02  # a pause this long costs half a frame's budget at 25 fps
 
@@ -132,8 +134,8 @@ class GcPauses:
 
     @classmethod
     def _on_gc(cls, phase: str, info: dict) -> None:
-        # runs inside the collector, on whichever thread triggered it: no locks, no allocation
-        # beyond a tuple (a deque append and int updates are atomic under the GIL)
+        # runs inside the collector, on whichever thread triggered it: no locks (a deque append
+        # and these updates are atomic under the GIL), nothing that could block
         if phase == "start":
             cls._started = time.monotonic()
             return
