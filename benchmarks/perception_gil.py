@@ -104,7 +104,9 @@ def main():
 
 def gc_pauses(seconds: float) -> list[str]:
     """What a full collection costs (timed gc.collect(), median of 3) and the collections that
-    came on their own over ``seconds`` of the 100 Hz tick, before and after settling the heap."""
+    came on their own over ``seconds`` of the 100 Hz tick, before and after settling the heap.
+    Its own watcher, not GcPauses': this needs every collection by generation, GcPauses keeps
+    only the slow ones, in a bounded queue."""
     pauses, started = [], {}
 
     def watch(phase, info):
@@ -136,6 +138,7 @@ def gc_pauses(seconds: float) -> list[str]:
             gc.callbacks.remove(watch)
         GcPauses.unsettle()
     return rows
+
 
 if __name__ == "__main__":
     main()

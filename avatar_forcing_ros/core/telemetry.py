@@ -123,7 +123,6 @@ class GcPauses:
     _settling = False                   # settle()'s own collection is not a pause of the running node
     pauses: deque = deque(maxlen=256)   # (monotonic end time, seconds, generation) of slow pauses
     slow = 0                            # slow pauses since the watcher was installed
-    collections = Counter()             # collections per generation
 
     @classmethod
     def install(cls) -> None:
@@ -143,7 +142,6 @@ class GcPauses:
             return
         now = time.monotonic()
         took, cls._started = now - cls._started, None
-        cls.collections[info.get("generation", 0)] += 1
         if took >= cls.SLOW_S:
             cls.slow += 1
             cls.pauses.append((now, took, info.get("generation", 0)))
