@@ -11,11 +11,14 @@ files that do not touch ROS run where rclpy is missing.
   executor, nodes, and ``collect()`` to subscribe into a list.
 - ``NodeProcess``: a node (or any rclpy script) in a process of its own, stopped the way a user's
   Ctrl-C stops it, with its output kept in a log file.
+- ``python_stacks(pids)``: what each Python thread of a live process is doing (py-spy), for the
+  failure message of a process that did not stop.
 """
 from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -126,6 +129,25 @@ class RosTestContext:
             rclpy.shutdown(context=self.context)
 
 
+def python_stacks(pids) -> str:
+    """Every thread's Python stack of each live process in ``pids``, read with ``py-spy dump``
+    (requirements.txt pins it). A process that ignores SIGINT says nothing in its log; its stacks
+    say where it waits. Returns a note instead where py-spy or the process is missing."""
+    py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if py_spy is None:
+        return "(no py-spy on PATH: no stacks)"
+    dumps = []
+    for pid in pids:
+        try:
+            result = subprocess.run([py_spy, "dump", "--pid", str(pid)], capture_output=True,
+                                    text=True, timeout=30)
+            dumps.append(f"--- py-spy dump --pid {pid} (exit {result.returncode})\n"
+                         f"{result.stdout}{result.stderr}")
+        except subprocess.TimeoutExpired:
+            dumps.append(f"--- py-spy dump --pid {pid}: no answer within 30 s")
+    return "\n".join(dumps)
+
+
 class NodeProcess:
     """A Python program with rclpy run in a process of its own: ``python -m <module>`` or
     ``python <script.py>``, followed by ``args`` (e.g. ``["--ros-args", "-p", "rate:=10.0"]``).
@@ -148,6 +170,7 @@ class NodeProcess:
                                           stdin=subprocess.DEVNULL, stdout=log,
                                           stderr=subprocess.STDOUT)
         self.killed = False
+        self.stacks = ""   # the stacks of a process that had to be killed
 
     @property
     def returncode(self):
@@ -172,10 +195,11 @@ class NodeProcess:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.killed = True
+                self.stacks = python_stacks([self.popen.pid])
                 self.popen.kill()
                 self.popen.wait()
         if check and (self.killed or self.popen.returncode != 0):
             how = "did not stop on SIGINT and was killed" if self.killed else \
                 f"exited with code {self.popen.returncode}"
-            raise AssertionError(f"{self.name} {how}\n{self.log_tail()}")
+            raise AssertionError(f"{self.name} {how}\n{self.log_tail()}\n{self.stacks}")
         return self.popen.returncode

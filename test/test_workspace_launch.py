@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from pipeline_driver import PipelineDriver, mouth_cavity_pixels
-from ros_helpers import wait_for
+from ros_helpers import python_stacks, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 PKG = "avatar_forcing_ros"
@@ -77,6 +77,14 @@ class Workspace:
         return Launched(process, log, command)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
 class Launched:
     def __init__(self, process: subprocess.Popen, log: Path, command: str):
         self.process, self.log_path, self.name = process, log, command
@@ -106,9 +114,12 @@ class Launched:
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
+            alive = [pid for pid in self.pids().values() if _alive(pid)]
+            stacks = python_stacks(alive)
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
-            raise AssertionError(f"`{self.name}` still running {timeout} s after SIGINT:\n{self.log_tail()}")
+            raise AssertionError(f"`{self.name}` still running {timeout} s after SIGINT:\n{self.log_tail()}\n"
+                                 f"still running: {alive}\n{stacks}")
 
     def kill(self):
         if self.process.poll() is None:

@@ -477,19 +477,52 @@ def make_executor():
     return SingleThreadedExecutor()
 
 
-_spinning = threading.Event()  # the executor runs: a SIGINT ends it through the context
-_signalled = threading.Event()
+_spinning = threading.Event()       # the executor runs: a signal ends it through spin_until_stopped
+_stop_requested = threading.Event()  # SIGINT or SIGTERM came (or request_stop was called)
 
 
-def _on_sigint(signum, frame) -> None:
-    """Python's SIGINT handler, which rclpy's own handler chains to after shutting the context
-    down. While the executor spins, that shutdown ends the spin (ExternalShutdownException);
-    Python's default of raising KeyboardInterrupt at whatever bytecode runs next landed inside
-    rclpy converting a message (a RuntimeError out of take_message, and at times a segfault at
-    exit, seen under load). Before the spin (nodes loading a model) it still interrupts."""
-    _signalled.set()
+def request_stop() -> None:
+    """What Ctrl-C does: ask ``run_nodes`` to stop spinning and shut down (thread-safe)."""
+    _stop_requested.set()
+
+
+def _on_stop_signal(signum, frame) -> None:
+    """Python's SIGINT/SIGTERM handler, which rclpy's own handler chains to. While the executor
+    spins it only records the request (spin_until_stopped acts on it); Python's default of
+    raising KeyboardInterrupt at whatever bytecode runs next landed inside rclpy converting a
+    message (a RuntimeError out of take_message, and at times a segfault at exit, seen under
+    load). Before the spin (nodes loading a model) it still interrupts."""
+    _stop_requested.set()
     if not _spinning.is_set():
         raise KeyboardInterrupt
+
+
+def spin_until_stopped(executor, poll_s: float = 0.2) -> None:
+    """Spin until a stop is requested (``request_stop``, a signal) or the context shuts down.
+
+    Not ``executor.spin()``: rclpy's signal thread triggers the executors' guard condition
+    *before* it shuts the contexts down. A spin that wakes in between finds the context still
+    up and waits again, and with nothing else to wake it (no timer fires while a sim clock
+    stands still, no message comes) it never returns: a node under ``ros2 launch`` that ignored
+    Ctrl-C, its main thread in wait_for_ready_callbacks (py-spy). Here a watcher thread turns
+    the request into a future, whose completion wakes the executor by its own guard condition."""
+    from rclpy.task import Future
+
+    stop, finished = Future(), threading.Event()
+
+    def watch():
+        while not finished.is_set():
+            if _stop_requested.wait(poll_s):
+                stop.set_result(True)
+                return
+
+    watcher = threading.Thread(target=watch, name="stop-request", daemon=True)
+    watcher.start()
+    try:
+        executor.spin_until_future_complete(stop)
+    finally:
+        finished.set()
+        watcher.join()
 
 
 def run_nodes(node_classes, args=None, in_process: bool = False) -> None:
@@ -497,10 +530,11 @@ def run_nodes(node_classes, args=None, in_process: bool = False) -> None:
     Ctrl-C or SIGTERM; then finalize the nodes and shut down. A signal during start-up
     (loading a model can take seconds) ends the process quietly too. ``in_process``: topics
     one node publishes and another takes are handed over in process (``InProcessLinks``)."""
-    try:
-        signal.signal(signal.SIGINT, _on_sigint)  # before rclpy.init, which chains to it
-    except ValueError:  # not the main thread (a test running nodes in a thread)
-        pass
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, _on_stop_signal)  # before rclpy.init, which chains to it
+        except ValueError:  # not the main thread (a test running nodes in a thread)
+            pass
     rclpy.init(args=sys.argv if args is None else args)
     nodes, executor = [], None
     try:
@@ -511,20 +545,20 @@ def run_nodes(node_classes, args=None, in_process: bool = False) -> None:
             for node in nodes:
                 if rclpy.ok():
                     node.autostart()
-        if not rclpy.ok():
+        if not rclpy.ok() or _stop_requested.is_set():
             return  # interrupted while starting
         executor = make_executor()
         for node in nodes:
             executor.add_node(node)
         _spinning.set()
-        executor.spin()
+        spin_until_stopped(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:
         # The context going away under a signal can surface as whatever the entity being taken
         # raises at that moment (RCLError, or a RuntimeError from taking a message, seen in CI);
         # only an error while the context is still up and no signal came is a real one.
-        if rclpy.ok() and not _signalled.is_set():
+        if rclpy.ok() and not _stop_requested.is_set():
             raise
     finally:
         _spinning.clear()
