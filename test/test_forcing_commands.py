@@ -80,12 +80,14 @@ def test_evaluation_protocol_tunes_on_validation_and_reports_both_test_sets(tmp_
     assert main_evaluate(["--protocol", str(root), "--checkpoint", str(tmp_path / "ck"), "--out",
                           str(tmp_path / "report"), "--val-sessions", "1", "--test-sessions", "2", "--seconds", "4",
                           "--bootstrap", "10", "--guidance-grid", "1.0,3.0", "--audio-guidance-grid", "1,2",
-                          "--window-sessions", "1", "--threads", "1"]) == 0
+                          "--mouth-temperature-grid", "1,0.5", "--window-sessions", "1", "--threads", "1"]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     sweep = report["validation_sweep"]
-    assert set(sweep) == {"1.0/1.0", "1.0/2.0", "3.0/1.0", "3.0/2.0"}
+    assert set(sweep) == {f"{g}/{a}/{t}" for g in ("1.0", "3.0") for a in ("1.0", "2.0") for t in ("1.0", "0.5")}
+    assert report["sweep_keys"] == ["user", "audio", "mouth_temperature"]
     best = min(sweep, key=lambda g: (sweep[g]["mean_rank"], tuple(map(float, g.split("/")))))
-    assert (report["guidance"], report["audio_guidance"]) == tuple(map(float, best.split("/")))
+    assert (report["guidance"], report["audio_guidance"], report["mouth_temperature"]) == \
+        tuple(map(float, best.split("/")))
     assert set(report["sets"]) == {"test", "test_other", "test_perceived", "test_first1", "test_other_first1"}
     # the perceived set: the test corpus's sessions, the user's motion read by perception
     perceived = json.loads((root / "test_perceived" / "dataset.json").read_text())

@@ -47,6 +47,8 @@ BAD_VALUES = [  # (node, parameter, value): each refused with a reason
     ("generator", "tick_rate_hz", 0.0),
     ("generator", "guidance_scale", math.nan),
     ("generator", "guidance_scale", -1.0),
+    ("generator", "mouth_temperature", 3.0),
+    ("generator", "mouth_temperature", math.nan),
     ("generator", "model", "/nonexistent"),
     ("generator", "user_motion_timeout_s", "long"),
     ("renderer", "width", 0),

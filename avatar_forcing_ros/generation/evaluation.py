@@ -5,8 +5,9 @@
     avatar-forcing evaluate --data corpus/test --checkpoint models/af_forcing_v1 --out report
 
 The protocol (``--protocol DIR``; the corpora are generated there when missing, fixed seeds):
-- validation: 12 sessions of held-out sentences and espeak-ng voices; the guidance scale is
-  chosen here, and only here, over ``--guidance-grid``;
+- validation: 12 sessions of held-out sentences and espeak-ng voices; the sampling settings
+  (guidance scale, and the mouth temperature) are chosen here, and only here, over
+  ``--guidance-grid`` (and ``--mouth-temperature-grid``);
 - test: 30 sessions of the same held-out distribution, other seeds;
 - test_other: 30 sessions whose two speakers are voiced by other synthesizers (flite,
   festival) that training never heard.
@@ -324,10 +325,12 @@ def generate(model: MotionModel, arrays, seed: int) -> np.ndarray:
 
 
 def generate_batched(net, sessions: list, seed: int, guidance: float, noncausal: bool = False,
-                     batch: int = 16, window: int | None = None, audio_guidance: float = 1.0) -> list[np.ndarray]:
+                     batch: int = 16, window: int | None = None, audio_guidance: float = 1.0,
+                     mouth_temperature: float = 1.0) -> list[np.ndarray]:
     """The network over many sessions at once (sessions of equal length share a batch):
     streaming with the KV cache (what the runtime does, block by block, verified equal to the
     offline recomputation), or ``noncausal``: a bidirectional window re-sampled per block.
+    ``mouth_temperature`` scales the articulation channels' noise, as LearnedMotionModel does.
     ``sessions``: EvalSessions or SessionArrays. Returns clipped motion (T', D) per session."""
     import torch
     from .forcing.sampler import sample_streaming, sample_window
@@ -338,6 +341,7 @@ def generate_batched(net, sessions: list, seed: int, guidance: float, noncausal:
     for i, a in enumerate(arrays):
         by_len.setdefault(a.frames - a.frames % B, []).append(i)
     gen = torch.Generator().manual_seed(int(seed))
+    noise_scale = torch.from_numpy(net.cfg.noise_scale(mouth_temperature))
     for T, idx in sorted(by_len.items()):
         for c in range(0, len(idx), batch):
             chunk = idx[c:c + batch]
@@ -349,9 +353,9 @@ def generate_batched(net, sessions: list, seed: int, guidance: float, noncausal:
                 up = stack("user_present")
                 if noncausal:
                     x = sample_window(net, aa, ua, um, up, gen, guidance, window=window,
-                                      audio_guidance=audio_guidance)
+                                      audio_guidance=audio_guidance, noise_scale=noise_scale)
                 else:
-                    noise = torch.randn(len(chunk), T, net.cfg.motion_dim, generator=gen)
+                    noise = torch.randn(len(chunk), T, net.cfg.motion_dim, generator=gen) * noise_scale
                     x = sample_streaming(net, aa, ua, um, up, noise, guidance, audio_guidance=audio_guidance)
                 x = net.denormalize_motion(x).numpy()
             for k, i in enumerate(chunk):
@@ -619,8 +623,8 @@ def ensure_perceived(root, name: str, source: Path, spec: dict) -> Path:
 
 
 def select_guidance(sweep: dict) -> float | tuple:
-    """Mean rank over SELECTION (ties: the smaller guidance). Keys: a user guidance, or
-    (user, audio) for a two-way model."""
+    """Mean rank over SELECTION (ties: the smaller key). Keys: the sampling settings tried,
+    e.g. (user guidance, audio guidance, mouth temperature)."""
     gs = sorted(sweep)
     ranks = np.zeros(len(gs))
     for key, sign in SELECTION:
@@ -633,16 +637,17 @@ def select_guidance(sweep: dict) -> float | tuple:
 
 
 def learned_models(net, guidance: float, window: bool, dpo_net=None, batch: int = 16,
-                   audio_guidance: float = 1.0) -> dict:
-    ga = audio_guidance
+                   audio_guidance: float = 1.0, mouth_temperature: float = 1.0) -> dict:
+    ga, tm = audio_guidance, mouth_temperature
     models = {"learned_streaming": lambda ss, sd: generate_batched(net, ss, sd, guidance, batch=batch,
-                                                                   audio_guidance=ga)}
+                                                                   audio_guidance=ga, mouth_temperature=tm)}
     if window:  # about 4x the compute of streaming: a 48-frame window re-sampled for every 2-frame block
-        models["learned_noncausal_window"] = lambda ss, sd: generate_batched(net, ss, sd, guidance, True, batch,
-                                                                             audio_guidance=ga)
+        models["learned_noncausal_window"] = lambda ss, sd: generate_batched(
+            net, ss, sd, guidance, True, batch, audio_guidance=ga, mouth_temperature=tm)
     if dpo_net is not None:
         models["learned_after_dpo"] = lambda ss, sd: generate_batched(
-            dpo_net, ss, sd, guidance, batch=batch, audio_guidance=ga if dpo_net.cfg.two_way else 1.0)
+            dpo_net, ss, sd, guidance, batch=batch, audio_guidance=ga if dpo_net.cfg.two_way else 1.0,
+            mouth_temperature=tm)
     return models
 
 
@@ -702,9 +707,12 @@ def markdown_report(results: dict, info: dict) -> str:
 
 
 def _guidance_label(report: dict) -> str:
-    if report.get("audio_guidance") is None:
+    names = report.get("sweep_keys") or (["user"] if report.get("audio_guidance") is None else ["user", "audio"])
+    values = {"user": report["guidance"], "audio": report.get("audio_guidance"),
+              "mouth_temperature": report.get("mouth_temperature")}
+    if names == ["user"]:
         return str(report["guidance"])
-    return f"user {report['guidance']} / avatar audio {report['audio_guidance']} (table: user/audio)"
+    return (" / ".join(f"{n} {values[n]}" for n in names) + f" (table: {'/'.join(names)})")
 
 
 def protocol_report(report: dict) -> str:
@@ -718,7 +726,8 @@ def protocol_report(report: dict) -> str:
              f"## Guidance {'fixed by --guidance (no sweep)' if report.get('guidance_fixed') else 'chosen on validation'}: "
              f"{_guidance_label(report)}", "",
              "Mean rank over " + ", ".join(k for k, _ in SELECTION) + " (lip_env_corr higher is better).", "",
-             "| guidance | " + " | ".join(k for k, _ in SELECTION) + " | nod_rate / chance | mean rank |",
+             f"| {'/'.join(report.get('sweep_keys') or ['guidance'])} | " + " | ".join(k for k, _ in SELECTION)
+             + " | nod_rate / chance | mean rank |",
              "|---|" + "---|" * (len(SELECTION) + 2)]
     for g in sorted(sweep, key=lambda k: tuple(float(x) for x in k.split("/"))):
         m = sweep[g]
@@ -773,24 +782,30 @@ def run_protocol(args, argv) -> dict:
     if two_way:  # the avatar's audio gets its own scale: the sweep is over both
         audio_grid = ([args.audio_guidance] if args.audio_guidance is not None
                       else [float(g) for g in args.audio_guidance_grid.split(",")])
+    temperature_grid = ([args.mouth_temperature] if args.mouth_temperature is not None
+                        else [float(t) for t in args.mouth_temperature_grid.split(",")])
+    swept_temperature = temperature_grid != [1.0]
     sets = {name: load_eval_sessions(p, None, args.max_frames) for name, p in paths.items()}
     # validation: the guidance sweep (the learned model alone)
     clusters = Clusters.fit([s.arrays.avatar_motion for s in sets["validation"]])
     sweep = {}
     for g in grid:
         for ga in audio_grid:
-            motions = {sd: generate_batched(net, sets["validation"], sd, g, batch=args.batch, audio_guidance=ga)
-                       for sd in seeds}
-            sweep[(g, ga)] = evaluate_motions(motions, sets["validation"], block, clusters, 0)
-            log.info("validation guidance %s / audio %s: %s", g, ga,
-                     {k: round(sweep[(g, ga)][k], 4) for k, _ in SELECTION})
-    guidance, audio_guidance = select_guidance(sweep)
-    log.info("chosen guidance on validation: %s / audio %s", guidance, audio_guidance)
+            for tm in temperature_grid:
+                motions = {sd: generate_batched(net, sets["validation"], sd, g, batch=args.batch, audio_guidance=ga,
+                                                mouth_temperature=tm) for sd in seeds}
+                sweep[(g, ga, tm)] = evaluate_motions(motions, sets["validation"], block, clusters, 0)
+                log.info("validation guidance %s / audio %s / mouth temperature %s: %s", g, ga, tm,
+                         {k: round(sweep[(g, ga, tm)][k], 4) for k, _ in SELECTION})
+    guidance, audio_guidance, mouth_temperature = select_guidance(sweep)
+    log.info("chosen on validation: guidance %s / audio %s / mouth temperature %s", guidance, audio_guidance,
+             mouth_temperature)
     window_everywhere = not args.no_window and not args.window_sessions
-    models = {**learned_models(net, guidance, window_everywhere, dpo_net, args.batch, audio_guidance),
+    models = {**learned_models(net, guidance, window_everywhere, dpo_net, args.batch, audio_guidance,
+                               mouth_temperature),
               **procedural_model(block)}
     if args.window_sessions and not args.no_window:
-        models_window = learned_models(net, guidance, True, None, args.batch, audio_guidance)
+        models_window = learned_models(net, guidance, True, None, args.batch, audio_guidance, mouth_temperature)
     results = {name: evaluate_models(models, sets[name], seeds, block, args.bootstrap)
                for name in ("test", "test_other", *perceived)}
     subsets = {}
@@ -807,12 +822,18 @@ def run_protocol(args, argv) -> dict:
     quiet = evaluate_models(quiet_models, quiet_sets, seeds, block, args.bootstrap)
     info = {"protocol": PROTOCOL_ID, "checkpoint": args.checkpoint, "dpo_checkpoint": args.dpo_checkpoint,
             "corpora": {n: {**{**spec, **perceived}[n], "path": str(p)} for n, p in paths.items()},
-            "guidance_grid": grid, **({"audio_guidance_grid": audio_grid} if two_way else {}), "seeds": args.seeds,
+            "guidance_grid": grid, **({"audio_guidance_grid": audio_grid} if two_way else {}),
+            **({"mouth_temperature_grid": temperature_grid} if swept_temperature else {}), "seeds": args.seeds,
             "bootstrap": args.bootstrap, "threads": args.threads,
             "command": "avatar-forcing evaluate " + " ".join(argv if argv is not None else sys.argv[2:])}
-    key = (lambda g, ga: f"{g}/{ga}") if two_way else (lambda g, ga: str(g))
+    sweep_keys = ["user", *(["audio"] if two_way else []), *(["mouth_temperature"] if swept_temperature else [])]
+
+    def key(g, ga, tm):
+        return "/".join(str(v) for v, n in ((g, "user"), (ga, "audio"), (tm, "mouth_temperature")) if n in sweep_keys)
     return {"info": info, "guidance": guidance, "audio_guidance": audio_guidance if two_way else None,
-            "guidance_fixed": args.guidance is not None and (not two_way or args.audio_guidance is not None),
+            "mouth_temperature": mouth_temperature, "sweep_keys": sweep_keys,
+            "guidance_fixed": (args.guidance is not None and (not two_way or args.audio_guidance is not None)
+                               and (args.mouth_temperature is not None or not swept_temperature)),
             "validation_sweep": {key(*k): v for k, v in sweep.items()},
             "sets": results, "quiet": quiet,
             "set_sizes": {n: {"sessions": len(ss), "frames": sum(s.frames for s in ss)}
@@ -838,6 +859,11 @@ def main_evaluate(argv=None) -> int:
     p.add_argument("--audio-guidance-grid", default="1,1.5,2,3",
                    help="--protocol, two-way models: audio guidance values tried on validation (with each "
                         "--guidance-grid value)")
+    p.add_argument("--mouth-temperature", type=float, default=None,
+                   help="a fixed sampling temperature of the articulation channels (no sweep of it; "
+                        "--data: default the checkpoint's own)")
+    p.add_argument("--mouth-temperature-grid", default="1",
+                   help="--protocol: mouth temperatures tried on validation (with each guidance)")
     p.add_argument("--bootstrap", type=int, default=BOOTSTRAP, help="bootstrap resamples (0: no intervals)")
     p.add_argument("--val-sessions", type=int, help="--protocol: override the validation size (tests)")
     p.add_argument("--test-sessions", type=int, help="--protocol: override the test sets' size (tests)")
@@ -866,19 +892,22 @@ def main_evaluate(argv=None) -> int:
     sessions = load_eval_sessions(args.data, args.sessions, args.max_frames)
     models: dict = {}
     block = 2
-    guidance = None
+    guidance = mouth_temperature = None
     if args.checkpoint:
         net = _load_net(args.checkpoint, args.threads)
         block = net.cfg.block_frames
         guidance = net.cfg.guidance_scale if args.guidance is None else args.guidance
         audio_guidance = net.cfg.audio_guidance_scale if args.audio_guidance is None else args.audio_guidance
+        mouth_temperature = net.cfg.mouth_temperature if args.mouth_temperature is None else args.mouth_temperature
         dpo_net = _load_net(args.dpo_checkpoint, args.threads) if args.dpo_checkpoint else None
-        models.update(learned_models(net, guidance, not args.no_window, dpo_net, args.batch, audio_guidance))
+        models.update(learned_models(net, guidance, not args.no_window, dpo_net, args.batch, audio_guidance,
+                                     mouth_temperature))
     models.update(procedural_model(block))
     results = evaluate_models(models, sessions, tuple(range(args.seeds)), block, args.bootstrap)
     info = {"data": args.data, "sessions": len(sessions), "frames": sum(s.frames for s in sessions),
             "checkpoint": args.checkpoint, "dpo_checkpoint": args.dpo_checkpoint, "seeds": args.seeds,
-            "guidance": guidance, "threads": args.threads,
+            "guidance": guidance, "mouth_temperature": mouth_temperature if args.checkpoint else None,
+            "threads": args.threads,
             "command": "avatar-forcing evaluate " + " ".join(argv if argv is not None else sys.argv[2:])}
     out.with_suffix(".json").write_text(json.dumps({"info": info, "results": results}, indent=2))
     out.with_suffix(".md").write_text(markdown_report(results, info))

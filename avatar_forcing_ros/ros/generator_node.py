@@ -62,6 +62,10 @@ class GeneratorNode(AvatarNode):
                                       "mouth follows the speech more; -1 = the model's own tuned value). "
                                       "A model without it refuses any value but 1 at configure.",
                                       min=-1.0, max=50.0, live=True),
+        "mouth_temperature": Param(-1.0, "Sampling temperature of the learned model's articulation "
+                                   "channels (jaw, funnel, pucker, stretch): below 1 the mouth keeps nearer "
+                                   "what the speech explains, 1 = as trained, -1 = the model's own tuned value.",
+                                   min=-1.0, max=2.0, live=True),
         "torch_threads": Param(2, "CPU threads for the learned model.", min=1, max=64),
         "fps": Param(25.0, "Output frame rate of the avatar motion (Hz).", min=1.0, max=120.0),
         "block_frames": Param(2, "Frames per generated block for the procedural model (a learned "
@@ -208,6 +212,11 @@ class GeneratorNode(AvatarNode):
                 model.set_guidance(None, value)
             except ValueError as e:  # the model has no null for its audio: it keeps what it has
                 self.get_logger().warning(f"audio_guidance_scale {value} ignored: {e}")
+        elif name == "mouth_temperature" and hasattr(model, "set_mouth_temperature"):
+            try:
+                model.set_mouth_temperature(value)
+            except ValueError as e:  # the declared range lets only [-1, 2] through; kept as is
+                self.get_logger().warning(f"mouth_temperature {value} ignored: {e}")
         elif name == "user_motion_timeout_s":
             stage.generator.user_motion.timeout_s = float(value)
         elif hasattr(stage.commands.settings, name):

@@ -6,6 +6,10 @@ from dataclasses import asdict, dataclass, fields
 
 FORMAT = "af-forcing-v1"
 
+# The channels that articulate speech, whose starting noise mouth_temperature scales. Smiles and
+# frowns are left out: they answer the user, not the avatar's own voice.
+ARTICULATION = ("jawOpen", "mouthFunnel", "mouthPucker", "mouthStretchLeft", "mouthStretchRight")
+
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable or made for other inputs/outputs."""
@@ -43,6 +47,11 @@ class ForcingConfig:
     avatar_drop: float = 0.0
     audio_guidance_scale: float = 1.0
     clean_context_prob: float = 0.25  # training probability of a clean (noise 0) prefix, as at inference
+    # sampling temperature of the articulation channels: their starting noise is scaled by it.
+    # Below 1 the mouth keeps nearer what the speech explains (the mode rather than a random
+    # draw), as TTS flow and diffusion decoders lower their temperature; 1 = as trained. A
+    # sampling setting, chosen on validation (avatar-forcing evaluate --mouth-temperature-grid).
+    mouth_temperature: float = 1.0
 
     def __post_init__(self):
         if not 1 <= self.block_frames <= 10:
@@ -55,6 +64,7 @@ class ForcingConfig:
             raise ValueError(f"avatar_drop must be in [0, 1), got {self.avatar_drop}")
         if self.audio_guidance_scale != 1.0 and not self.two_way:
             raise ValueError("audio_guidance_scale needs a model trained with avatar_drop > 0")
+        check_mouth_temperature(self.mouth_temperature)
 
     @property
     def two_way(self) -> bool:
@@ -65,6 +75,19 @@ class ForcingConfig:
     def guidance_rows(self) -> int:
         """Rows a guided block runs: with the user, without the user (and without the audio too)."""
         return 3 if self.two_way else 2
+
+    def noise_scale(self, mouth_temperature: float | None = None):
+        """(motion_dim,) float32: what the starting noise of a block is multiplied by, channel by
+        channel: ``mouth_temperature`` (None: the config's) on ARTICULATION, 1 elsewhere."""
+        import numpy as np
+
+        from ...core.motion import get_motion_space
+
+        tau = check_mouth_temperature(self.mouth_temperature if mouth_temperature is None else mouth_temperature)
+        space = get_motion_space(self.motion_space)
+        scale = np.ones(self.motion_dim, np.float32)
+        scale[space.indices([n for n in ARTICULATION if n in space.names])] = tau
+        return scale
 
     @property
     def context_blocks(self) -> int:
@@ -83,3 +106,10 @@ class ForcingConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+
+def check_mouth_temperature(value) -> float:
+    value = float(value)
+    if not 0.0 <= value <= 2.0:
+        raise ValueError(f"mouth_temperature must be in [0, 2], got {value}")
+    return value

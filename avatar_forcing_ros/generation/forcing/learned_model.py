@@ -6,7 +6,8 @@
     model.reset(seed=0); motion = model.next_block(conditions)               # (B, 28)
 
 Both backends stream with the KV cache and draw the same noise from ``seed`` (numpy), so
-they produce the same motion. Bad inputs: a wrong shape is a ValueError naming the field;
+they produce the same motion. ``mouth_temperature`` scales the articulation channels' share of
+that noise (ForcingConfig.noise_scale); it is applied before either backend sees the noise. Bad inputs: a wrong shape is a ValueError naming the field;
 non-finite values are replaced (features by 0, user motion by neutral, presence by 0) and
 counted in ``nonfinite_inputs``.
 """
@@ -19,7 +20,7 @@ import numpy as np
 
 from ...core.motion import get_motion_space
 from ...core.motion_model import BlockConditions, MotionModel
-from .config import CheckpointError
+from .config import CheckpointError, check_mouth_temperature
 
 # torch (and safetensors) are imported by the torch backend only: the .onnx path runs on
 # numpy + onnxruntime, e.g. in a ROS workspace whose rosdep install has no torch.
@@ -32,7 +33,7 @@ class LearnedMotionModel(MotionModel):
 
     def __init__(self, path, device: str = "cpu", providers=None, guidance_scale: float | None = None,
                  steps: int | None = None, seed: int = 0, threads: int = 2,
-                 audio_guidance_scale: float | None = None):
+                 audio_guidance_scale: float | None = None, mouth_temperature: float | None = None):
         path = Path(path)
         self.path = path
         self.backend = "onnx" if path.suffix == ".onnx" else "torch"
@@ -68,6 +69,7 @@ class LearnedMotionModel(MotionModel):
             self.audio_guidance_scale = self._audio_scale(audio_guidance_scale)
         except ValueError as e:
             raise CheckpointError(f"{path}: {e}") from None
+        self.set_mouth_temperature(mouth_temperature)
         self.nonfinite_inputs = 0
         self.seed = int(seed)
         self.reset()
@@ -104,6 +106,13 @@ class LearnedMotionModel(MotionModel):
         if self.backend == "torch":
             self.sampler.set_guidance(self.guidance_scale, self.audio_guidance_scale)
 
+    def set_mouth_temperature(self, value: float | None) -> None:
+        """The articulation channels' sampling temperature from the next block on (a live
+        parameter); None or negative: the model's own tuned value. ValueError outside [0, 2]."""
+        value = self.cfg.mouth_temperature if value is None or value < 0 else check_mouth_temperature(value)
+        self.mouth_temperature = float(value)
+        self._noise_scale = self.cfg.noise_scale(self.mouth_temperature)
+
     def _checked(self, name: str, x, shape: tuple, fill) -> np.ndarray:
         a = np.asarray(x, dtype=np.float32)
         if a.shape != shape:
@@ -128,6 +137,7 @@ class LearnedMotionModel(MotionModel):
 
     def _block(self, aa, ua, um, up) -> np.ndarray:
         noise = self.rng.standard_normal((self.block_frames, self.cfg.motion_dim)).astype(np.float32)
+        noise *= self._noise_scale
         if self.backend == "onnx":
             return self.runner.step(aa, ua, um, up, noise, self.guidance_scale, self.audio_guidance_scale)
         import torch

@@ -201,9 +201,10 @@ def sample_offline(net, avatar_audio, user_audio, user_motion, user_present, noi
 @torch.no_grad()
 def sample_window(net, avatar_audio, user_audio, user_motion, user_present, generator=None,
                   guidance: float = 1.0, steps: int | None = None, window: int | None = None,
-                  audio_guidance: float = 1.0):
+                  audio_guidance: float = 1.0, noise_scale=None):
     """Non-causal baseline: for each new block, sample the last ``window`` frames (ending at
-    the block) from fresh noise with full bidirectional attention; keep the block's frames."""
+    the block) from fresh noise with full bidirectional attention; keep the block's frames.
+    ``noise_scale`` (D,): the per-channel temperature of that noise (ForcingConfig.noise_scale)."""
     cfg = net.cfg
     steps = steps or cfg.sample_steps
     W = window or cfg.window_frames
@@ -219,6 +220,8 @@ def sample_window(net, avatar_audio, user_audio, user_motion, user_present, gene
         n = e - lo
         full = torch.ones(n, n, dtype=torch.bool, device=avatar_audio.device)
         x = torch.randn(N, n, cfg.motion_dim, generator=generator).to(avatar_audio.device)
+        if noise_scale is not None:
+            x = x * torch.as_tensor(noise_scale, device=x.device)
         for i in range(steps):
             t = torch.full((x.shape[0] * guide.rows, n), ts[i], device=x.device)
             v, _ = net(guide.expand(x), t, cond[:, lo:e], full)
