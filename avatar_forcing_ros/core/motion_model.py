@@ -39,6 +39,10 @@ class MotionModel(ABC):
     space: MotionSpace = AF_MOTION_V1
     fps: float = 25.0
     block_frames: int = 2
+    # L: how many frames of conditions the model reads ahead of the motion it makes. The block
+    # of conditions [s, s + B) yields the motion of frames [s - L, s + B - L); the runtime
+    # presents each frame at its own time, so the delay must cover L more frames.
+    lookahead_frames: int = 0
 
     @abstractmethod
     def reset(self, seed: int | None = None) -> None:

@@ -5,7 +5,8 @@ by arrival; stamped audio by its stamps mapped onto this clock through the small
 (SourceClock), so a late or bursty delivery does not add latency, while a sender whose clock
 differs from ours still lines up. Frame i covers samples [i*hop, (i+1)*hop). Blocks of B
 frames are handed to the motion model as soon as their last sample has arrived (or at their
-deadline, if some never does); each frame is released at its
+deadline, if some never does); a model with a look-ahead of L frames answers the conditions of
+frames [s, s + B) with the motion of frames [s - L, s + B - L). Each frame is released at its
 presentation time = content time + ``output_delay_s``, together with the avatar speech of its
 span, so a node that republishes that speech keeps voice and face in sync. Speech is read when
 its frame is presented, not when the frame is made: audio that completes a block after the
@@ -117,10 +118,13 @@ class StreamingGenerator:
         self.silence_level = silence_level
         self.fps = model.fps
         self.block = model.block_frames
+        self.lookahead = int(getattr(model, "lookahead_frames", 0))
         self.features = LogMelFeatures(SAMPLE_RATE, self.fps)
         self.hop = self.features.hop
-        # A frame can only be made once its whole block has arrived: the delay must cover that.
-        min_delay = self.block / self.fps
+        # A frame can only be made once its whole block has arrived, and the L frames it looks
+        # ahead: the delay must cover that.
+        min_delay = (self.block + self.lookahead) / self.fps
+        self.min_output_delay_s = min_delay
         self.output_delay_s = max(output_delay_s if output_delay_s is not None else min_delay + 0.02,
                                   min_delay)
         self.max_lag_frames = int(max_lag_s * self.fps)
@@ -236,12 +240,12 @@ class StreamingGenerator:
         budget = self.compute_budget_s
         if budget is None:
             _, budget = self.stats.compute_percentiles()
-        return self.frame_time(start) + self.output_delay_s - budget - self.schedule_margin_s
+        return self.frame_time(start - self.lookahead) + self.output_delay_s - budget - self.schedule_margin_s
 
     def _first_unpresented(self, now: float) -> int:
         """Index of the first frame whose presentation time is still to come at ``now``."""
         due = int(np.floor(round((now - self.output_delay_s - self._t0) * self.fps, 9))) + 1
-        return min(max(due, 0), self._next_frame)
+        return min(max(due, 0), max(self._next_frame - self.lookahead, 0))
 
     def push_user_motion(self, values: np.ndarray, confidence: float, now: float) -> None:
         self.user_motion.push(now, values, confidence)
@@ -300,15 +304,20 @@ class StreamingGenerator:
         self.stats.last_block_compute_s = dt
         self.stats.blocks += 1
         values, _ = zip(*(self.model.space.sanitize(v) for v in values))
+        made = 0
         for k in range(b):
+            index = start + k - self.lookahead  # the frame this motion belongs to
+            if index < 0:
+                continue  # a look-ahead model's first answers are for frames before the start
             if len(self._queue) == self._queue.maxlen:
                 self.stats.dropped_output_frames += 1
-            ct = self.frame_time(start + k)
+            ct = self.frame_time(index)
             # speech is filled in when presented: audio that arrives meanwhile still plays
             self._queue.append(GeneratedFrame(
-                start + k, ct, ct + self.output_delay_s, values[k], np.zeros(0, np.float32)))
-        self.stats.frames += b
-        return b
+                index, ct, ct + self.output_delay_s, values[k], np.zeros(0, np.float32)))
+            made += 1
+        self.stats.frames += made
+        return made
 
     def pop_due(self, now: float) -> list[GeneratedFrame]:
         """Frames whose presentation time has come, oldest first."""

@@ -312,16 +312,31 @@ def with_avatar_gain(sessions: list[EvalSession], gain: float) -> list[EvalSessi
     return out
 
 
+def lookahead_padding(frames: int, block: int, lookahead: int) -> int:
+    """Condition frames to add after a session of ``frames`` (a multiple of ``block``) so that a
+    model that looks ``lookahead`` frames ahead makes all of its motion: the look-ahead rounded
+    up to whole blocks. The added conditions repeat the last frame (the session as it ended)."""
+    return -(-lookahead // block) * block if lookahead else 0
+
+
+def _padded(a: np.ndarray, T: int, pad: int) -> np.ndarray:
+    a = a[:T]
+    return np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]) if pad else a
+
+
 def generate(model: MotionModel, arrays, seed: int) -> np.ndarray:
     """Run a MotionModel over a session block by block, as the runtime would. (T', D), T'
-    the largest multiple of the model's block length."""
+    the largest multiple of the model's block length; frame t is the motion of frame t, also
+    for a model that looks ahead (its answers are L frames behind its conditions)."""
     model.reset(seed)
-    B = model.block_frames
+    B, L = model.block_frames, int(getattr(model, "lookahead_frames", 0))
     T = arrays.frames - arrays.frames % B
-    out = [model.next_block(BlockConditions(s, arrays.avatar_audio[s:s + B], arrays.user_audio[s:s + B],
-                                            arrays.user_motion[s:s + B], arrays.user_present[s:s + B]))
-           for s in range(0, T, B)]
-    return np.concatenate(out, axis=0)
+    pad = lookahead_padding(T, B, L)
+    c = {k: _padded(getattr(arrays, k), T, pad) for k in ("avatar_audio", "user_audio", "user_motion", "user_present")}
+    out = [model.next_block(BlockConditions(s, c["avatar_audio"][s:s + B], c["user_audio"][s:s + B],
+                                            c["user_motion"][s:s + B], c["user_present"][s:s + B]))
+           for s in range(0, T + pad, B)]
+    return np.concatenate(out, axis=0)[L:L + T]
 
 
 def generate_batched(net, sessions: list, seed: int, guidance: float, noncausal: bool = False,
@@ -342,12 +357,14 @@ def generate_batched(net, sessions: list, seed: int, guidance: float, noncausal:
         by_len.setdefault(a.frames - a.frames % B, []).append(i)
     gen = torch.Generator().manual_seed(int(seed))
     noise_scale = torch.from_numpy(net.cfg.noise_scale(mouth_temperature))
+    L = net.cfg.lookahead_frames  # the motion of frame t comes L frames after its conditions
     for T, idx in sorted(by_len.items()):
+        pad = lookahead_padding(T, B, L)
         for c in range(0, len(idx), batch):
             chunk = idx[c:c + batch]
 
             def stack(k):
-                return torch.from_numpy(np.stack([getattr(arrays[i], k)[:T] for i in chunk]))
+                return torch.from_numpy(np.stack([_padded(getattr(arrays[i], k), T, pad) for i in chunk]))
             with torch.no_grad():
                 aa, ua, um = net.normalize_conditions(stack("avatar_audio"), stack("user_audio"), stack("user_motion"))
                 up = stack("user_present")
@@ -355,9 +372,9 @@ def generate_batched(net, sessions: list, seed: int, guidance: float, noncausal:
                     x = sample_window(net, aa, ua, um, up, gen, guidance, window=window,
                                       audio_guidance=audio_guidance, noise_scale=noise_scale)
                 else:
-                    noise = torch.randn(len(chunk), T, net.cfg.motion_dim, generator=gen) * noise_scale
+                    noise = torch.randn(len(chunk), T + pad, net.cfg.motion_dim, generator=gen) * noise_scale
                     x = sample_streaming(net, aa, ua, um, up, noise, guidance, audio_guidance=audio_guidance)
-                x = net.denormalize_motion(x).numpy()
+                x = net.denormalize_motion(x[:, L:L + T]).numpy()
             for k, i in enumerate(chunk):
                 out[i] = AF_MOTION_V1.clip(x[k])
     return out

@@ -26,6 +26,10 @@ class ForcingConfig:
     cond_kernel: int = 5         # causal conv over the current and 4 past frames
     # motion transformer
     block_frames: int = 2        # B: frames denoised together; attention is causal across blocks
+    # L: frames of the conditions the motion sees ahead of itself (the paper's look-ahead into
+    # the next block): frame t is made from the inputs up to t + L. Costs L frames of latency
+    # (the runtime presents each frame L frames later); 0 = strictly causal (af_forcing_v1).
+    lookahead_frames: int = 0
     n_layer: int = 4
     n_embd: int = 128
     n_head: int = 4
@@ -56,6 +60,8 @@ class ForcingConfig:
     def __post_init__(self):
         if not 1 <= self.block_frames <= 10:
             raise ValueError(f"block_frames must be in 1..10, got {self.block_frames}")
+        if not 0 <= self.lookahead_frames <= 10:
+            raise ValueError(f"lookahead_frames must be in 0..10, got {self.lookahead_frames}")
         if self.n_embd % self.n_head or (self.n_embd // self.n_head) % 2:
             raise ValueError("n_embd / n_head must be an even integer (rotary pairs)")
         if self.window_frames % self.block_frames or self.max_cache_frames % self.block_frames:

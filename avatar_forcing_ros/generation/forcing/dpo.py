@@ -113,7 +113,8 @@ def main_dpo(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     torch.set_num_threads(args.threads)
     net, meta = load_checkpoint(args.checkpoint)
-    windows = WindowSampler(load_sessions(args.data), net.cfg.window_frames, args.seed)
+    windows = WindowSampler(load_sessions(args.data), net.cfg.window_frames, args.seed,
+                            lookahead=net.cfg.lookahead_frames)
     net, history = dpo_train(net, windows, args.steps, args.batch, args.pool, args.lr, args.beta, args.seed)
     save_checkpoint(args.out, net, meta.get("step", 0), metadata={
         "dpo": {"from": str(args.checkpoint), "data": str(args.data), "steps": args.steps, "beta": args.beta,

@@ -64,6 +64,7 @@ class LearnedMotionModel(MotionModel):
         self.space = space
         self.fps = self.cfg.fps
         self.block_frames = self.cfg.block_frames
+        self.lookahead_frames = self.cfg.lookahead_frames
         self.guidance_scale = float(self.cfg.guidance_scale if guidance_scale is None else guidance_scale)
         try:
             self.audio_guidance_scale = self._audio_scale(audio_guidance_scale)

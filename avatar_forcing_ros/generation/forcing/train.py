@@ -185,30 +185,35 @@ def set_stats(net: AvatarForcingNet, stats: dict[str, np.ndarray]) -> None:
 
 
 class WindowSampler:
-    """Random W-frame windows from the sessions (sessions picked in proportion to length)."""
+    """Random W-frame windows from the sessions (sessions picked in proportion to length).
+    ``lookahead`` L: the conditions of a window are taken L frames later than its motion, so
+    motion frame t is learned from the inputs up to t + L (ForcingConfig.lookahead_frames)."""
 
     def __init__(self, sessions: list[SessionArrays], window: int, seed: int = 0, user_noise: float = 0.0,
-                 timbre: float = 0.0):
+                 timbre: float = 0.0, lookahead: int = 0):
         self.user_noise = float(user_noise)  # probability per window of TrackerNoise on the user's motion
         self.tracker = TrackerNoise() if self.user_noise > 0 else None
         self.timbre_p = float(timbre)  # probability per window and audio stream of FeatureTimbre
         self.timbre = FeatureTimbre() if self.timbre_p > 0 else None
         self.noise_rng = np.random.default_rng([seed, 1])  # its own: the windows drawn stay the same
-        self.sessions = [s for s in sessions if s.frames >= window]
+        self.lookahead = int(lookahead)
+        span = window + self.lookahead
+        self.sessions = [s for s in sessions if s.frames >= span]
         if not self.sessions:
-            raise ValueError(f"no session has at least {window} frames (the training window)")
+            raise ValueError(f"no session has at least {span} frames (the training window and the look-ahead)")
         self.window = window
         self.rng = np.random.default_rng(seed)
-        lengths = np.array([s.frames - window + 1 for s in self.sessions], dtype=np.float64)
+        lengths = np.array([s.frames - span + 1 for s in self.sessions], dtype=np.float64)
         self.p = lengths / lengths.sum()
 
     def batch(self, n: int) -> dict[str, torch.Tensor]:
         out = {k: [] for k in ("avatar_audio", "user_audio", "user_motion", "user_present", "avatar_motion")}
         for i in self.rng.choice(len(self.sessions), size=n, p=self.p):
             s = self.sessions[i]
-            start = int(self.rng.integers(0, s.frames - self.window + 1))
+            start = int(self.rng.integers(0, s.frames - self.window - self.lookahead + 1))
             for k in out:
-                out[k].append(getattr(s, k)[start:start + self.window])
+                at = start if k == "avatar_motion" else start + self.lookahead
+                out[k].append(getattr(s, k)[at:at + self.window])
             if self.tracker is not None and self.noise_rng.random() < self.user_noise:
                 out["user_motion"][-1], out["user_present"][-1] = self.tracker.apply(
                     out["user_motion"][-1], out["user_present"][-1], self.noise_rng)
@@ -298,7 +303,7 @@ def train(cfg: ForcingConfig, sessions: list[SessionArrays], out_dir=None, steps
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
         model = DistributedDataParallel(_DDPLoss(net))
-    windows = WindowSampler(sessions, cfg.window_frames, seed + rank, user_noise, timbre)
+    windows = WindowSampler(sessions, cfg.window_frames, seed + rank, user_noise, timbre, cfg.lookahead_frames)
     history: list[dict] = []
     log_path = Path(out_dir) / "train_log.jsonl" if out_dir and rank == 0 else None
     if log_path:
@@ -367,7 +372,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="JSON file of ForcingConfig fields (overridden by the flags below)")
     for name, typ in (("layers", int), ("width", int), ("heads", int), ("block", int), ("window", int),
                       ("cache", int), ("cond-drop", float), ("steps-sample", int), ("guidance", float),
-                      ("avatar-drop", float), ("audio-guidance", float)):
+                      ("avatar-drop", float), ("audio-guidance", float), ("lookahead", int)):
         p.add_argument(f"--{name}", type=typ)
     return p
 
@@ -379,7 +384,8 @@ def config_from_args(args) -> ForcingConfig:
     for flag, key in (("layers", "n_layer"), ("width", "n_embd"), ("heads", "n_head"), ("block", "block_frames"),
                       ("window", "window_frames"), ("cache", "max_cache_frames"), ("cond_drop", "cond_drop"),
                       ("steps_sample", "sample_steps"), ("guidance", "guidance_scale"),
-                      ("avatar_drop", "avatar_drop"), ("audio_guidance", "audio_guidance_scale")):
+                      ("avatar_drop", "avatar_drop"), ("audio_guidance", "audio_guidance_scale"),
+                      ("lookahead", "lookahead_frames")):
         if getattr(args, flag) is not None:
             d[key] = getattr(args, flag)
     if args.window is not None and args.cache is None:
