@@ -176,3 +176,20 @@ def test_guidance_can_change_to_one_while_streaming(ckpt):
     after = [np.concatenate([m.next_block(conditions(2 * i)) for i in range(3, 8)]) for m in models]
     np.testing.assert_allclose(after[0], after[1], atol=2e-4)
     assert np.isfinite(after[0]).all()
+
+
+def test_the_attention_encoder_exports_and_streams_the_same_motion_in_onnx(tmp_path):
+    """The paper's dual encoder (cond_encoder "attention"): its streaming state (the user's audio
+    and the user stream of the last K-1 frames) goes through the ONNX step like the conv's."""
+    torch.manual_seed(1)
+    net = AvatarForcingNet(ForcingConfig(**TINY, cond_encoder="attention"))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.1)
+        net.motion_std.fill_(0.1)
+    save_checkpoint(tmp_path, net, step=1)
+    export_onnx(net, tmp_path / "model.onnx")
+    a = run(LearnedMotionModel(tmp_path, seed=3, threads=1))
+    b = run(LearnedMotionModel(tmp_path / "model.onnx", seed=3, threads=1))
+    assert LearnedMotionModel(tmp_path / "model.onnx", threads=1).cfg.cond_encoder == "attention"
+    np.testing.assert_allclose(a, b, atol=1e-3)

@@ -52,10 +52,14 @@ CAUSAL_SAMPLERS = {
 }
 
 
+ENCODERS = ["conv", "attention"]  # ForcingConfig.cond_encoder
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
 @pytest.mark.parametrize("name", sorted(CAUSAL_SAMPLERS))
-def test_changing_future_inputs_leaves_past_outputs_bit_identical(name):
+def test_changing_future_inputs_leaves_past_outputs_bit_identical(name, encoder):
     sample = CAUSAL_SAMPLERS[name]
-    net = tiny_net()
+    net = tiny_net(cond_encoder=encoder)
     aa, ua, um, up, noise = inputs(12)
     before = sample(net, aa, ua, um, up, noise)
     aa2, ua2, um2, up2, noise2 = _perturbed((aa, ua, um, up, noise), slice(6, None))  # blocks 3.. only
@@ -64,12 +68,13 @@ def test_changing_future_inputs_leaves_past_outputs_bit_identical(name):
     assert not torch.allclose(before[:, 6:], after[:, 6:], atol=1e-3)
 
 
+@pytest.mark.parametrize("encoder", ENCODERS)
 @pytest.mark.parametrize("name", sorted(CAUSAL_SAMPLERS))
-def test_changing_past_conditions_changes_later_outputs(name):
+def test_changing_past_conditions_changes_later_outputs(name, encoder):
     """The past is really used: conditions of blocks 0-1 alone (same noise everywhere) move
     the motion of blocks 3.. through the KV cache / the causal attention."""
     sample = CAUSAL_SAMPLERS[name]
-    net = tiny_net()
+    net = tiny_net(cond_encoder=encoder)
     aa, ua, um, up, noise = inputs(12)
     before = sample(net, aa, ua, um, up, noise)
     aa2, ua2, um2, up2 = _perturbed((aa, ua, um, up), slice(0, 4))
@@ -105,24 +110,27 @@ def test_network_forward_is_block_causal():
     assert not torch.allclose(v1[:, 4:], v2[:, 4:], atol=1e-3)
 
 
+@pytest.mark.parametrize("encoder", ENCODERS)
 @pytest.mark.parametrize("guidance", [1.0, 2.0])
-def test_kv_cache_streaming_equals_full_recomputation(guidance):
-    net = tiny_net(cache=6)
+def test_kv_cache_streaming_equals_full_recomputation(guidance, encoder):
+    net = tiny_net(cache=6, cond_encoder=encoder)
     aa, ua, um, up, noise = inputs(20)  # longer than the cache: the rolling window is exercised
     streamed = sample_streaming(net, aa, ua, um, up, noise, guidance)
     offline = sample_offline(net, aa, ua, um, up, noise, guidance)
     assert torch.allclose(streamed, offline, rtol=1e-4, atol=1e-3)  # outputs reach ~60: float32 rounding
 
 
-def test_streaming_with_block_of_one_frame_equals_recomputation():
-    net = tiny_net(block=1, cache=4)
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_streaming_with_block_of_one_frame_equals_recomputation(encoder):
+    net = tiny_net(block=1, cache=4, cond_encoder=encoder)
     aa, ua, um, up, noise = inputs(9)
     assert torch.allclose(sample_streaming(net, aa, ua, um, up, noise), sample_offline(net, aa, ua, um, up, noise),
                           rtol=1e-4, atol=1e-3)
 
 
-def test_dropped_user_stream_ignores_user_inputs():
-    net = tiny_net()
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_dropped_user_stream_ignores_user_inputs(encoder):
+    net = tiny_net(cond_encoder=encoder)
     aa, ua, um, up, noise = inputs(6)
     drop = torch.ones(1, dtype=torch.bool)
     c1, _ = net.encode(aa, ua, um, up, drop)
@@ -161,3 +169,29 @@ def test_window_sampler_output_has_requested_length():
 def test_config_rejects_block_outside_range():
     with pytest.raises(ValueError, match="block_frames"):
         ForcingConfig(block_frames=11)
+
+
+def test_the_attention_encoder_hears_the_user_through_the_users_audio_within_its_window():
+    """User motion attends to user audio over the current and K-1 past frames, and the avatar's
+    audio attends to that result over its own window: the user's audio at frame 4 moves the
+    condition of frames 4..4+2(K-1) and of no other frame; the avatar's audio at frame 7 (a
+    query only) moves frame 7 alone."""
+    net = tiny_net(cond_encoder="attention")
+    K, T = net.cfg.cond_kernel, 16
+    aa, ua, um, up, _ = inputs(T)
+    keep = torch.zeros(1, dtype=torch.bool)
+    base, _ = net.encode(aa, ua, um, up, keep)
+
+    def changed(cond):
+        return ((cond - base).abs().amax(dim=-1)[0] > 1e-6).tolist()
+    ua2 = ua.clone()
+    ua2[:, 4] += 3.0
+    assert changed(net.encode(aa, ua2, um, up, keep)[0]) == [4 <= t <= 4 + 2 * (K - 1) for t in range(T)]
+    aa2 = aa.clone()
+    aa2[:, 7] += 3.0
+    assert changed(net.encode(aa2, ua, um, up, keep)[0]) == [t == 7 for t in range(T)]
+
+
+def test_the_config_refuses_an_unknown_encoder():
+    with pytest.raises(ValueError, match="cond_encoder"):
+        ForcingConfig(cond_encoder="lstm")

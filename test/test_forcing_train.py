@@ -36,9 +36,10 @@ def test_clean_context_prefix_is_zero_noise_before_noisy_blocks():
         assert torch.all(row[nz[0, 0]:] > 0)  # zeros only as a prefix
 
 
-def test_short_training_run_lowers_the_loss():
+@pytest.mark.parametrize("encoder", ["conv", "attention"])
+def test_short_training_run_lowers_the_loss(encoder):
     sessions = toy_sessions(2, 200)
-    cfg = ForcingConfig(**TINY)
+    cfg = ForcingConfig(**TINY, cond_encoder=encoder)
     net, hist = train(cfg, sessions, steps=120, batch_size=16, lr=3e-3, warmup=10, log_every=10, progress=False)
     first, last = hist[0]["loss_smooth"], hist[-1]["loss_smooth"]
     assert last < 0.7 * first

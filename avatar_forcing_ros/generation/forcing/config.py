@@ -22,8 +22,11 @@ class ForcingConfig:
     motion_dim: int = 28
     audio_dim: int = 41          # LogMelFeatures.dim (40 mel bands + log RMS)
     fps: float = 25.0
-    # condition encoder (dual motion encoder)
-    cond_kernel: int = 5         # causal conv over the current and 4 past frames
+    # condition encoder (dual motion encoder): "conv", the streams fused by a causal conv; or
+    # "attention", the paper's: the user's motion attends to the user's audio, the avatar's
+    # audio attends to that result, each over a causal window of cond_kernel frames
+    cond_encoder: str = "conv"
+    cond_kernel: int = 5         # the current and 4 past frames
     # motion transformer
     block_frames: int = 2        # B: frames denoised together; attention is causal across blocks
     # L: frames of the conditions the motion sees ahead of itself (the paper's look-ahead into
@@ -60,6 +63,8 @@ class ForcingConfig:
     def __post_init__(self):
         if not 1 <= self.block_frames <= 10:
             raise ValueError(f"block_frames must be in 1..10, got {self.block_frames}")
+        if self.cond_encoder not in ("conv", "attention"):
+            raise ValueError(f"cond_encoder must be 'conv' or 'attention', got {self.cond_encoder!r}")
         if not 0 <= self.lookahead_frames <= 10:
             raise ValueError(f"lookahead_frames must be in 0..10, got {self.lookahead_frames}")
         if self.n_embd % self.n_head or (self.n_embd // self.n_head) % 2:
@@ -94,6 +99,12 @@ class ForcingConfig:
         scale = np.ones(self.motion_dim, np.float32)
         scale[space.indices([n for n in ARTICULATION if n in space.names])] = tau
         return scale
+
+    @property
+    def cond_state_dim(self) -> int:
+        """Width of the condition encoder's streaming state (per frame of its K-1 frame window):
+        the fused streams (conv), or the user's audio and the user stream (attention)."""
+        return self.n_embd if self.cond_encoder == "conv" else 2 * self.n_embd
 
     @property
     def context_blocks(self) -> int:

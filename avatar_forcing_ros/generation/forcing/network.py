@@ -96,6 +96,78 @@ class ConditionEncoder(nn.Module):
         c = self.conv(hp.transpose(1, 2)).transpose(1, 2)  # (N, T, d): frame t sees t-K+1..t
         return h + self.fuse_out(F.gelu(c)), hp[:, -(self.kernel - 1):]
 
+    def forward(self, avatar_audio, user_audio, user_motion, user_present, drop_user, state=None,
+                drop_avatar=None):
+        """Normalised per-frame inputs -> cond (N, T, d) and the new state (N, K-1, d)."""
+        h = self.streams(avatar_audio, user_audio, user_motion, user_present, drop_user, drop_avatar)
+        return self.fuse(h, state)
+
+
+class LocalCrossAttention(nn.Module):
+    """Query frame t attends to the keys of frames t-K+1..t only (a causal local window)."""
+
+    def __init__(self, d: int, n_head: int, kernel: int):
+        super().__init__()
+        self.n_head, self.kernel = n_head, kernel
+        self.q = nn.Linear(d, d)
+        self.kv = nn.Linear(d, 2 * d)
+        self.proj = nn.Linear(d, d)
+
+    def forward(self, query, keys):
+        """query (N, T, d); keys (N, K-1+T, d), the K-1 frames before the query's first
+        included. Returns (N, T, d)."""
+        n, t, d = query.shape
+        h, hs = self.n_head, d // self.n_head
+        window = torch.stack([keys[:, i:i + t] for i in range(self.kernel)], dim=2)  # (N, T, K, d)
+        q = self.q(query).view(n, t, h, hs)
+        k, v = self.kv(window).view(n, t, self.kernel, 2, h, hs).unbind(3)  # (N, T, K, H, hs)
+        att = (torch.einsum("nthd,ntkhd->nthk", q, k) / math.sqrt(hs)).softmax(dim=-1)
+        return self.proj(torch.einsum("nthk,ntkhd->nthd", att, v).reshape(n, t, d))
+
+
+class AttentionConditionEncoder(nn.Module):
+    """The paper's dual motion encoder, causal: the user's motion (and presence) attends to the
+    user's audio, and the avatar's own audio attends to that result, each over the current and
+    the K-1 past frames. The user stream and, in a two-way model, the avatar's audio can be
+    replaced by learned nulls (classifier-free guidance). Streaming state (N, K-1, 2d): the
+    user's audio and the user stream of the last K-1 frames."""
+
+    def __init__(self, cfg: ForcingConfig):
+        super().__init__()
+        d = cfg.n_embd
+        if cfg.cond_kernel < 2:
+            raise ValueError("cond_kernel must be >= 2")
+        self.kernel, self.d = cfg.cond_kernel, d
+        self.user_audio = MLP(cfg.audio_dim, d, d)
+        self.user_motion = MLP(cfg.motion_dim + 1, d, d)
+        self.avatar = MLP(cfg.audio_dim, d, d)
+        self.hear = LocalCrossAttention(d, cfg.n_head, cfg.cond_kernel)     # user motion <- user audio
+        self.ln_user = nn.LayerNorm(d)
+        self.respond = LocalCrossAttention(d, cfg.n_head, cfg.cond_kernel)  # avatar audio <- the user
+        self.ln_out = nn.LayerNorm(d)
+        self.out = MLP(d, d, d)
+        self.null_user = nn.Parameter(torch.zeros(d))
+        self.null_avatar = nn.Parameter(torch.zeros(d)) if cfg.two_way else None
+
+    def forward(self, avatar_audio, user_audio, user_motion, user_present, drop_user, state=None,
+                drop_avatar=None):
+        n, _, d = avatar_audio.shape[0], avatar_audio.shape[1], self.d
+        if state is None:
+            state = avatar_audio.new_zeros(n, self.kernel - 1, 2 * d)
+        heard = torch.cat([state[..., :d], self.user_audio(user_audio)], dim=1)   # (N, K-1+T, d)
+        m = self.user_motion(torch.cat([user_motion, user_present[..., None]], dim=-1))
+        u = self.ln_user(m + self.hear(m, heard))
+        u = torch.where(drop_user[:, None, None], self.null_user.expand_as(u), u)
+        a = self.avatar(avatar_audio)
+        if drop_avatar is not None:
+            if self.null_avatar is None:
+                raise ValueError("this model has no null for the avatar's audio (trained with avatar_drop 0)")
+            a = torch.where(drop_avatar[:, None, None], self.null_avatar.expand_as(a), a)
+        users = torch.cat([state[..., d:], u], dim=1)  # (N, K-1+T, d)
+        c = self.ln_out(a + self.respond(a, users))
+        keep = self.kernel - 1
+        return c + self.out(F.gelu(c)), torch.cat([heard[:, -keep:], users[:, -keep:]], dim=-1)
+
 
 class NoiseLevelEmbedding(nn.Module):
     """Per-frame noise level t in [0, 1] -> (N, T, d)."""
@@ -174,7 +246,7 @@ class AvatarForcingNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.n_embd
-        self.cond = ConditionEncoder(cfg)
+        self.cond = AttentionConditionEncoder(cfg) if cfg.cond_encoder == "attention" else ConditionEncoder(cfg)
         self.motion_in = nn.Linear(cfg.motion_dim, d)
         self.noise_level = NoiseLevelEmbedding(d)
         self.blocks = nn.ModuleList([TransformerBlock(cfg) for _ in range(cfg.n_layer)])
@@ -206,8 +278,7 @@ class AvatarForcingNet(nn.Module):
     def encode(self, avatar_audio, user_audio, user_motion, user_present, drop_user, state=None,
                drop_avatar=None):
         """Normalised per-frame inputs -> cond (N, T, d) and the encoder's causal state."""
-        h = self.cond.streams(avatar_audio, user_audio, user_motion, user_present, drop_user, drop_avatar)
-        return self.cond.fuse(h, state)
+        return self.cond(avatar_audio, user_audio, user_motion, user_present, drop_user, state, drop_avatar)
 
     # --- the transformer -----------------------------------------------------------------
     def forward(self, x_t, t, cond, mask, pos=None, past_k=None, past_v=None, past_pos=None):

@@ -26,7 +26,7 @@ def empty_state(cfg: ForcingConfig) -> dict[str, np.ndarray]:
     shape = (cfg.n_layer, rows, cfg.n_head, cfg.max_cache_frames, hs)
     return {"cache_k": np.zeros(shape, np.float32), "cache_v": np.zeros(shape, np.float32),
             "cache_valid": np.zeros(cfg.max_cache_frames, bool),
-            "conv_state": np.zeros((rows, cfg.cond_kernel - 1, cfg.n_embd), np.float32)}
+            "conv_state": np.zeros((rows, cfg.cond_kernel - 1, cfg.cond_state_dim), np.float32)}
 
 
 def guidance_input(cfg: ForcingConfig, user: float, audio: float = 1.0) -> np.ndarray:

@@ -83,7 +83,7 @@ class StreamState:
     cache_k: torch.Tensor      # (L, M, H, C, hs) un-rotated keys of the last C clean frames
     cache_v: torch.Tensor      # (L, M, H, C, hs)
     cache_valid: torch.Tensor  # (C,) bool, False for slots not yet written
-    conv_state: torch.Tensor   # (M, K-1, d) condition streams of the last K-1 frames
+    conv_state: torch.Tensor   # (M, K-1, cond_state_dim) the condition encoder's last K-1 frames
     frame: int = 0
 
     @classmethod
@@ -93,7 +93,7 @@ class StreamState:
         shape = (cfg.n_layer, rows, cfg.n_head, cfg.max_cache_frames, hs)
         return cls(torch.zeros(shape, device=device), torch.zeros(shape, device=device),
                    torch.zeros(cfg.max_cache_frames, dtype=torch.bool, device=device),
-                   torch.zeros(rows, cfg.cond_kernel - 1, cfg.n_embd, device=device))
+                   torch.zeros(rows, cfg.cond_kernel - 1, cfg.cond_state_dim, device=device))
 
 
 def denoise_block(net, cond, noise, guide: Guidance, cache_k, cache_v, cache_valid, steps: int):

@@ -372,7 +372,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="JSON file of ForcingConfig fields (overridden by the flags below)")
     for name, typ in (("layers", int), ("width", int), ("heads", int), ("block", int), ("window", int),
                       ("cache", int), ("cond-drop", float), ("steps-sample", int), ("guidance", float),
-                      ("avatar-drop", float), ("audio-guidance", float), ("lookahead", int)):
+                      ("avatar-drop", float), ("audio-guidance", float), ("lookahead", int),
+                      ("cond-encoder", str)):
         p.add_argument(f"--{name}", type=typ)
     return p
 
@@ -385,7 +386,7 @@ def config_from_args(args) -> ForcingConfig:
                       ("window", "window_frames"), ("cache", "max_cache_frames"), ("cond_drop", "cond_drop"),
                       ("steps_sample", "sample_steps"), ("guidance", "guidance_scale"),
                       ("avatar_drop", "avatar_drop"), ("audio_guidance", "audio_guidance_scale"),
-                      ("lookahead", "lookahead_frames")):
+                      ("lookahead", "lookahead_frames"), ("cond_encoder", "cond_encoder")):
         if getattr(args, flag) is not None:
             d[key] = getattr(args, flag)
     if args.window is not None and args.cache is None:
