@@ -31,7 +31,7 @@ class ForcingConfig:
     block_frames: int = 2        # B: frames denoised together; attention is causal across blocks
     # L: frames of the conditions the motion sees ahead of itself (the paper's look-ahead into
     # the next block): frame t is made from the inputs up to t + L. Costs L frames of latency
-    # (the runtime presents each frame L frames later); 0 = strictly causal (af_forcing_v1).
+    # (the runtime presents each frame L frames later); 0 = strictly causal (the shipped models).
     lookahead_frames: int = 0
     n_layer: int = 4
     n_embd: int = 128
@@ -50,7 +50,7 @@ class ForcingConfig:
     # avatar_drop > 0 the avatar's audio stream is also dropped in training and a learned null
     # stands in for it; audio_guidance_scale > 1 then pushes the motion further towards what
     # the audio explains (a third row per block: 1.5x the compute of user guidance alone).
-    # 0 / 1.0: a model without it (af_forcing_v1).
+    # 0 / 1.0: a model without it (af_forcing_v1, af_forcing_v2).
     avatar_drop: float = 0.0
     audio_guidance_scale: float = 1.0
     clean_context_prob: float = 0.25  # training probability of a clean (noise 0) prefix, as at inference

@@ -1,6 +1,6 @@
 """Diffusion-forcing training of the Avatar Forcing network on a dyadic dataset.
 
-    avatar-forcing train --data corpus/train --out models/af_forcing_v1 --steps 3000
+    avatar-forcing train --data corpus/train --out runs/af --steps 1400 --user-noise 0.5
 
 Random windows of W frames; every block of a window gets its own noise level; the network
 learns the flow-matching velocity under the block-causal mask; the user stream is replaced by
