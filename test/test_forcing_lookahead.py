@@ -7,34 +7,17 @@ import torch
 
 from avatar_forcing_ros.core.runtime import StreamingGenerator
 from avatar_forcing_ros.generation.evaluation import generate, generate_batched
-from avatar_forcing_ros.generation.forcing.checkpoint import save_checkpoint
-from avatar_forcing_ros.generation.forcing.config import ForcingConfig
 from avatar_forcing_ros.generation.forcing.learned_model import LearnedMotionModel
-from avatar_forcing_ros.generation.forcing.network import AvatarForcingNet
-from avatar_forcing_ros.generation.forcing.onnx_export import export_onnx
 from avatar_forcing_ros.generation.forcing.train import SessionArrays, WindowSampler
+from forcing_helpers import tiny_net, write_checkpoint
 
-TINY = dict(n_layer=2, n_embd=32, n_head=2, block_frames=2, window_frames=8, max_cache_frames=6)
 SR, HOP = 16000, 640
-
-
-def tiny_net(lookahead: int) -> AvatarForcingNet:
-    torch.manual_seed(0)
-    net = AvatarForcingNet(ForcingConfig(**TINY, lookahead_frames=lookahead))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0.0, 0.2)
-        net.motion_std.fill_(0.1)
-    return net.eval()
 
 
 @pytest.fixture(scope="module", params=[0, 2])
 def ckpt(request, tmp_path_factory):
-    d = tmp_path_factory.mktemp(f"lookahead{request.param}")
-    net = tiny_net(request.param)
-    save_checkpoint(d, net, step=1)
-    export_onnx(net, d / "model.onnx")
-    return d, request.param
+    net = tiny_net(std=0.2, motion_std=0.1, lookahead_frames=request.param)
+    return write_checkpoint(tmp_path_factory.mktemp(f"lookahead{request.param}"), net), request.param
 
 
 def session(frames=40, bump_at=None) -> SessionArrays:

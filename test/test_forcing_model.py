@@ -5,29 +5,17 @@ import numpy as np
 import pytest
 import torch
 
-from avatar_forcing_ros.generation.forcing.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from avatar_forcing_ros.generation.forcing.config import ForcingConfig
+from avatar_forcing_ros.generation.forcing.checkpoint import CheckpointError, load_checkpoint
 from avatar_forcing_ros.generation.forcing.learned_model import LearnedMotionModel
-from avatar_forcing_ros.generation.forcing.network import AvatarForcingNet
 from avatar_forcing_ros.generation.forcing.onnx_export import (INPUTS, OnnxStreamingRunner, StreamingStep, empty_state,
-                                                    example_inputs, export_onnx)
+                                                    example_inputs)
 from avatar_forcing_ros.core.motion_model import BlockConditions
-
-TINY = dict(n_layer=2, n_embd=32, n_head=2, block_frames=2, window_frames=8, max_cache_frames=6)
+from forcing_helpers import tiny_net, write_checkpoint
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    net = AvatarForcingNet(ForcingConfig(**TINY))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0.0, 0.1)
-        net.motion_std.fill_(0.1)
-    d = tmp_path_factory.mktemp("ckpt")
-    save_checkpoint(d, net, step=1)
-    export_onnx(net, d / "model.onnx")
-    return d
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt"), tiny_net(std=0.1, motion_std=0.1))
 
 
 def conditions(start, B=2, seed=0):
@@ -181,14 +169,7 @@ def test_guidance_can_change_to_one_while_streaming(ckpt):
 def test_the_attention_encoder_exports_and_streams_the_same_motion_in_onnx(tmp_path):
     """The paper's dual encoder (cond_encoder "attention"): its streaming state (the user's audio
     and the user stream of the last K-1 frames) goes through the ONNX step like the conv's."""
-    torch.manual_seed(1)
-    net = AvatarForcingNet(ForcingConfig(**TINY, cond_encoder="attention"))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0.0, 0.1)
-        net.motion_std.fill_(0.1)
-    save_checkpoint(tmp_path, net, step=1)
-    export_onnx(net, tmp_path / "model.onnx")
+    write_checkpoint(tmp_path, tiny_net(seed=1, std=0.1, motion_std=0.1, cond_encoder="attention"))
     a = run(LearnedMotionModel(tmp_path, seed=3, threads=1))
     b = run(LearnedMotionModel(tmp_path / "model.onnx", seed=3, threads=1))
     assert LearnedMotionModel(tmp_path / "model.onnx", threads=1).cfg.cond_encoder == "attention"

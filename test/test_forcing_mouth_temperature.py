@@ -2,32 +2,17 @@
 (a sampling setting of the learned model, chosen on validation; a live node parameter)."""
 import numpy as np
 import pytest
-import torch
 
 from avatar_forcing_ros.core.motion import AF_MOTION_V1
 from avatar_forcing_ros.core.motion_model import BlockConditions
 from avatar_forcing_ros.generation.factory import shipped_model_dir
-from avatar_forcing_ros.generation.forcing.checkpoint import save_checkpoint
 from avatar_forcing_ros.generation.forcing.config import ARTICULATION, ForcingConfig
 from avatar_forcing_ros.generation.forcing.learned_model import LearnedMotionModel
-from avatar_forcing_ros.generation.forcing.network import AvatarForcingNet
-from avatar_forcing_ros.generation.forcing.onnx_export import export_onnx
-
-TINY = dict(n_layer=2, n_embd=32, n_head=2, block_frames=2, window_frames=8, max_cache_frames=6)
-
+from forcing_helpers import tiny_net, write_checkpoint
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    net = AvatarForcingNet(ForcingConfig(**TINY, mouth_temperature=0.5))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0.0, 0.1)
-        net.motion_std.fill_(0.1)
-    d = tmp_path_factory.mktemp("ckpt")
-    save_checkpoint(d, net, step=1)
-    export_onnx(net, d / "model.onnx")
-    return d
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt"), tiny_net(std=0.1, motion_std=0.1, mouth_temperature=0.5))
 
 
 def run(model, blocks=10, start=0):

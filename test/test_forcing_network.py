@@ -6,17 +6,7 @@ from avatar_forcing_ros.generation.forcing.config import ForcingConfig
 from avatar_forcing_ros.generation.forcing.network import AvatarForcingNet, block_causal_mask
 from avatar_forcing_ros.generation.forcing.sampler import (StreamingSampler, sample_offline, sample_streaming,
                                                 sample_window)
-
-
-def tiny_net(block=2, cache=6, seed=0, **config):
-    torch.manual_seed(seed)
-    cfg = ForcingConfig(n_layer=2, n_embd=32, n_head=2, block_frames=block, window_frames=8,
-                        max_cache_frames=cache, **config)
-    net = AvatarForcingNet(cfg).eval()
-    with torch.no_grad():  # zero-initialised gates would make every output trivially equal
-        for p in net.parameters():
-            p.normal_(0.0, 0.2)
-    return net
+from forcing_helpers import tiny_net
 
 
 def inputs(T, seed=1):

@@ -9,11 +9,11 @@ from avatar_forcing_ros.generation.forcing.checkpoint import save_checkpoint
 from avatar_forcing_ros.generation.forcing.config import ForcingConfig
 from avatar_forcing_ros.generation.forcing.learned_model import LearnedMotionModel
 from avatar_forcing_ros.generation.forcing.network import AvatarForcingNet
-from avatar_forcing_ros.generation.forcing.onnx_export import export_onnx
 from avatar_forcing_ros.generation.forcing.sampler import (Guidance, StreamingSampler, sample_offline,
                                                            sample_streaming)
 from avatar_forcing_ros.generation.forcing.train import training_loss
-from test_forcing_network import inputs, tiny_net
+from forcing_helpers import tiny_net, write_checkpoint
+from test_forcing_network import inputs
 
 TINY = dict(n_layer=2, n_embd=32, n_head=2, block_frames=2, window_frames=8, max_cache_frames=6)
 
@@ -95,10 +95,7 @@ def two_way_ckpt(tmp_path_factory):
     net = two_way_net()
     with torch.no_grad():
         net.motion_std.fill_(0.1)
-    d = tmp_path_factory.mktemp("two_way")
-    save_checkpoint(d, net, step=1)
-    export_onnx(net, d / "model.onnx")
-    return d
+    return write_checkpoint(tmp_path_factory.mktemp("two_way"), net)
 
 
 def _run(model, blocks=8, start=0):
