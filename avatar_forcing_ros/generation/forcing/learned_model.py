@@ -7,9 +7,9 @@
 
 Both backends stream with the KV cache and draw the same noise from ``seed`` (numpy), so
 they produce the same motion. ``mouth_temperature`` scales the articulation channels' share of
-that noise (ForcingConfig.noise_scale); it is applied before either backend sees the noise. Bad inputs: a wrong shape is a ValueError naming the field;
-non-finite values are replaced (features by 0, user motion by neutral, presence by 0) and
-counted in ``nonfinite_inputs``.
+that noise (ForcingConfig.noise_scale), before either backend sees it. Bad inputs: a wrong
+shape is a ValueError naming the field; non-finite values are replaced (features by 0, user
+motion by neutral, presence by 0) and counted in ``nonfinite_inputs``.
 """
 from __future__ import annotations
 
