@@ -119,9 +119,15 @@ def build_perception_stage(p: dict, telemetry: Telemetry | None = None) -> Perce
 
 
 def build_generator_stage(p: dict, telemetry: Telemetry | None = None) -> tuple[GeneratorStage, str]:
-    """The generator stage and a note on a model fallback ('' if none)."""
+    """The generator stage and a note for the log ('' if none): a model fallback, or an
+    ``output_delay_s`` raised to what the model needs (its block and look-ahead)."""
     model, note = build_motion_model(p)
     generator = build_generator(p, model)
+    if float(p["output_delay_s"]) < generator.min_output_delay_s - 1e-9:
+        note = "; ".join(filter(None, [note, (
+            f"output_delay_s {p['output_delay_s']} is less than this model needs (its block and "
+            f"look-ahead, {generator.block + generator.lookahead} frames): frames are presented "
+            f"{generator.output_delay_s:.3f} s after their input")]))
     return GeneratorStage(generator, audio_format(p, "user"), audio_format(p, "speech"), telemetry,
                           build_face_commands(p, model.space), build_human_source(p, model.space)), note
 

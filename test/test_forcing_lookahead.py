@@ -9,6 +9,7 @@ from avatar_forcing_ros.core.runtime import StreamingGenerator
 from avatar_forcing_ros.generation.evaluation import generate, generate_batched
 from avatar_forcing_ros.generation.forcing.learned_model import LearnedMotionModel
 from avatar_forcing_ros.generation.forcing.train import SessionArrays, WindowSampler
+from avatar_forcing_ros.pipeline import build_generator_stage, load_node_parameters
 from forcing_helpers import tiny_net, write_checkpoint
 
 SR, HOP = 16000, 640
@@ -63,6 +64,19 @@ def test_the_evaluation_aligns_a_lookahead_models_motion_to_its_own_frames(ckpt)
     model = LearnedMotionModel(path, threads=1)
     a, b = generate(model, plain, seed=0), generate(model, bumped, seed=0)
     assert a.shape == (40, 28) and first_difference(a, b) == 20 - L
+
+
+def test_the_stage_raises_a_delay_too_short_for_the_lookahead_and_says_so(ckpt):
+    """What the generator node and the replay both build and log: the shipped parameters
+    (output_delay_s 0.1) with this checkpoint."""
+    path, L = ckpt
+    params = {**load_node_parameters()["generator"], "model": str(path), "torch_threads": 1}
+    stage, note = build_generator_stage(params)
+    assert stage.generator.output_delay_s == pytest.approx(max(0.1, (2 + L) / 25))
+    if L:
+        assert "output_delay_s 0.1 is less than this model needs" in note and "0.160 s" in note
+    else:
+        assert note == ""
 
 
 def test_the_runtime_presents_a_lookahead_models_frames_at_their_own_time_with_the_speech_in_sync(ckpt):

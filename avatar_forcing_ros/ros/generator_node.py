@@ -142,11 +142,6 @@ class GeneratorNode(AvatarNode):
             self.get_logger().warning(note)
         gen = self.stage.generator
         model = gen.model
-        if float(self.param("output_delay_s")) < gen.min_output_delay_s - 1e-9:
-            self.get_logger().warning(
-                f"output_delay_s {self.param('output_delay_s')} is less than this model needs (its block "
-                f"and look-ahead, {gen.block + gen.lookahead} frames): frames are presented "
-                f"{gen.output_delay_s:.3f} s after their input")
         self.get_logger().info(f"motion model: {model.name} (block {model.block_frames} frames, look-ahead "
                                f"{gen.lookahead}; output delay {gen.output_delay_s * 1000:.0f} ms)")
         self.telemetry.set("model", model.name)
