@@ -118,7 +118,7 @@ class StreamingGenerator:
         self.silence_level = silence_level
         self.fps = model.fps
         self.block = model.block_frames
-        self.lookahead = int(getattr(model, "lookahead_frames", 0))
+        self.lookahead = model.lookahead_frames
         self.features = LogMelFeatures(SAMPLE_RATE, self.fps)
         self.hop = self.features.hop
         # A frame can only be made once its whole block has arrived, and the L frames it looks

@@ -312,11 +312,11 @@ def with_avatar_gain(sessions: list[EvalSession], gain: float) -> list[EvalSessi
     return out
 
 
-def lookahead_padding(frames: int, block: int, lookahead: int) -> int:
-    """Condition frames to add after a session of ``frames`` (a multiple of ``block``) so that a
-    model that looks ``lookahead`` frames ahead makes all of its motion: the look-ahead rounded
-    up to whole blocks. The added conditions repeat the last frame (the session as it ended)."""
-    return -(-lookahead // block) * block if lookahead else 0
+def lookahead_padding(block: int, lookahead: int) -> int:
+    """Condition frames to add after a session (a whole number of blocks) so that a model that
+    looks ``lookahead`` frames ahead makes all of its motion: the look-ahead rounded up to whole
+    blocks. The added conditions repeat the last frame (the session as it ended)."""
+    return -(-lookahead // block) * block
 
 
 def _padded(a: np.ndarray, T: int, pad: int) -> np.ndarray:
@@ -329,9 +329,9 @@ def generate(model: MotionModel, arrays, seed: int) -> np.ndarray:
     the largest multiple of the model's block length; frame t is the motion of frame t, also
     for a model that looks ahead (its answers are L frames behind its conditions)."""
     model.reset(seed)
-    B, L = model.block_frames, int(getattr(model, "lookahead_frames", 0))
+    B, L = model.block_frames, model.lookahead_frames
     T = arrays.frames - arrays.frames % B
-    pad = lookahead_padding(T, B, L)
+    pad = lookahead_padding(B, L)
     c = {k: _padded(getattr(arrays, k), T, pad) for k in ("avatar_audio", "user_audio", "user_motion", "user_present")}
     out = [model.next_block(BlockConditions(s, c["avatar_audio"][s:s + B], c["user_audio"][s:s + B],
                                             c["user_motion"][s:s + B], c["user_present"][s:s + B]))
@@ -359,7 +359,7 @@ def generate_batched(net, sessions: list, seed: int, guidance: float, noncausal:
     noise_scale = torch.from_numpy(net.cfg.noise_scale(mouth_temperature))
     L = net.cfg.lookahead_frames  # the motion of frame t comes L frames after its conditions
     for T, idx in sorted(by_len.items()):
-        pad = lookahead_padding(T, B, L)
+        pad = lookahead_padding(B, L)
         for c in range(0, len(idx), batch):
             chunk = idx[c:c + batch]
 

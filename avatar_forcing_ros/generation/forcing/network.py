@@ -151,7 +151,7 @@ class AttentionConditionEncoder(nn.Module):
 
     def forward(self, avatar_audio, user_audio, user_motion, user_present, drop_user, state=None,
                 drop_avatar=None):
-        n, _, d = avatar_audio.shape[0], avatar_audio.shape[1], self.d
+        n, d = avatar_audio.shape[0], self.d
         if state is None:
             state = avatar_audio.new_zeros(n, self.kernel - 1, 2 * d)
         heard = torch.cat([state[..., :d], self.user_audio(user_audio)], dim=1)   # (N, K-1+T, d)
