@@ -105,13 +105,13 @@ def main() -> None:
     models = a.model or ["default"]
     import torch
     torch.set_num_threads(a.threads)
-    names = [d.name for d in sorted(Path(a.corpus).iterdir()) if (d / "meta.json").is_file()][: a.sessions]
     evals = E.load_eval_sessions(a.corpus, a.sessions)
     perceiver = Perceiver()
     per_model: dict[str, list[np.ndarray]] = {m: [] for m in models}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        for name, ev in zip(names, evals):
+        for ev in evals:
+            name = ev.arrays.name  # the waveforms of both speakers are read from the session itself
             session = load_session(Path(a.corpus) / name)
             bag = Path(tmp) / f"{name}.in"
             session_bag(bag, session, perceiver)
