@@ -6,6 +6,7 @@ import math
 import signal
 import sys
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -479,6 +480,7 @@ def make_executor():
 
 _spinning = threading.Event()       # the executor runs: a signal ends it through spin_until_stopped
 _stop_requested = threading.Event()  # SIGINT or SIGTERM came (or request_stop was called)
+_signal_received = threading.Event()  # SIGINT or SIGTERM came: rclpy's signal thread is at work
 
 
 def request_stop() -> None:
@@ -493,8 +495,20 @@ def _on_stop_signal(signum, frame) -> None:
     message (a RuntimeError out of take_message, and at times a segfault at exit, seen under
     load). Before the spin (nodes loading a model) it still interrupts."""
     _stop_requested.set()
+    _signal_received.set()
     if not _spinning.is_set():
         raise KeyboardInterrupt
+
+
+def _wait_for_rclpy_signal_thread(timeout_s: float = 2.0) -> None:
+    """rclpy's signal thread triggers every executor's guard condition, then shuts the contexts
+    down. An executor destroyed before it is through frees the array of guard conditions that
+    thread is walking: a segfault at exit (a renderer node, exit code -11, once in a CI run
+    with a CPU hog after the spin stopped waiting for the shutdown). Its shutdown of the
+    context says it is done; bounded, should it never come."""
+    deadline = time.monotonic() + timeout_s
+    while rclpy.ok() and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def spin_until_stopped(executor, poll_s: float = 0.2) -> None:
@@ -563,6 +577,8 @@ def run_nodes(node_classes, args=None, in_process: bool = False) -> None:
     finally:
         _spinning.clear()
         ignore_further_signals()
+        if _signal_received.is_set():
+            _wait_for_rclpy_signal_thread()
         if executor is not None:
             executor.shutdown()
         for node in nodes:
