@@ -257,6 +257,29 @@ def test_same_seed_gives_identical_arrays_and_another_seed_different_ones(corpus
     assert a[0].meta["texts"] != c[0].meta["texts"] or a[0].meta["voices"] != c[0].meta["voices"]
 
 
+def test_another_take_redraws_the_avatars_face_in_the_same_conversation(corpus):
+    """avatar_take: the conversation (speech, the user's face, the planned reactions) is the
+    corpus's own, the avatar's face another draw of the same listener."""
+    generate_corpus(corpus / "take", n_sessions=2, seconds_per_session=6.0, seed=3, avatar_take=1)
+    first, take = load_dataset(corpus / "a"), load_dataset(corpus / "take")
+    for sa, st in zip(first, take):
+        for name in ("avatar_audio", "user_audio", "user_motion", "avatar_viseme_targets"):
+            np.testing.assert_array_equal(getattr(sa, name), getattr(st, name))
+        assert st.meta["avatar_take"] == 1 and "avatar_take" not in sa.meta
+        assert st.meta["smile_reactions"] == sa.meta["smile_reactions"]
+        assert st.meta["avatar_nods"] == sa.meta["avatar_nods"]  # planned back-channel nods stay
+        differs = np.abs(st.avatar_motion - sa.avatar_motion).max(axis=0)
+        head_tx = AF_MOTION_V1.index("head_tx")
+        assert differs[head_tx] > 1e-3  # its posture drifts its own way
+        # the mouth still says the same words: the articulation differs only by the idle jaw
+        speaking = np.zeros(sa.frames, bool)
+        for a, b in sa.meta["avatar_speaking"]:
+            speaking[a:b] = True
+        jaw = AF_MOTION_V1.index("jawOpen")
+        assert np.corrcoef(sa.avatar_motion[speaking, jaw], st.avatar_motion[speaking, jaw])[0, 1] > 0.95
+    assert json.loads((corpus / "take" / "dataset.json").read_text())["generator"]["avatar_take"] == 1
+
+
 def test_generated_dataset_has_the_af_dyadic_v1_layout(corpus):
     info = json.loads((corpus / "a" / "dataset.json").read_text())
     assert info["format"] == "af-dyadic-v1" and info["motion_space"] == "af-motion-v1"

@@ -2,8 +2,9 @@
 import json
 
 import numpy as np
+import pytest
 
-from avatar_forcing_ros.corpus.dataset import FRAME_KEYS, SEGMENT_KEYS, DyadicSession, write_dataset
+from avatar_forcing_ros.corpus.dataset import FRAME_KEYS, SEGMENT_KEYS, DyadicSession, load_dataset, write_dataset
 from avatar_forcing_ros.generation.forcing.dpo import main_dpo
 from avatar_forcing_ros.generation.forcing.learned_model import LearnedMotionModel
 from avatar_forcing_ros.generation.forcing.synthetic import toy_session
@@ -95,7 +96,18 @@ def test_evaluation_protocol_tunes_on_validation_and_reports_both_test_sets(tmp_
     assert perceived["generator"]["perception"]["renderer"] == "portrait"
     for name in ("test", "test_other", "test_perceived"):
         assert {"user_nod_rate", "user_nod_chance"} <= set(report["sets"][name]["ground_truth"])
-    assert set(report["sets"]["test"]) == {"ground_truth", "learned_streaming", "procedural"}
+    assert set(report["sets"]["test"]) == {"ground_truth", "learned_streaming", "procedural",
+                                           "real_second_take", "still_face"}
+    # the second take: test's conversations, the avatar drawn again; it is scored, not perfect
+    take, test = (load_dataset(root / n) for n in ("test_retake", "test"))
+    for st, sa in zip(take, test):
+        np.testing.assert_array_equal(st.user_motion, sa.user_motion)
+        assert not np.array_equal(st.avatar_motion, sa.avatar_motion)
+    for name in ("test", "test_other", "test_perceived"):
+        second, still = report["sets"][name]["real_second_take"], report["sets"][name]["still_face"]
+        assert second["fd_pose"] > 0 and second["rpcc_pose"] > 0
+        assert second["lip_env_corr"] == pytest.approx(report["sets"][name]["ground_truth"]["lip_env_corr"], abs=0.05)
+        assert still["var_exp"] == 0 and still["var_pose"] == 0
     first = json.loads((root / "test_other" / "dataset.json").read_text())["sessions"][0]
     other_voices = json.loads((root / "test_other" / first / "meta.json").read_text())["voices"]
     assert all(v.split(":")[0] in ("flite", "festival") for v in other_voices.values())

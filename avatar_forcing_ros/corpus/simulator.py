@@ -528,8 +528,14 @@ def _segments(items, n):
 
 def simulate_session(seed: int, seconds: float = 20.0, split: str = "train",
                      avatar: Persona | None = None,
-                     user: Persona | None = None) -> SimulatedSession:
+                     user: Persona | None = None, avatar_take: int = 0) -> SimulatedSession:
     """One dyadic session of `seconds`; the same seed (and personas) gives the same plan.
+
+    ``avatar_take`` > 0: another take of the same listener in the same conversation. The plan
+    (speech, smiles, nods) and the user's face stay as in take 0; the avatar's face draws its
+    own randomness (posture drift, micro-motion, gaze, blinks, phrase-end nods) from a
+    generator of its own. It is what a perfect model of the listener could produce, the
+    reference that FD and rPCC cannot reach 0 against.
 
     Speech audio comes from libespeak-ng, which keeps its glottal phase between calls; the
     arrays are bit-identical across runs when each session is made in a fresh process (as
@@ -562,12 +568,16 @@ def simulate_session(seed: int, seconds: float = 20.0, split: str = "train",
     motion, records = [], []
     for side in (AVATAR, USER):
         mo, rec = _face(rng, side, personas[side], n, audio[side], utterances, smiles, nods[side])
+        if side == AVATAR and avatar_take:  # take 0 was drawn all the same: the user's face stays
+            take_rng = np.random.default_rng([*np.atleast_1d(seed).tolist(), int(avatar_take)])
+            mo, rec = _face(take_rng, side, personas[side], n, audio[side], utterances, smiles, nods[side])
         motion.append(mo)
         records.append(rec)
 
     avatar_phonemes = [p for u in utterances if u.side == AVATAR for p in u.phonemes]
     meta = {
         "seed": int(seed) if np.isscalar(seed) else str(seed),
+        **({"avatar_take": int(avatar_take)} if avatar_take else {}),
         "seconds": float(seconds),
         "split": split,
         "voices": {"avatar": avatar.voice, "user": user.voice},

@@ -15,6 +15,8 @@ The protocol (``--protocol DIR``; the corpora are generated there when missing, 
   it from the user drawn on the photo portrait (corpus/perceived.py; made once, about 3 minutes
   on one core, then reused; ``--no-perceived`` skips it): the model measured the way the field
   measures.
+- test_retake / test_other_retake: the same conversations as test / test_other with the
+  avatar's face drawn again (simulator's ``avatar_take``), for the real_second_take reference.
 Every figure is the mean over sessions with a 95 % bootstrap interval over sessions.
 
 Metrics (af-motion-v1 at 25 fps; EXPRESSION = the 20 blendshape coefficients, POSE = head
@@ -40,7 +42,11 @@ yaw/pitch/roll/tx/ty/scale), as in the listening-head literature (Learning2Liste
 "Real" is reported only where it is not trivially perfect (not FD, rPCC, viseme sync).
 Models side by side: the learned model streaming with the KV cache, the same network sampled
 non-causally (bidirectional window re-sampled per block), the procedural baseline, and the
-learned model after DPO when given.
+learned model after DPO when given; on the test sets two references as well: the real
+listener's second take (what a perfect model of the listener scores: FD and rPCC are not 0
+there) and a still face (what a metric gives for no behaviour). rPCC of head pose is a
+per-session correlation of slow posture drifts; the second take scores worse on it than the
+still face, so there a lower figure is not a more human listener.
 """
 from __future__ import annotations
 
@@ -577,7 +583,7 @@ def evaluate_models(models: dict, sessions: list[EvalSession], seeds=(0,), block
 
 
 # --- the protocol ---------------------------------------------------------------------------
-PROTOCOL_ID = "af-eval-v3"  # v3: corpora of af-corpus-sim-v2, the test_perceived set
+PROTOCOL_ID = "af-eval-v4"  # v3: corpora of af-corpus-sim-v2, the test_perceived set; v4: reference rows
 PROTOCOL = {  # corpus split, seed, sessions, seconds: fixed so that a report can be regenerated
     "validation": {"split": "test", "seed": 4, "sessions": 12, "seconds": 20.0},
     "test": {"split": "test", "seed": 2, "sessions": 30, "seconds": 20.0},
@@ -587,6 +593,7 @@ PROTOCOL = {  # corpus split, seed, sessions, seconds: fixed so that a report ca
 # the user drawn on the portrait (corpus/perceived.py): the model measured the way the field
 # measures. 30 sessions (15000 frames) take about 3 minutes on one core.
 PERCEIVED = {"test_perceived": {"from": "test", "sessions": 30, "size": 256}}
+RETAKEN = ("test", "test_other")  # their conversations again with the listener's second take
 SET_TITLES = {
     "validation": "validation (held-out sentences and espeak-ng voices; guidance tuned here only)",
     "test": "test (held-out sentences and espeak-ng voices, other sessions than validation)",
@@ -608,7 +615,8 @@ def ensure_corpus(root, name: str, spec: dict, workers: int = 2) -> Path:
     if index.is_file():
         gen = json.loads(index.read_text()).get("generator", {})
         have = {"split": gen.get("split"), "seed": gen.get("seed"), "sessions": gen.get("n_sessions"),
-                "seconds": gen.get("seconds_per_session")}
+                "seconds": gen.get("seconds_per_session"),
+                **({"avatar_take": gen.get("avatar_take", 0)} if "avatar_take" in spec else {})}
         if gen.get("generator") != SIMULATOR_ID:
             raise ValueError(f"{path}: made by {gen.get('generator')!r}, the protocol needs {SIMULATOR_ID!r} "
                              "corpora; remove it or use another root")
@@ -616,7 +624,8 @@ def ensure_corpus(root, name: str, spec: dict, workers: int = 2) -> Path:
             raise ValueError(f"{path}: made with {have}, the protocol needs {spec}; remove it or use another root")
         return path
     log.info("generating %s: %s", path, spec)
-    generate_corpus(path, spec["sessions"], spec["seconds"], spec["seed"], spec["split"], workers)
+    generate_corpus(path, spec["sessions"], spec["seconds"], spec["seed"], spec["split"], workers,
+                    spec.get("avatar_take", 0))
     return path
 
 
@@ -666,6 +675,16 @@ def learned_models(net, guidance: float, window: bool, dpo_net=None, batch: int 
             dpo_net, ss, sd, guidance, batch=batch, audio_guidance=ga if dpo_net.cfg.two_way else 1.0,
             mouth_temperature=tm)
     return models
+
+
+def reference_models(retakes: dict[str, np.ndarray]) -> dict:
+    """Two references that bound what the metrics can say. real_second_take: the real listener
+    drawn again in the same conversations (retakes: session name -> its avatar motion), what a
+    perfect model of the listener would score, so FD and rPCC have a floor above 0.
+    still_face: the neutral face that never moves, which scores what a metric gives for no
+    behaviour at all."""
+    return {"real_second_take": lambda ss, sd: [retakes[s.arrays.name][:s.frames] for s in ss],
+            "still_face": lambda ss, sd: [np.tile(AF_MOTION_V1.neutral(), (s.frames, 1)) for s in ss]}
 
 
 def procedural_model(block: int) -> dict:
@@ -738,7 +757,9 @@ def protocol_report(report: dict) -> str:
              "Regenerate with the command below. Figures: mean over sessions (distribution metrics: over "
              "all frames of the set) with the 95 % bootstrap interval over sessions in brackets. "
              "↓ lower is better; \"real = target\" means closer to the real column is better. "
-             "\"real\" is left out where it is perfect by construction (FD, rPCC, viseme sync).", "",
+             "\"real\" is left out where it is perfect by construction (FD, rPCC, viseme sync); "
+             "real_second_take is the real listener drawn again in the same conversations (the floor "
+             "a perfect model of the listener reaches), still_face a face that never moves.", "",
              *(f"- {k}: {v}" for k, v in info.items()), "",
              f"## Guidance {'fixed by --guidance (no sweep)' if report.get('guidance_fixed') else 'chosen on validation'}: "
              f"{_guidance_label(report)}", "",
@@ -785,6 +806,12 @@ def run_protocol(args, argv) -> dict:
         if name != "validation" and args.test_sessions:
             v["sessions"] = args.test_sessions
     paths = {name: ensure_corpus(args.protocol, name, v) for name, v in spec.items()}
+    # the test sets' conversations with the real listener's second take (reference_models)
+    retakes = {}
+    for name in RETAKEN:
+        for s in load_eval_sessions(ensure_corpus(args.protocol, f"{name}_retake", {**spec[name], "avatar_take": 1}),
+                                    None, args.max_frames):
+            retakes[(name, s.arrays.name)] = s.arrays.avatar_motion
     perceived = {} if args.no_perceived else {k: dict(v) for k, v in PERCEIVED.items()}
     for name, v in perceived.items():
         v["sessions"] = min(v["sessions"], spec[v["from"]]["sessions"])
@@ -823,8 +850,12 @@ def run_protocol(args, argv) -> dict:
               **procedural_model(block)}
     if args.window_sessions and not args.no_window:
         models_window = learned_models(net, guidance, True, None, args.batch, audio_guidance, mouth_temperature)
-    results = {name: evaluate_models(models, sets[name], seeds, block, args.bootstrap)
-               for name in ("test", "test_other", *perceived)}
+    results = {}
+    for name in ("test", "test_other", *perceived):
+        source = perceived[name]["from"] if name in perceived else name  # a perceived set's conversations
+        takes = {n: m for (set_name, n), m in retakes.items() if set_name == source}
+        results[name] = evaluate_models({**models, **reference_models(takes)}, sets[name], seeds, block,
+                                        args.bootstrap)
     subsets = {}
     if args.window_sessions and not args.no_window:
         # the non-causal window on the first N sessions only (its compute), beside the streaming
