@@ -74,15 +74,17 @@ def main(argv=None):
     aa, ua = torch.randn(1, T, cfg.audio_dim, generator=gen), torch.randn(1, T, cfg.audio_dim, generator=gen)
     um, up = 0.1 * torch.randn(1, T, D, generator=gen), torch.ones(1, T)
     noise = torch.randn(1, T, D, generator=gen)
+    context = torch.randn(1, T, D, generator=gen)  # what a model with context_noise caches its blocks with
 
     for dev in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
         net.to(dev)
         x_in = [t.to(dev) for t in (aa, ua, um, up, noise)]
+        ctx = context.to(dev) if cfg.context_noise else None
         sampler = StreamingSampler(net, g, device=dev, audio_guidance=ga)
 
         def stream(i):
             s = i * B
-            sampler.step(*(t[:, s:s + B] for t in x_in))
+            sampler.step(*(t[:, s:s + B] for t in x_in), None if ctx is None else ctx[:, s:s + B])
             if dev == "cuda":
                 torch.cuda.synchronize()
 

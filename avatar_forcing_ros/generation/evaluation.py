@@ -347,11 +347,12 @@ def generate(model: MotionModel, arrays, seed: int) -> np.ndarray:
 
 def generate_batched(net, sessions: list, seed: int, guidance: float, noncausal: bool = False,
                      batch: int = 16, window: int | None = None, audio_guidance: float = 1.0,
-                     mouth_temperature: float = 1.0) -> list[np.ndarray]:
+                     mouth_temperature: float = 1.0, context_noise: float | None = None) -> list[np.ndarray]:
     """The network over many sessions at once (sessions of equal length share a batch):
     streaming with the KV cache (what the runtime does, block by block, verified equal to the
     offline recomputation), or ``noncausal``: a bidirectional window re-sampled per block.
-    ``mouth_temperature`` scales the articulation channels' noise, as LearnedMotionModel does.
+    ``mouth_temperature`` scales the articulation channels' noise, as LearnedMotionModel does;
+    ``context_noise``: the level finished blocks are cached at (None: the model's own).
     ``sessions``: EvalSessions or SessionArrays. Returns clipped motion (T', D) per session."""
     import torch
     from .forcing.sampler import sample_streaming, sample_window
@@ -364,6 +365,7 @@ def generate_batched(net, sessions: list, seed: int, guidance: float, noncausal:
     gen = torch.Generator().manual_seed(int(seed))
     noise_scale = torch.from_numpy(net.cfg.noise_scale(mouth_temperature))
     L = net.cfg.lookahead_frames  # the motion of frame t comes L frames after its conditions
+    level = net.cfg.context_noise if context_noise is None else float(context_noise)
     for T, idx in sorted(by_len.items()):
         pad = lookahead_padding(B, L)
         for c in range(0, len(idx), batch):
@@ -379,7 +381,10 @@ def generate_batched(net, sessions: list, seed: int, guidance: float, noncausal:
                                       audio_guidance=audio_guidance, noise_scale=noise_scale)
                 else:
                     noise = torch.randn(len(chunk), T + pad, net.cfg.motion_dim, generator=gen) * noise_scale
-                    x = sample_streaming(net, aa, ua, um, up, noise, guidance, audio_guidance=audio_guidance)
+                    ctx = (torch.randn(len(chunk), T + pad, net.cfg.motion_dim, generator=gen)
+                           if level else None)  # drawn only when used: level 0 keeps the old draws
+                    x = sample_streaming(net, aa, ua, um, up, noise, guidance, audio_guidance=audio_guidance,
+                                         context_noise=ctx, context_level=level)
                 x = net.denormalize_motion(x[:, L:L + T]).numpy()
             for k, i in enumerate(chunk):
                 out[i] = AF_MOTION_V1.clip(x[k])
@@ -663,17 +668,19 @@ def select_guidance(sweep: dict) -> float | tuple:
 
 
 def learned_models(net, guidance: float, window: bool, dpo_net=None, batch: int = 16,
-                   audio_guidance: float = 1.0, mouth_temperature: float = 1.0) -> dict:
-    ga, tm = audio_guidance, mouth_temperature
+                   audio_guidance: float = 1.0, mouth_temperature: float = 1.0,
+                   context_noise: float | None = None) -> dict:
+    ga, tm, cn = audio_guidance, mouth_temperature, context_noise
     models = {"learned_streaming": lambda ss, sd: generate_batched(net, ss, sd, guidance, batch=batch,
-                                                                   audio_guidance=ga, mouth_temperature=tm)}
+                                                                   audio_guidance=ga, mouth_temperature=tm,
+                                                                   context_noise=cn)}
     if window:  # about 4x the compute of streaming: a 48-frame window re-sampled for every 2-frame block
         models["learned_noncausal_window"] = lambda ss, sd: generate_batched(
             net, ss, sd, guidance, True, batch, audio_guidance=ga, mouth_temperature=tm)
     if dpo_net is not None:
         models["learned_after_dpo"] = lambda ss, sd: generate_batched(
             dpo_net, ss, sd, guidance, batch=batch, audio_guidance=ga if dpo_net.cfg.two_way else 1.0,
-            mouth_temperature=tm)
+            mouth_temperature=tm, context_noise=cn)
     return models
 
 
@@ -745,7 +752,7 @@ def markdown_report(results: dict, info: dict) -> str:
 def _guidance_label(report: dict) -> str:
     names = report.get("sweep_keys") or (["user"] if report.get("audio_guidance") is None else ["user", "audio"])
     values = {"user": report["guidance"], "audio": report.get("audio_guidance"),
-              "mouth_temperature": report.get("mouth_temperature")}
+              "mouth_temperature": report.get("mouth_temperature"), "context_noise": report.get("context_noise")}
     if names == ["user"]:
         return str(report["guidance"])
     return (" / ".join(f"{n} {values[n]}" for n in names) + f" (table: {'/'.join(names)})")
@@ -829,6 +836,9 @@ def run_protocol(args, argv) -> dict:
     temperature_grid = ([args.mouth_temperature] if args.mouth_temperature is not None
                         else [float(t) for t in args.mouth_temperature_grid.split(",")])
     swept_temperature = temperature_grid != [1.0]
+    context_grid = ([net.cfg.context_noise] if args.context_noise_grid is None
+                    else [float(c) for c in args.context_noise_grid.split(",")])
+    swept_context = len(context_grid) > 1
     sets = {name: load_eval_sessions(p, None, args.max_frames) for name, p in paths.items()}
     # validation: the guidance sweep (the learned model alone)
     clusters = Clusters.fit([s.arrays.avatar_motion for s in sets["validation"]])
@@ -836,20 +846,23 @@ def run_protocol(args, argv) -> dict:
     for g in grid:
         for ga in audio_grid:
             for tm in temperature_grid:
-                motions = {sd: generate_batched(net, sets["validation"], sd, g, batch=args.batch, audio_guidance=ga,
-                                                mouth_temperature=tm) for sd in seeds}
-                sweep[(g, ga, tm)] = evaluate_motions(motions, sets["validation"], block, clusters, 0)
-                log.info("validation guidance %s / audio %s / mouth temperature %s: %s", g, ga, tm,
-                         {k: round(sweep[(g, ga, tm)][k], 4) for k, _ in SELECTION})
-    guidance, audio_guidance, mouth_temperature = select_guidance(sweep)
-    log.info("chosen on validation: guidance %s / audio %s / mouth temperature %s", guidance, audio_guidance,
-             mouth_temperature)
+                for cn in context_grid:
+                    motions = {sd: generate_batched(net, sets["validation"], sd, g, batch=args.batch,
+                                                    audio_guidance=ga, mouth_temperature=tm, context_noise=cn)
+                               for sd in seeds}
+                    sweep[(g, ga, tm, cn)] = evaluate_motions(motions, sets["validation"], block, clusters, 0)
+                    log.info("validation guidance %s / audio %s / mouth temperature %s / context noise %s: %s",
+                             g, ga, tm, cn, {k: round(sweep[(g, ga, tm, cn)][k], 4) for k, _ in SELECTION})
+    guidance, audio_guidance, mouth_temperature, context_noise = select_guidance(sweep)
+    log.info("chosen on validation: guidance %s / audio %s / mouth temperature %s / context noise %s", guidance,
+             audio_guidance, mouth_temperature, context_noise)
     window_everywhere = not args.no_window and not args.window_sessions
     models = {**learned_models(net, guidance, window_everywhere, dpo_net, args.batch, audio_guidance,
-                               mouth_temperature),
+                               mouth_temperature, context_noise),
               **procedural_model(block)}
     if args.window_sessions and not args.no_window:
-        models_window = learned_models(net, guidance, True, None, args.batch, audio_guidance, mouth_temperature)
+        models_window = learned_models(net, guidance, True, None, args.batch, audio_guidance, mouth_temperature,
+                                       context_noise)
     results = {}
     for name in ("test", "test_other", *perceived):
         source = perceived[name]["from"] if name in perceived else name  # a perceived set's conversations
@@ -871,17 +884,21 @@ def run_protocol(args, argv) -> dict:
     info = {"protocol": PROTOCOL_ID, "checkpoint": args.checkpoint, "dpo_checkpoint": args.dpo_checkpoint,
             "corpora": {n: {**{**spec, **perceived}[n], "path": str(p)} for n, p in paths.items()},
             "guidance_grid": grid, **({"audio_guidance_grid": audio_grid} if two_way else {}),
-            **({"mouth_temperature_grid": temperature_grid} if swept_temperature else {}), "seeds": args.seeds,
+            **({"mouth_temperature_grid": temperature_grid} if swept_temperature else {}),
+            **({"context_noise_grid": context_grid} if swept_context else {}), "seeds": args.seeds,
             "bootstrap": args.bootstrap, "threads": args.threads,
             "command": "avatar-forcing evaluate " + " ".join(argv if argv is not None else sys.argv[2:])}
-    sweep_keys = ["user", *(["audio"] if two_way else []), *(["mouth_temperature"] if swept_temperature else [])]
+    sweep_keys = ["user", *(["audio"] if two_way else []), *(["mouth_temperature"] if swept_temperature else []),
+                  *(["context_noise"] if swept_context else [])]
 
-    def key(g, ga, tm):
-        return "/".join(str(v) for v, n in ((g, "user"), (ga, "audio"), (tm, "mouth_temperature")) if n in sweep_keys)
+    def key(g, ga, tm, cn):
+        return "/".join(str(v) for v, n in ((g, "user"), (ga, "audio"), (tm, "mouth_temperature"),
+                                            (cn, "context_noise")) if n in sweep_keys)
     return {"info": info, "guidance": guidance, "audio_guidance": audio_guidance if two_way else None,
-            "mouth_temperature": mouth_temperature, "sweep_keys": sweep_keys,
+            "mouth_temperature": mouth_temperature, "context_noise": context_noise, "sweep_keys": sweep_keys,
             "guidance_fixed": (args.guidance is not None and (not two_way or args.audio_guidance is not None)
-                               and (args.mouth_temperature is not None or not swept_temperature)),
+                               and (args.mouth_temperature is not None or not swept_temperature)
+                               and not swept_context),
             "validation_sweep": {key(*k): v for k, v in sweep.items()},
             "sets": results, "quiet": quiet,
             "set_sizes": {n: {"sessions": len(ss), "frames": sum(s.frames for s in ss)}
@@ -912,6 +929,9 @@ def main_evaluate(argv=None) -> int:
                         "--data: default the checkpoint's own)")
     p.add_argument("--mouth-temperature-grid", default="1",
                    help="--protocol: mouth temperatures tried on validation (with each guidance)")
+    p.add_argument("--context-noise-grid", default=None,
+                   help="--protocol: context noise levels tried on validation, e.g. 0,0.1,0.2,0.3 "
+                        "(default: the model's own, not swept)")
     p.add_argument("--bootstrap", type=int, default=BOOTSTRAP, help="bootstrap resamples (0: no intervals)")
     p.add_argument("--val-sessions", type=int, help="--protocol: override the validation size (tests)")
     p.add_argument("--test-sessions", type=int, help="--protocol: override the test sets' size (tests)")

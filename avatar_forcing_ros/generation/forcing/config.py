@@ -59,6 +59,12 @@ class ForcingConfig:
     # draw), as TTS flow and diffusion decoders lower their temperature; 1 = as trained. A
     # sampling setting, chosen on validation (avatar-forcing evaluate --mouth-temperature-grid).
     mouth_temperature: float = 1.0
+    # noise level at which each finished block is written into the KV cache (Diffusion
+    # Forcing's stabilisation; the network is trained on pasts at every noise level). At 0 the
+    # cache holds the model's own output exactly, and its small errors compound over seconds:
+    # af_forcing_v2's head slid 0.1 sideways within 4 s and stayed there. A sampling setting,
+    # chosen on validation (avatar-forcing evaluate --context-noise-grid); 0 = as before.
+    context_noise: float = 0.0
 
     def __post_init__(self):
         if not 1 <= self.block_frames <= 10:
@@ -76,6 +82,7 @@ class ForcingConfig:
         if self.audio_guidance_scale != 1.0 and not self.two_way:
             raise ValueError("audio_guidance_scale needs a model trained with avatar_drop > 0")
         check_mouth_temperature(self.mouth_temperature)
+        check_context_noise(self.context_noise)
 
     @property
     def two_way(self) -> bool:
@@ -123,6 +130,13 @@ class ForcingConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+
+def check_context_noise(value) -> float:
+    value = float(value)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"context_noise must be in [0, 1), got {value}")
+    return value
 
 
 def check_mouth_temperature(value) -> float:

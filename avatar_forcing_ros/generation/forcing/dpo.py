@@ -41,7 +41,8 @@ def generate_losers(net: AvatarForcingNet, cond_inputs, generator=None) -> torch
     """The model's own motion for these windows with the user stream dropped (normalised)."""
     aa = cond_inputs[0]
     noise = torch.randn(aa.shape[0], aa.shape[1], net.cfg.motion_dim, generator=generator)
-    return sample_streaming(net, *cond_inputs, noise, guidance=0.0)
+    ctx = torch.randn(noise.shape, generator=generator) if net.cfg.context_noise else None
+    return sample_streaming(net, *cond_inputs, noise, guidance=0.0, context_noise=ctx)
 
 
 def sequence_error(net, x0, eps, t, cond_inputs, mask) -> torch.Tensor:

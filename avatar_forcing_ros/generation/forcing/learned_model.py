@@ -139,8 +139,11 @@ class LearnedMotionModel(MotionModel):
     def _block(self, aa, ua, um, up) -> np.ndarray:
         noise = self.rng.standard_normal((self.block_frames, self.cfg.motion_dim)).astype(np.float32)
         noise *= self._noise_scale
+        context = None  # drawn only where the model caches noised blocks: the same stream as before otherwise
+        if self.cfg.context_noise:
+            context = self.rng.standard_normal((self.block_frames, self.cfg.motion_dim)).astype(np.float32)
         if self.backend == "onnx":
-            return self.runner.step(aa, ua, um, up, noise, self.guidance_scale, self.audio_guidance_scale)
+            return self.runner.step(aa, ua, um, up, noise, self.guidance_scale, self.audio_guidance_scale, context)
         import torch
 
         net, dev = self.net, self.device
@@ -148,5 +151,6 @@ class LearnedMotionModel(MotionModel):
             t = [torch.from_numpy(a)[None].to(dev) for a in (aa, ua, um)]
             naa, nua, num = net.normalize_conditions(*t)
             x = self.sampler.step(naa, nua, num, torch.from_numpy(up)[None].to(dev),
-                                  torch.from_numpy(noise)[None].to(dev))
+                                  torch.from_numpy(noise)[None].to(dev),
+                                  None if context is None else torch.from_numpy(context)[None].to(dev))
             return net.denormalize_motion(x)[0].cpu().numpy()

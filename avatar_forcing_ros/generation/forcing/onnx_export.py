@@ -23,7 +23,7 @@ import torch
 from .checkpoint import load_checkpoint
 from .config import FORMAT, ForcingConfig
 from .network import AvatarForcingNet
-from .onnx_runner import INPUTS, OUTPUTS, OnnxStreamingRunner, empty_state, guidance_input  # noqa: F401
+from .onnx_runner import INPUTS, OUTPUTS, OnnxStreamingRunner, empty_state, graph_inputs, guidance_input  # noqa: F401
 from .sampler import Guidance, denoise_block
 
 log = logging.getLogger("avatar_forcing.onnx")
@@ -43,13 +43,14 @@ class StreamingStep(torch.nn.Module):
         self.steps = steps or net.cfg.sample_steps
 
     def forward(self, avatar_audio, user_audio, user_motion, user_present, noise, guidance,
-                cache_k, cache_v, cache_valid, conv_state):
+                cache_k, cache_v, cache_valid, conv_state, context_noise=None):
         net = self.net
         aa, ua, um = net.normalize_conditions(avatar_audio, user_audio, user_motion)  # (1, B, .)
         guide = _graph_guidance(net.cfg, guidance)
         cond, conv_state = guide.encode(net, aa, ua, um, user_present, conv_state)
         x, cache_k, cache_v, cache_valid = denoise_block(net, cond, noise, guide, cache_k, cache_v,
-                                                         cache_valid, self.steps)
+                                                         cache_valid, self.steps, context_noise,
+                                                         net.cfg.context_noise)
         return net.denormalize_motion(x), cache_k, cache_v, cache_valid, conv_state
 
 
@@ -97,7 +98,10 @@ def example_inputs(cfg: ForcingConfig, seed: int = 0) -> dict[str, np.ndarray]:
             "user_motion": (0.1 * rng.normal(size=(1, B, cfg.motion_dim))).astype(np.float32),
             "user_present": np.ones((1, B), np.float32),
             "noise": rng.normal(size=(1, B, cfg.motion_dim)).astype(np.float32),
-            "guidance": guidance_input(cfg, cfg.guidance_scale, cfg.audio_guidance_scale), **empty_state(cfg)}
+            "guidance": guidance_input(cfg, cfg.guidance_scale, cfg.audio_guidance_scale), **empty_state(cfg),
+            # the context level is baked into the graph; the noise it mixes in is an input
+            **({"context_noise": rng.normal(size=(1, B, cfg.motion_dim)).astype(np.float32)}
+               if cfg.context_noise else {})}
 
 
 def export_onnx(net: AvatarForcingNet, out_path, steps: int | None = None, opset: int = 17) -> Path:
@@ -107,7 +111,7 @@ def export_onnx(net: AvatarForcingNet, out_path, steps: int | None = None, opset
     step = StreamingStep(net.eval(), steps).eval()
     args = tuple(torch.from_numpy(v) for v in example_inputs(net.cfg).values())
     with torch.no_grad():
-        torch.onnx.export(step, args, str(out_path), input_names=INPUTS, output_names=OUTPUTS,
+        torch.onnx.export(step, args, str(out_path), input_names=graph_inputs(net.cfg), output_names=OUTPUTS,
                           opset_version=opset, dynamo=False)
     model = onnx.load(str(out_path))
     meta = {"format": FORMAT, "config": net.cfg.to_dict(), "sample_steps": step.steps}

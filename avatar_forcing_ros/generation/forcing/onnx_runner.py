@@ -20,6 +20,11 @@ INPUTS = ["avatar_audio", "user_audio", "user_motion", "user_present", "noise", 
 OUTPUTS = ["motion", "cache_k_out", "cache_v_out", "cache_valid_out", "conv_state_out"]
 
 
+def graph_inputs(cfg: ForcingConfig) -> list[str]:
+    """The step graph's inputs: a model with a context noise level also takes that noise."""
+    return INPUTS + (["context_noise"] if cfg.context_noise else [])
+
+
 def empty_state(cfg: ForcingConfig) -> dict[str, np.ndarray]:
     hs = cfg.n_embd // cfg.n_head
     rows = cfg.guidance_rows
@@ -71,14 +76,20 @@ class OnnxStreamingRunner:
         self.state = empty_state(self.cfg)
 
     def step(self, avatar_audio, user_audio, user_motion, user_present, noise, guidance: float,
-             audio_guidance: float = 1.0) -> np.ndarray:
-        """Raw per-block arrays (B, .) -> raw motion (B, D)."""
+             audio_guidance: float = 1.0, context_noise=None) -> np.ndarray:
+        """Raw per-block arrays (B, .) -> raw motion (B, D). ``context_noise`` (B, D): what a
+        graph with a context noise level mixes into the block it caches."""
         feeds = {"avatar_audio": avatar_audio[None].astype(np.float32),
                  "user_audio": user_audio[None].astype(np.float32),
                  "user_motion": user_motion[None].astype(np.float32),
                  "user_present": user_present[None].astype(np.float32),
                  "noise": noise[None].astype(np.float32),
                  "guidance": guidance_input(self.cfg, guidance, audio_guidance), **self.state}
+        if self.cfg.context_noise:
+            if context_noise is None:
+                raise ValueError(f"{self.path}: the graph caches blocks at noise level "
+                                 f"{self.cfg.context_noise} and needs their context_noise")
+            feeds["context_noise"] = context_noise[None].astype(np.float32)
         motion, k, v, valid, conv = self.session.run(OUTPUTS, feeds)
         self.state = {"cache_k": k, "cache_v": v, "cache_valid": valid, "conv_state": conv}
         return motion[0]

@@ -96,9 +96,19 @@ class StreamState:
                    torch.zeros(rows, cfg.cond_kernel - 1, cfg.cond_state_dim, device=device))
 
 
-def denoise_block(net, cond, noise, guide: Guidance, cache_k, cache_v, cache_valid, steps: int):
-    """One streaming block: Euler steps from noise, then a pass at noise level 0 whose keys
-    and values are written into the rolling cache (Self-Forcing style).
+def context_input(x, context_noise, level: float):
+    """What a finished block is written into the cache as: x itself at level 0, else x noised
+    to ``level`` with ``context_noise`` (same shape as x)."""
+    if not level:
+        return x
+    return (1.0 - level) * x + level * context_noise
+
+
+def denoise_block(net, cond, noise, guide: Guidance, cache_k, cache_v, cache_valid, steps: int,
+                  context_noise=None, context_level: float = 0.0):
+    """One streaming block: Euler steps from noise, then a pass whose keys and values are
+    written into the rolling cache (Self-Forcing style): at noise level ``context_level``
+    over the block noised with ``context_noise`` (N, B, D), or at 0 over the clean block.
 
     cond (M, B, d) with M = guide.rows N; noise (N, B, D). Returns x (N, B, D) and the
     new cache_k, cache_v, cache_valid."""
@@ -119,7 +129,9 @@ def denoise_block(net, cond, noise, guide: Guidance, cache_k, cache_v, cache_val
         t = torch.full((M, B), ts[i], device=dev)
         v, _ = net(guide.expand(x), t, cond, mask, pos, past_k, past_v)
         x = x + (ts[i + 1] - ts[i]) * guide.combine(v)
-    _, kv = net(guide.expand(x), torch.zeros(M, B, device=dev), cond, mask, pos, past_k, past_v)
+    x_ctx = context_input(x, context_noise, context_level)
+    _, kv = net(guide.expand(x_ctx), torch.full((M, B), float(context_level), device=dev), cond, mask, pos,
+                past_k, past_v)
     new_k = torch.stack([k for k, _ in kv])  # (L, M, H, B, hs)
     new_v = torch.stack([v for _, v in kv])
     cache_k = torch.cat([cache_k[:, :, :, B:], new_k], dim=3)[:, :, :, -C:]
@@ -134,8 +146,10 @@ class StreamingSampler:
     ``set_guidance`` can change the scales while streaming)."""
 
     def __init__(self, net: AvatarForcingNet, guidance: float = 1.0, steps: int | None = None,
-                 batch: int = 1, device=None, audio_guidance: float = 1.0, rows: int | None = None):
+                 batch: int = 1, device=None, audio_guidance: float = 1.0, rows: int | None = None,
+                 context_level: float | None = None):
         self.net, self.batch, self.device = net, batch, device
+        self.context_level = net.cfg.context_noise if context_level is None else float(context_level)
         self.guide = Guidance.plan(net.cfg, guidance, audio_guidance, rows)
         self.steps = steps or net.cfg.sample_steps
         self.reset()
@@ -148,37 +162,49 @@ class StreamingSampler:
         self.guide = Guidance.plan(self.net.cfg, user, audio, self.guide.rows)
 
     @torch.no_grad()
-    def step(self, avatar_audio, user_audio, user_motion, user_present, noise):
-        """Normalised conditions of one block (N, B, .), noise (N, B, D) -> motion (N, B, D)."""
+    def step(self, avatar_audio, user_audio, user_motion, user_present, noise, context_noise=None):
+        """Normalised conditions of one block (N, B, .), noise (N, B, D) -> motion (N, B, D).
+        ``context_noise`` (N, B, D): needed when the context level is above 0."""
+        if self.context_level and context_noise is None:
+            raise ValueError("a context noise level above 0 needs the block's context_noise")
         s = self.state
         cond, s.conv_state = self.guide.encode(self.net, avatar_audio, user_audio, user_motion, user_present,
                                                s.conv_state)
         x, s.cache_k, s.cache_v, s.cache_valid = denoise_block(
-            self.net, cond, noise, self.guide, s.cache_k, s.cache_v, s.cache_valid, self.steps)
+            self.net, cond, noise, self.guide, s.cache_k, s.cache_v, s.cache_valid, self.steps,
+            context_noise, self.context_level)
         s.frame += noise.shape[1]
         return x
 
 
 @torch.no_grad()
 def sample_streaming(net, avatar_audio, user_audio, user_motion, user_present, noise,
-                     guidance: float = 1.0, steps: int | None = None, audio_guidance: float = 1.0):
-    """Whole sequences (N, T, .) through the streaming sampler, T a multiple of B."""
+                     guidance: float = 1.0, steps: int | None = None, audio_guidance: float = 1.0,
+                     context_noise=None, context_level: float | None = None):
+    """Whole sequences (N, T, .) through the streaming sampler, T a multiple of B.
+    context_noise (N, T, D) with context_level (None: the config's context_noise)."""
     B = net.cfg.block_frames
     sampler = StreamingSampler(net, guidance, steps, batch=noise.shape[0], device=noise.device,
-                               audio_guidance=audio_guidance)
+                               audio_guidance=audio_guidance, context_level=context_level)
     out = [sampler.step(avatar_audio[:, s:s + B], user_audio[:, s:s + B], user_motion[:, s:s + B],
-                        user_present[:, s:s + B], noise[:, s:s + B])
+                        user_present[:, s:s + B], noise[:, s:s + B],
+                        None if context_noise is None else context_noise[:, s:s + B])
            for s in range(0, noise.shape[1], B)]
     return torch.cat(out, dim=1)
 
 
 @torch.no_grad()
 def sample_offline(net, avatar_audio, user_audio, user_motion, user_present, noise,
-                   guidance: float = 1.0, steps: int | None = None, audio_guidance: float = 1.0):
-    """Reference sampler: for every block, recompute the whole clean past plus the noisy
-    block with the block-causal mask (same rolling context as the cache). O(T^2) per block."""
+                   guidance: float = 1.0, steps: int | None = None, audio_guidance: float = 1.0,
+                   context_noise=None, context_level: float | None = None):
+    """Reference sampler: for every block, recompute the whole past (noised to the context
+    level, as the cache holds it) plus the noisy block with the block-causal mask (same
+    rolling context as the cache). O(T^2) per block."""
     cfg = net.cfg
     steps = steps or cfg.sample_steps
+    level = cfg.context_noise if context_level is None else float(context_level)
+    if level and context_noise is None:
+        raise ValueError("a context noise level above 0 needs context_noise")
     guide = Guidance.plan(cfg, guidance, audio_guidance)
     N, T, _ = noise.shape
     B = cfg.block_frames
@@ -186,15 +212,17 @@ def sample_offline(net, avatar_audio, user_audio, user_motion, user_present, noi
     mask = block_causal_mask(T, B, cfg.context_blocks, noise.device)
     ts = euler_times(steps)
     clean = torch.zeros_like(noise)
+    past = torch.zeros_like(noise)  # the blocks as the cache holds them
     for s in range(0, T, B):
         e = s + B
         x = noise[:, s:e]
         for i in range(steps):
-            seq = torch.cat([clean[:, :s], x], dim=1)
-            t = torch.cat([torch.zeros(N, s), torch.full((N, B), ts[i])], dim=1).to(noise.device)
+            seq = torch.cat([past[:, :s], x], dim=1)
+            t = torch.cat([torch.full((N, s), level), torch.full((N, B), ts[i])], dim=1).to(noise.device)
             v, _ = net(guide.expand(seq), guide.expand(t), cond[:, :e], mask[:e, :e])
             x = x + (ts[i + 1] - ts[i]) * guide.combine(v[:, s:e])
         clean[:, s:e] = x
+        past[:, s:e] = context_input(x, None if context_noise is None else context_noise[:, s:e], level)
     return clean
 
 

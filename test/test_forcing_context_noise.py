@@ -1,0 +1,75 @@
+"""Context noise: finished blocks cached at a noise level (Diffusion Forcing's stabilisation),
+through every path a block is sampled by (streaming, offline reference, ONNX, the runtime)."""
+import numpy as np
+import pytest
+import torch
+
+from avatar_forcing_ros.core.motion import AF_MOTION_V1
+from avatar_forcing_ros.core.motion_model import BlockConditions
+from avatar_forcing_ros.generation.forcing.config import ForcingConfig
+from avatar_forcing_ros.generation.forcing.learned_model import LearnedMotionModel
+from avatar_forcing_ros.generation.forcing.onnx_runner import OnnxStreamingRunner
+from avatar_forcing_ros.generation.forcing.sampler import sample_offline, sample_streaming
+from forcing_helpers import tiny_net, write_checkpoint
+
+
+def inputs(T, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(1, T, 41, generator=g), torch.randn(1, T, 41, generator=g),
+            torch.randn(1, T, 28, generator=g), torch.rand(1, T, generator=g), torch.randn(1, T, 28, generator=g),
+            torch.randn(1, T, 28, generator=g))
+
+
+def test_streaming_with_context_noise_equals_the_offline_reference_and_differs_from_a_clean_cache():
+    net = tiny_net(cache=6)
+    aa, ua, um, up, noise, ctx = inputs(20)  # longer than the cache: the rolling window is exercised
+    streamed = sample_streaming(net, aa, ua, um, up, noise, 2.0, context_noise=ctx, context_level=0.3)
+    offline = sample_offline(net, aa, ua, um, up, noise, 2.0, context_noise=ctx, context_level=0.3)
+    assert torch.allclose(streamed, offline, rtol=1e-4, atol=1e-3)
+    clean = sample_streaming(net, aa, ua, um, up, noise, 2.0)
+    # the first block sees no past; every later block reads a cache written at level 0.3
+    assert torch.allclose(streamed[:, :2], clean[:, :2])
+    assert not torch.allclose(streamed[:, 2:], clean[:, 2:], atol=1e-3)
+
+
+def test_a_context_level_without_its_noise_is_an_error():
+    net = tiny_net(cache=6, context_noise=0.2)
+    aa, ua, um, up, noise, _ = inputs(4)
+    with pytest.raises(ValueError, match="context_noise"):
+        sample_streaming(net, aa, ua, um, up, noise)
+
+
+@pytest.mark.parametrize("level", [-0.1, 1.0])
+def test_the_config_refuses_a_context_level_outside_0_1(level):
+    with pytest.raises(ValueError, match="context_noise"):
+        ForcingConfig(context_noise=level)
+
+
+def _run(model, blocks=10):
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(blocks):
+        out.append(model.next_block(BlockConditions(2 * i, rng.normal(size=(2, 41)).astype(np.float32),
+                                                    rng.normal(size=(2, 41)).astype(np.float32),
+                                                    (0.1 * rng.normal(size=(2, 28))).astype(np.float32),
+                                                    np.ones(2, np.float32))))
+    return np.concatenate(out)
+
+
+def test_torch_and_onnx_runtimes_cache_noised_blocks_the_same_way(tmp_path):
+    """The level is baked into the exported graph, the noise an input the runtime draws."""
+    write_checkpoint(tmp_path / "ctx", tiny_net(std=0.1, motion_std=0.1, context_noise=0.3))
+    write_checkpoint(tmp_path / "clean", tiny_net(std=0.1, motion_std=0.1))
+    a = _run(LearnedMotionModel(tmp_path / "ctx", seed=3, threads=1))
+    b = _run(LearnedMotionModel(tmp_path / "ctx" / "model.onnx", seed=3, threads=1))
+    np.testing.assert_allclose(a, b, atol=1e-3)
+    clean = _run(LearnedMotionModel(tmp_path / "clean", seed=3, threads=1))
+    assert not np.allclose(a[2:], clean[2:], atol=1e-3)
+    runner = OnnxStreamingRunner(tmp_path / "ctx" / "model.onnx", threads=1)
+    assert "context_noise" in {i.name for i in runner.session.get_inputs()}
+    z = np.zeros((2, 41), np.float32)
+    with pytest.raises(ValueError, match="context_noise"):
+        runner.step(z, z, np.zeros((2, 28), np.float32), np.ones(2, np.float32), np.zeros((2, 28), np.float32), 1.0)
+    # a model without it keeps the graph it had: no extra input
+    old = OnnxStreamingRunner(tmp_path / "clean" / "model.onnx", threads=1)
+    assert "context_noise" not in {i.name for i in old.session.get_inputs()}
