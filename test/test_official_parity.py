@@ -18,6 +18,10 @@ from avatar_forcing_ros.generation.official.weights import (  # noqa: E402
     OfficialWeightsError, expected_shapes, split_and_check)
 
 TOL = 1e-4
+# Decoded images pass through the whole decoder, where fp32 rounding depends on the CPU's
+# kernels: the fixture's machine and an AMD EPYC without AVX-512 differ by 1.1e-4 there. A
+# quarter of one 8-bit level (the decoder's images span about 0..1) still catches any real difference.
+IMAGE_TOL = 1e-3
 FRAMES = 85
 
 
@@ -101,7 +105,7 @@ def test_streaming_blocks_match_the_release_and_see_no_future(model):
     ref_images = t("out/images")
     for j, f in enumerate(image_frames):
         if f in images:
-            assert maxdiff(images[f], ref_images[j]) <= TOL
+            assert maxdiff(images[f], ref_images[j]) <= IMAGE_TOL
 
 
 def test_guidance_and_user_conditions_change_the_motion(model):
