@@ -73,3 +73,24 @@ def test_torch_and_onnx_runtimes_cache_noised_blocks_the_same_way(tmp_path):
     # a model without it keeps the graph it had: no extra input
     old = OnnxStreamingRunner(tmp_path / "clean" / "model.onnx", threads=1)
     assert "context_noise" not in {i.name for i in old.session.get_inputs()}
+
+
+def test_the_shipped_model_keeps_its_head_home_over_a_conversation():
+    """af_forcing_v2 cached its blocks clean and its head slid about 0.1 sideways within 4 s and
+    stayed there (the corpus's listeners: |mean head_tx| per session about 0.01); the shipped
+    context noise keeps it within the corpus's range. A 20 s simulated session, test split."""
+    from avatar_forcing_ros.corpus.simulator import simulate_session
+    from avatar_forcing_ros.generation.factory import shipped_model_dir
+    from avatar_forcing_ros.generation.forcing.train import session_arrays
+    from avatar_forcing_ros.corpus.dataset import DyadicSession
+    sim = simulate_session(7, 20.0, "test")
+    a = session_arrays(DyadicSession("s", sim.avatar_audio, sim.user_audio, sim.avatar_motion, sim.user_motion,
+                                     sim.user_present, sim.avatar_viseme_targets, sim.meta))
+    tx = AF_MOTION_V1.index("head_tx")
+    for seed in (0, 1, 2):
+        model = LearnedMotionModel(shipped_model_dir() / "model.onnx", seed=seed, threads=1)  # what the node runs
+        assert model.cfg.context_noise > 0
+        motion = np.concatenate([model.next_block(BlockConditions(s, a.avatar_audio[s:s + 2], a.user_audio[s:s + 2],
+                                                                  a.user_motion[s:s + 2], a.user_present[s:s + 2]))
+                                 for s in range(0, a.frames - a.frames % 2, 2)])
+        assert abs(motion[250:, tx].mean()) < 0.05, (seed, motion[250:, tx].mean())
