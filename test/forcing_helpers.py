@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from avatar_forcing_ros.core.motion_model import BlockConditions
 from avatar_forcing_ros.generation.forcing.checkpoint import save_checkpoint
 from avatar_forcing_ros.generation.forcing.config import ForcingConfig
 from avatar_forcing_ros.generation.forcing.network import AvatarForcingNet
@@ -33,3 +35,17 @@ def write_checkpoint(directory, net: AvatarForcingNet, onnx: bool = True) -> Pat
     if onnx:
         export_onnx(net, directory / "model.onnx")
     return directory
+
+
+def stream_random_blocks(model, blocks: int = 8, start: int = 0) -> np.ndarray:
+    """``model`` (a MotionModel of blocks of 2) over random conditions, block i drawn from
+    seed i, so that two models (or two starts) see the same inputs."""
+    out = []
+    for i in range(start, start + blocks):
+        rng = np.random.default_rng(i)
+        out.append(model.next_block(BlockConditions(2 * i, rng.normal(size=(2, 41)).astype(np.float32),
+                                                    rng.normal(size=(2, 41)).astype(np.float32),
+                                                    (0.1 * rng.normal(size=(2, 28))).astype(np.float32),
+                                                    np.ones(2, np.float32))))
+    return np.concatenate(out)
+

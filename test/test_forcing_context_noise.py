@@ -10,7 +10,7 @@ from avatar_forcing_ros.generation.forcing.config import ForcingConfig
 from avatar_forcing_ros.generation.forcing.learned_model import LearnedMotionModel
 from avatar_forcing_ros.generation.forcing.onnx_runner import OnnxStreamingRunner
 from avatar_forcing_ros.generation.forcing.sampler import sample_offline, sample_streaming
-from forcing_helpers import tiny_net, write_checkpoint
+from forcing_helpers import stream_random_blocks, tiny_net, write_checkpoint
 
 
 def inputs(T, seed=1):
@@ -45,25 +45,14 @@ def test_the_config_refuses_a_context_level_outside_0_1(level):
         ForcingConfig(context_noise=level)
 
 
-def _run(model, blocks=10):
-    rng = np.random.default_rng(0)
-    out = []
-    for i in range(blocks):
-        out.append(model.next_block(BlockConditions(2 * i, rng.normal(size=(2, 41)).astype(np.float32),
-                                                    rng.normal(size=(2, 41)).astype(np.float32),
-                                                    (0.1 * rng.normal(size=(2, 28))).astype(np.float32),
-                                                    np.ones(2, np.float32))))
-    return np.concatenate(out)
-
-
 def test_torch_and_onnx_runtimes_cache_noised_blocks_the_same_way(tmp_path):
     """The level is baked into the exported graph, the noise an input the runtime draws."""
     write_checkpoint(tmp_path / "ctx", tiny_net(std=0.1, motion_std=0.1, context_noise=0.3))
     write_checkpoint(tmp_path / "clean", tiny_net(std=0.1, motion_std=0.1))
-    a = _run(LearnedMotionModel(tmp_path / "ctx", seed=3, threads=1))
-    b = _run(LearnedMotionModel(tmp_path / "ctx" / "model.onnx", seed=3, threads=1))
+    a = stream_random_blocks(LearnedMotionModel(tmp_path / "ctx", seed=3, threads=1))
+    b = stream_random_blocks(LearnedMotionModel(tmp_path / "ctx" / "model.onnx", seed=3, threads=1))
     np.testing.assert_allclose(a, b, atol=1e-3)
-    clean = _run(LearnedMotionModel(tmp_path / "clean", seed=3, threads=1))
+    clean = stream_random_blocks(LearnedMotionModel(tmp_path / "clean", seed=3, threads=1))
     assert not np.allclose(a[2:], clean[2:], atol=1e-3)
     runner = OnnxStreamingRunner(tmp_path / "ctx" / "model.onnx", threads=1)
     assert "context_noise" in {i.name for i in runner.session.get_inputs()}

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from avatar_forcing_ros.core.motion_model import BlockConditions
 from avatar_forcing_ros.generation.forcing.checkpoint import save_checkpoint
 from avatar_forcing_ros.generation.forcing.config import ForcingConfig
 from avatar_forcing_ros.generation.forcing.learned_model import LearnedMotionModel
@@ -12,7 +11,7 @@ from avatar_forcing_ros.generation.forcing.network import AvatarForcingNet
 from avatar_forcing_ros.generation.forcing.sampler import (Guidance, StreamingSampler, sample_offline,
                                                            sample_streaming)
 from avatar_forcing_ros.generation.forcing.train import training_loss
-from forcing_helpers import tiny_net, write_checkpoint
+from forcing_helpers import stream_random_blocks, tiny_net, write_checkpoint
 from test_forcing_network import inputs
 
 TINY = dict(n_layer=2, n_embd=32, n_head=2, block_frames=2, window_frames=8, max_cache_frames=6)
@@ -98,30 +97,19 @@ def two_way_ckpt(tmp_path_factory):
     return write_checkpoint(tmp_path_factory.mktemp("two_way"), net)
 
 
-def _run(model, blocks=8, start=0):
-    out = []
-    for i in range(start, start + blocks):
-        rng = np.random.default_rng(i)
-        out.append(model.next_block(BlockConditions(2 * i, rng.normal(size=(2, 41)).astype(np.float32),
-                                                    rng.normal(size=(2, 41)).astype(np.float32),
-                                                    (0.1 * rng.normal(size=(2, 28))).astype(np.float32),
-                                                    np.ones(2, np.float32))))
-    return np.concatenate(out)
-
-
 def test_torch_and_onnx_agree_with_audio_guidance_also_after_a_live_change(two_way_ckpt):
     models = [LearnedMotionModel(two_way_ckpt, seed=3, threads=1, guidance_scale=2.0, audio_guidance_scale=1.5),
               LearnedMotionModel(two_way_ckpt / "model.onnx", seed=3, threads=1, guidance_scale=2.0,
                                  audio_guidance_scale=1.5)]
-    first = [_run(m) for m in models]
+    first = [stream_random_blocks(m) for m in models]
     np.testing.assert_allclose(first[0], first[1], atol=2e-4)
     for m in models:  # a live parameter change: same cache, new scales, no error
         m.set_guidance(1.0, 3.0)
-    later = [_run(m, start=8) for m in models]
+    later = [stream_random_blocks(m, start=8) for m in models]
     np.testing.assert_allclose(later[0], later[1], atol=2e-4)
     fresh = LearnedMotionModel(two_way_ckpt, seed=3, threads=1, guidance_scale=2.0, audio_guidance_scale=1.5)
-    _run(fresh)
-    assert not np.allclose(_run(fresh, start=8), later[0], atol=1e-3)  # the change took effect
+    stream_random_blocks(fresh)
+    assert not np.allclose(stream_random_blocks(fresh, start=8), later[0], atol=1e-3)  # the change took effect
 
 
 def test_a_negative_audio_scale_is_the_models_own_and_a_one_way_model_refuses_audio_guidance(two_way_ckpt, tmp_path):
