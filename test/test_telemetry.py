@@ -145,7 +145,11 @@ def test_a_settled_heap_is_left_out_of_collections_until_unsettled():
         alive = weakref.ref(cycle)
         GcPauses.settle()
         assert gc.get_freeze_count() > 0
-        assert GcPauses.report()["gc heap frozen (objects)"] == str(gc.get_freeze_count())
+        # the frozen count moves by a few objects between two reads while the rest of the
+        # process runs (CI saw 642438 reported, then 642440): the report is that count, not
+        # a copy of one read
+        reported = int(GcPauses.report()["gc heap frozen (objects)"])
+        assert abs(reported - gc.get_freeze_count()) <= max(16, reported // 1000)
         del cycle
         gc.collect()
         assert alive() is not None  # frozen: out of the collector's walk
