@@ -813,12 +813,12 @@ def run_protocol(args, argv) -> dict:
         if name != "validation" and args.test_sessions:
             v["sessions"] = args.test_sessions
     paths = {name: ensure_corpus(args.protocol, name, v) for name, v in spec.items()}
-    # the test sets' conversations with the real listener's second take (reference_models)
-    retakes = {}
-    for name in RETAKEN:
-        for s in load_eval_sessions(ensure_corpus(args.protocol, f"{name}_retake", {**spec[name], "avatar_take": 1}),
-                                    None, args.max_frames):
-            retakes[(name, s.arrays.name)] = s.arrays.avatar_motion
+    # the test sets' conversations with the real listener's second take (reference_models):
+    # only its motion is used, so no features are computed for it
+    from ..corpus.dataset import load_dataset
+    retakes = {name: {s.name: np.asarray(s.avatar_motion[:args.max_frames], np.float32) for s in load_dataset(
+                   ensure_corpus(args.protocol, f"{name}_retake", {**spec[name], "avatar_take": 1}))}
+               for name in RETAKEN}
     perceived = {} if args.no_perceived else {k: dict(v) for k, v in PERCEIVED.items()}
     for name, v in perceived.items():
         v["sessions"] = min(v["sessions"], spec[v["from"]]["sessions"])
@@ -866,8 +866,7 @@ def run_protocol(args, argv) -> dict:
     results = {}
     for name in ("test", "test_other", *perceived):
         source = perceived[name]["from"] if name in perceived else name  # a perceived set's conversations
-        takes = {n: m for (set_name, n), m in retakes.items() if set_name == source}
-        results[name] = evaluate_models({**models, **reference_models(takes)}, sets[name], seeds, block,
+        results[name] = evaluate_models({**models, **reference_models(retakes[source])}, sets[name], seeds, block,
                                         args.bootstrap)
     subsets = {}
     if args.window_sessions and not args.no_window:
