@@ -49,3 +49,12 @@ def stream_random_blocks(model, blocks: int = 8, start: int = 0) -> np.ndarray:
                                                     np.ones(2, np.float32))))
     return np.concatenate(out)
 
+
+def random_inputs(T: int, seed: int = 1, context: bool = False) -> tuple:
+    """Normalised conditions of one sequence (avatar audio, user audio, user motion, user
+    presence) and its block noise, (1, T, .) each; ``context`` adds the context noise."""
+    g = torch.Generator().manual_seed(seed)
+    out = (torch.randn(1, T, 41, generator=g), torch.randn(1, T, 41, generator=g),
+           torch.randn(1, T, 28, generator=g), torch.rand(1, T, generator=g), torch.randn(1, T, 28, generator=g))
+    return out + (torch.randn(1, T, 28, generator=g),) if context else out
+

@@ -5,24 +5,16 @@ import pytest
 import torch
 
 from avatar_forcing_ros.core.motion import AF_MOTION_V1
-from avatar_forcing_ros.core.motion_model import BlockConditions
 from avatar_forcing_ros.generation.forcing.config import ForcingConfig
 from avatar_forcing_ros.generation.forcing.learned_model import LearnedMotionModel
 from avatar_forcing_ros.generation.forcing.onnx_runner import OnnxStreamingRunner
 from avatar_forcing_ros.generation.forcing.sampler import sample_offline, sample_streaming
-from forcing_helpers import stream_random_blocks, tiny_net, write_checkpoint
-
-
-def inputs(T, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randn(1, T, 41, generator=g), torch.randn(1, T, 41, generator=g),
-            torch.randn(1, T, 28, generator=g), torch.rand(1, T, generator=g), torch.randn(1, T, 28, generator=g),
-            torch.randn(1, T, 28, generator=g))
+from forcing_helpers import random_inputs, stream_random_blocks, tiny_net, write_checkpoint
 
 
 def test_streaming_with_context_noise_equals_the_offline_reference_and_differs_from_a_clean_cache():
     net = tiny_net(cache=6)
-    aa, ua, um, up, noise, ctx = inputs(20)  # longer than the cache: the rolling window is exercised
+    aa, ua, um, up, noise, ctx = random_inputs(20, context=True)  # longer than the cache: the rolling window is exercised
     streamed = sample_streaming(net, aa, ua, um, up, noise, 2.0, context_noise=ctx, context_level=0.3)
     offline = sample_offline(net, aa, ua, um, up, noise, 2.0, context_noise=ctx, context_level=0.3)
     assert torch.allclose(streamed, offline, rtol=1e-4, atol=1e-3)
@@ -34,7 +26,7 @@ def test_streaming_with_context_noise_equals_the_offline_reference_and_differs_f
 
 def test_a_context_level_without_its_noise_is_an_error():
     net = tiny_net(cache=6, context_noise=0.2)
-    aa, ua, um, up, noise, _ = inputs(4)
+    aa, ua, um, up, noise, _ = random_inputs(4, context=True)
     with pytest.raises(ValueError, match="context_noise"):
         sample_streaming(net, aa, ua, um, up, noise)
 
@@ -68,18 +60,17 @@ def test_the_shipped_model_keeps_its_head_home_over_a_conversation():
     """af_forcing_v2 cached its blocks clean and its head slid about 0.1 sideways within 4 s and
     stayed there (the corpus's listeners: |mean head_tx| per session about 0.01); the shipped
     context noise keeps it within the corpus's range. A 20 s simulated session, test split."""
+    from avatar_forcing_ros.corpus.dataset import DyadicSession
     from avatar_forcing_ros.corpus.simulator import simulate_session
+    from avatar_forcing_ros.generation.evaluation import generate
     from avatar_forcing_ros.generation.factory import shipped_model_dir
     from avatar_forcing_ros.generation.forcing.train import session_arrays
-    from avatar_forcing_ros.corpus.dataset import DyadicSession
     sim = simulate_session(7, 20.0, "test")
     a = session_arrays(DyadicSession("s", sim.avatar_audio, sim.user_audio, sim.avatar_motion, sim.user_motion,
                                      sim.user_present, sim.avatar_viseme_targets, sim.meta))
     tx = AF_MOTION_V1.index("head_tx")
+    model = LearnedMotionModel(shipped_model_dir() / "model.onnx", threads=1)  # what the node runs
+    assert model.cfg.context_noise > 0
     for seed in (0, 1, 2):
-        model = LearnedMotionModel(shipped_model_dir() / "model.onnx", seed=seed, threads=1)  # what the node runs
-        assert model.cfg.context_noise > 0
-        motion = np.concatenate([model.next_block(BlockConditions(s, a.avatar_audio[s:s + 2], a.user_audio[s:s + 2],
-                                                                  a.user_motion[s:s + 2], a.user_present[s:s + 2]))
-                                 for s in range(0, a.frames - a.frames % 2, 2)])
+        motion = generate(model, a, seed)  # block by block, as the runtime does
         assert abs(motion[250:, tx].mean()) < 0.05, (seed, motion[250:, tx].mean())

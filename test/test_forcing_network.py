@@ -6,13 +6,7 @@ from avatar_forcing_ros.generation.forcing.config import ForcingConfig
 from avatar_forcing_ros.generation.forcing.network import AvatarForcingNet, block_causal_mask
 from avatar_forcing_ros.generation.forcing.sampler import (StreamingSampler, sample_offline, sample_streaming,
                                                 sample_window)
-from forcing_helpers import tiny_net
-
-
-def inputs(T, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randn(1, T, 41, generator=g), torch.randn(1, T, 41, generator=g),
-            torch.randn(1, T, 28, generator=g), torch.rand(1, T, generator=g), torch.randn(1, T, 28, generator=g))
+from forcing_helpers import random_inputs as inputs, tiny_net
 
 
 def test_block_mask_sees_own_block_and_past_only():
