@@ -108,8 +108,9 @@ def test_generate_runs_a_motion_model_block_by_block():
 
 # --- the listening-head protocol's metrics ---------------------------------------------------
 from avatar_forcing_ros.generation.evaluation import (  # noqa: E402
-    EXPRESSION, POSE, Clusters, bootstrap_intervals, frechet_from_sums, gaussian_sums, jerk_at_boundaries,
-    select_guidance, session_stats, aggregate, shannon_index, speech_envelope, ensure_corpus)
+    EXPRESSION, PAIRED_METRICS, POSE, Clusters, bootstrap_intervals, frechet_from_sums, gaussian_sums,
+    jerk_at_boundaries, paired_differences, paired_table, paired_verdict, select_guidance, session_stats,
+    aggregate, shannon_index, speech_envelope, ensure_corpus)
 
 
 def test_speech_envelope_is_the_rms_of_each_40ms_frame():
@@ -173,6 +174,48 @@ def test_bootstrap_interval_holds_the_estimate_and_is_zero_width_for_identical_s
     assert ci["rpcc_exp"][0] <= est["rpcc_exp"] <= ci["rpcc_exp"][1] and ci["rpcc_exp"][1] > ci["rpcc_exp"][0]
     same = bootstrap_intervals([stats[0]] * 4, 50)
     assert same["rpcc_exp"][0] == pytest.approx(same["rpcc_exp"][1])
+
+
+def _stats_with_noise(sessions, clusters, scales, seed=0):
+    """Each session's real motion with noise of its own scale, the same noise draw for every call."""
+    out = []
+    for i, (s, k) in enumerate(zip(sessions, scales)):
+        z = np.random.default_rng(seed + i).normal(0, 1, s.arrays.avatar_motion.shape)
+        out.append(session_stats((s.arrays.avatar_motion + k * z).astype(np.float32), s, clusters, 2))
+    return out
+
+
+def test_paired_differences_see_a_small_consistent_gap_that_separate_intervals_hide():
+    """Sessions of very different difficulty (noise 0.02 to 0.4), and a second model with 15 %
+    more of the same noise in each: the two models' own intervals overlap, the paired interval
+    of the difference leaves 0 out, and says which is better."""
+    sessions = [_protocol_session(seed=i) for i in range(8)]
+    clusters = Clusters.fit([s.arrays.avatar_motion for s in sessions])
+    scales = np.geomspace(0.02, 0.4, len(sessions))
+    good, worse = _stats_with_noise(sessions, clusters, scales), _stats_with_noise(sessions, clusters, 1.15 * scales)
+    ci_good, ci_worse = bootstrap_intervals(good, 300), bootstrap_intervals(worse, 300)
+    assert ci_good["lip_env_corr"][0] < ci_worse["lip_env_corr"][1]  # the separate intervals overlap
+    d = paired_differences(good, worse, PAIRED_METRICS, 300)
+    assert d["lip_env_corr"]["diff"] > 0 and d["lip_env_corr"]["ci"][0] > 0
+    assert paired_verdict("lip_env_corr", d["lip_env_corr"]) == "better"
+    assert d["fd_exp"]["diff"] < 0 and paired_verdict("fd_exp", d["fd_exp"]) == "better"
+    back = paired_differences(worse, good, PAIRED_METRICS, 300)
+    assert paired_verdict("lip_env_corr", back["lip_env_corr"]) == "worse"
+    assert paired_verdict("jaw_speaking", back["jaw_speaking"]) == ""  # "real = target": no direction
+
+
+def test_paired_difference_of_a_model_with_itself_is_zero_and_level():
+    sessions = [_protocol_session(seed=i) for i in range(4)]
+    clusters = Clusters.fit([s.arrays.avatar_motion for s in sessions])
+    stats = _stats_with_noise(sessions, clusters, [0.05, 0.1, 0.2, 0.3])
+    d = paired_differences(stats, stats, PAIRED_METRICS, 50)
+    for k in PAIRED_METRICS:
+        assert d[k]["diff"] == 0 and d[k]["ci"] == [0, 0]
+    assert paired_verdict("rpcc_exp", d["rpcc_exp"]) == "level"
+    with pytest.raises(ValueError, match="same sessions"):
+        paired_differences(stats, stats[:3], PAIRED_METRICS)
+    table = "\n".join(paired_table({"procedural": {}, "learned_streaming": {"vs_procedural": d}}))
+    assert "| rPCC expression ↓ | +0 [+0, +0] level |" in table
 
 
 def test_guidance_is_selected_by_mean_rank_on_validation():

@@ -49,7 +49,7 @@ def test_train_then_dpo_then_load_each_checkpoint(tmp_path):
 
 
 def test_evaluate_writes_markdown_and_json_reports(tmp_path):
-    from avatar_forcing_ros.generation.evaluation import main_evaluate
+    from avatar_forcing_ros.generation.evaluation import PAIRED_METRICS, main_evaluate
     data = tiny_dataset(tmp_path / "data", n=1, frames=80)
     main_train(["--data", str(data), "--out", str(tmp_path / "ck"), "--steps", "1", "--batch", "2", *TINY_FLAGS])
     assert main_evaluate(["--data", str(data), "--checkpoint", str(tmp_path / "ck"), "--out",
@@ -67,6 +67,8 @@ def test_evaluate_writes_markdown_and_json_reports(tmp_path):
     # the real motion is not scored where it would be perfect by construction
     assert "fd_exp" not in results["ground_truth"] and "jaw_corr" not in results["ground_truth"]
     assert "FD expression" in (tmp_path / "report.md").read_text()
+    assert set(results["learned_streaming"]["vs_procedural"]) == set(PAIRED_METRICS)
+    assert "learned_noncausal_window − procedural" in (tmp_path / "report.md").read_text()
 
 
 def test_evaluation_protocol_tunes_on_validation_and_reports_both_test_sets(tmp_path):
@@ -119,3 +121,11 @@ def test_evaluation_protocol_tunes_on_validation_and_reports_both_test_sets(tmp_
     text = (tmp_path / "report.md").read_text()
     assert "Guidance chosen on validation" in text and "test_other" in text
     assert "test_perceived" in text and "nods after the user's nods" in text
+    # the learned model against the procedural one on the same sessions, with paired intervals
+    for name in ("test", "test_other", "test_perceived"):
+        res = report["sets"][name]
+        vs = res["learned_streaming"]["vs_procedural"]
+        assert vs["rpcc_exp"]["diff"] == pytest.approx(res["learned_streaming"]["rpcc_exp"] - res["procedural"]["rpcc_exp"])
+        assert vs["rpcc_exp"]["ci"][0] <= vs["rpcc_exp"]["ci"][1]
+        assert "vs_procedural" not in res["real_second_take"]
+    assert "| learned_streaming − procedural |" in text

@@ -76,6 +76,8 @@ EXPRESSION = list(range(AF_MOTION_V1.index("jawOpen"), AF_MOTION_V1.dim))  # the
 SAMPLES_PER_FRAME = 640  # 16 kHz audio at 25 fps
 SID_CLUSTERS = 40
 BOOTSTRAP = 500
+# what a learned model is compared on against the procedural one, session by session
+PAIRED_METRICS = ("rpcc_exp", "rpcc_pose", "fd_exp", "fd_pose", "lip_env_corr", "jaw_speaking")
 # metrics whose value on the real motion is perfect by construction: no "real" column for them
 TRIVIAL_FOR_REAL = ("fd_exp", "fd_pose", "paired_fd", "rpcc_exp", "rpcc_pose", "lip_sync_corr", "jaw_corr",
                     "av_offset_frames", "diversity_across_seeds", "frechet_distance")
@@ -532,24 +534,58 @@ def bootstrap_intervals(stats: list[SessionStats], n: int = BOOTSTRAP, seed: int
         pick = rng.integers(0, len(stats), len(stats))
         for k, v in aggregate([stats[i] for i in pick]).items():
             draws.setdefault(k, []).append(v)
-    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
-    out = {}
-    for k, v in draws.items():
-        v = np.asarray(v, np.float64)
-        v = v[np.isfinite(v)]
-        if v.size:
-            out[k] = [float(np.percentile(v, lo)), float(np.percentile(v, hi))]
+    return {k: ci for k, ci in ((k, percentile_interval(v, level)) for k, v in draws.items()) if ci}
+
+
+def percentile_interval(draws, level: float = 0.95) -> list[float] | None:
+    """The central ``level`` interval of bootstrap draws (non-finite draws left out)."""
+    v = np.asarray(draws, np.float64)
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return None
+    return [float(np.percentile(v, 100 * (1 - level) / 2)), float(np.percentile(v, 100 * (1 + level) / 2))]
+
+
+def paired_differences(stats: list[SessionStats], baseline: list[SessionStats], keys, n: int = BOOTSTRAP,
+                       seed: int = 0, level: float = 0.95) -> dict:
+    """metric(model) - metric(baseline) over the same sessions, with a 95 % paired bootstrap
+    interval (one resample of sessions serves both, so what the sessions share cancels): the
+    way to say one model is better than another on a set, not two overlapping intervals."""
+    if len(stats) != len(baseline):
+        raise ValueError(f"paired differences need the same sessions: {len(stats)} against {len(baseline)}")
+    a, b = aggregate(stats), aggregate(baseline)
+    out = {k: {"diff": float(a[k] - b[k])} for k in keys}
+    if n:
+        rng = np.random.default_rng(seed)
+        draws = {k: [] for k in keys}
+        for _ in range(n):
+            pick = rng.integers(0, len(stats), len(stats))
+            da, db = aggregate([stats[i] for i in pick]), aggregate([baseline[i] for i in pick])
+            for k in keys:
+                draws[k].append(da[k] - db[k])
+        for k, v in draws.items():
+            ci = percentile_interval(v, level)
+            if ci:
+                out[k]["ci"] = ci
     return out
 
 
+def motion_stats(motions: list[np.ndarray], sessions: list[EvalSession], clusters: Clusters,
+                 block: int = 2) -> list[SessionStats]:
+    return [session_stats(m, s, clusters, block) for m, s in zip(motions, sessions)]
+
+
 def evaluate_motions(motions: dict[int, list[np.ndarray]], sessions: list[EvalSession],
-                     block: int = 2, clusters: Clusters | None = None, n_boot: int = 0) -> dict:
+                     block: int = 2, clusters: Clusters | None = None, n_boot: int = 0,
+                     stats: list[SessionStats] | None = None) -> dict:
     """motions[seed][i]: generated motion of session i. Set-level metrics (first seed), the
-    diversity across seeds when there are several, and bootstrap intervals under "ci"."""
+    diversity across seeds when there are several, and bootstrap intervals under "ci".
+    ``stats``: the first seed's session stats when the caller already has them."""
     seeds = sorted(motions)
     if clusters is None:
         clusters = Clusters.fit([s.arrays.avatar_motion for s in sessions])
-    stats = [session_stats(motions[seeds[0]][i], s, clusters, block) for i, s in enumerate(sessions)]
+    if stats is None:
+        stats = motion_stats(motions[seeds[0]], sessions, clusters, block)
     out = aggregate(stats)
     # legacy per-session means kept for continuity with earlier reports
     per = [session_metrics(motions[seeds[0]][i], s) for i, s in enumerate(sessions)]
@@ -568,22 +604,28 @@ def evaluate_motions(motions: dict[int, list[np.ndarray]], sessions: list[EvalSe
 
 
 def evaluate_models(models: dict, sessions: list[EvalSession], seeds=(0,), block: int = 2,
-                    n_boot: int = BOOTSTRAP) -> dict:
+                    n_boot: int = BOOTSTRAP, paired: dict | None = None) -> dict:
     """models: name -> callable(sessions, seed) -> list of motions. Adds the real motion
-    ("ground_truth") as a reference."""
+    ("ground_truth") as a reference. ``paired``: model -> baseline model; the model's result
+    gets "vs_<baseline>", its PAIRED_METRICS minus the baseline's with paired intervals."""
     clusters = Clusters.fit([s.arrays.avatar_motion for s in sessions])
     results = {"ground_truth": evaluate_motions({0: [s.arrays.avatar_motion for s in sessions]}, sessions,
                                                 block, clusters, n_boot)}
     for k in TRIVIAL_FOR_REAL:
         results["ground_truth"].pop(k, None)
         results["ground_truth"].get("ci", {}).pop(k, None)
+    stats = {}
     for name, fn in models.items():
         t0 = time.time()
         motions = {sd: fn(sessions, sd) for sd in seeds}
         frames = sum(len(m) for m in motions[seeds[0]]) * len(seeds)
-        results[name] = evaluate_motions(motions, sessions, block, clusters, n_boot)
+        stats[name] = motion_stats(motions[seeds[0]], sessions, clusters, block)
+        results[name] = evaluate_motions(motions, sessions, block, clusters, n_boot, stats[name])
         results[name]["seconds_per_second_of_motion"] = (time.time() - t0) / max(1.0, frames / 25.0)
         log.info("%s: %s", name, {k: v for k, v in results[name].items() if k != "ci"})
+    for name, base in (paired or {}).items():
+        if name in stats and base in stats:
+            results[name][f"vs_{base}"] = paired_differences(stats[name], stats[base], PAIRED_METRICS, n_boot)
     return results
 
 
@@ -742,10 +784,51 @@ def results_table(results: dict, keys=REPORT_METRICS) -> list[str]:
     return lines
 
 
+# which way is better for the paired table's verdict (no verdict for "real = target" metrics)
+BETTER = {"rpcc_exp": -1, "rpcc_pose": -1, "fd_exp": -1, "fd_pose": -1, "lip_env_corr": 1}
+
+
+def paired_verdict(key: str, d: dict) -> str:
+    """better / worse where the paired interval leaves 0 out, level where it holds it."""
+    ci, sign = d.get("ci"), BETTER.get(key)
+    if ci is None or sign is None:
+        return ""
+    if ci[0] <= 0 <= ci[1]:
+        return "level"
+    return "better" if sign * d["diff"] > 0 else "worse"
+
+
+def paired_table(results: dict, baseline: str = "procedural") -> list[str]:
+    """Each model's PAIRED_METRICS minus the baseline's, session by session (paired bootstrap)."""
+    names = [n for n in results if f"vs_{baseline}" in results[n]]
+    if not names:
+        return []
+    labels = dict(REPORT_METRICS)
+    lines = [f"Against the {baseline} model on the same sessions: model − {baseline}, 95 % paired bootstrap "
+             "interval, and the verdict where the interval leaves 0 out.", "",
+             "| metric | " + " | ".join(f"{n} − {baseline}" for n in names) + " |", "|---|" + "---|" * len(names)]
+    for k in PAIRED_METRICS:
+        cells = []
+        for n in names:
+            d = results[n][f"vs_{baseline}"].get(k)
+            if d is None:
+                cells.append("–")
+                continue
+            ci = d.get("ci")
+            cell = f"{d['diff']:+.3g}" + (f" [{ci[0]:+.3g}, {ci[1]:+.3g}]" if ci else "")
+            verdict = paired_verdict(k, d)
+            cells.append(cell + (f" {verdict}" if verdict else ""))
+        lines.append(f"| {labels.get(k, k)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown_report(results: dict, info: dict) -> str:
     """One set's report (``--data``)."""
     lines = ["# Avatar Forcing evaluation", "", *(f"- {k}: {v}" for k, v in info.items()), "",
              *results_table(results)]
+    paired = paired_table(results)
+    if paired:
+        lines += ["", *paired]
     return "\n".join(lines) + "\n"
 
 
@@ -787,6 +870,9 @@ def protocol_report(report: dict) -> str:
         lines += ["", f"## {title}", "", f"{n['sessions']} sessions, {n['frames']} frames, "
                   f"{res['ground_truth'].get('nod_cues', '?')} back-channel cues, "
                   f"{res['ground_truth'].get('user_nods', '?')} user nods.", "", *results_table(res)]
+        paired = paired_table(res)
+        if paired:
+            lines += ["", *paired]
     if report.get("quiet"):
         lines += ["", f"## Lip sync with the avatar's speech {20 * np.log10(QUIET_GAIN):.0f} dB quieter (test_other)",
                   "", *results_table(report["quiet"], [(k, lbl) for k, lbl in REPORT_METRICS
@@ -867,7 +953,7 @@ def run_protocol(args, argv) -> dict:
     for name in ("test", "test_other", *perceived):
         source = perceived[name]["from"] if name in perceived else name  # a perceived set's conversations
         results[name] = evaluate_models({**models, **reference_models(retakes[source])}, sets[name], seeds, block,
-                                        args.bootstrap)
+                                        args.bootstrap, {m: "procedural" for m in models if m.startswith("learned")})
     subsets = {}
     if args.window_sessions and not args.no_window:
         # the non-causal window on the first N sessions only (its compute), beside the streaming
@@ -970,7 +1056,8 @@ def main_evaluate(argv=None) -> int:
         models.update(learned_models(net, guidance, not args.no_window, dpo_net, args.batch, audio_guidance,
                                      mouth_temperature))
     models.update(procedural_model(block))
-    results = evaluate_models(models, sessions, tuple(range(args.seeds)), block, args.bootstrap)
+    results = evaluate_models(models, sessions, tuple(range(args.seeds)), block, args.bootstrap,
+                              {m: "procedural" for m in models if m.startswith("learned")})
     info = {"data": args.data, "sessions": len(sessions), "frames": sum(s.frames for s in sessions),
             "checkpoint": args.checkpoint, "dpo_checkpoint": args.dpo_checkpoint, "seeds": args.seeds,
             "guidance": guidance, "mouth_temperature": mouth_temperature if args.checkpoint else None,
