@@ -77,3 +77,19 @@ def test_losers_ignore_the_user_conditions():
     other = (cond[0], cond[1] + 2.0, cond[2] - 1.0, cond[3] * 0)
     b = generate_losers(net, other, torch.Generator().manual_seed(1))
     assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_losers_are_sampled_at_the_models_own_mouth_temperature():
+    """A loser differs from the model's run-time output only by the dropped user: drawn with the
+    run-time sampler's noise (mouth temperature on the articulation channels), not at 1."""
+    from avatar_forcing_ros.generation.forcing.sampler import sample_streaming
+    net, cond, _, _ = setup()
+    net.cfg.mouth_temperature = 0.25
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.1)
+    losers = generate_losers(net, cond, torch.Generator().manual_seed(3))
+    noise = torch.randn(losers.shape, generator=torch.Generator().manual_seed(3))
+    scaled = sample_streaming(net, *cond, noise * torch.from_numpy(net.cfg.noise_scale()), guidance=0.0)
+    assert torch.allclose(losers, scaled, atol=1e-6)
+    assert not torch.allclose(losers, sample_streaming(net, *cond, noise, guidance=0.0), atol=1e-3)

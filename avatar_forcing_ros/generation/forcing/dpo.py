@@ -38,9 +38,13 @@ def normalised_batch(net: AvatarForcingNet, batch: dict):
 
 @torch.no_grad()
 def generate_losers(net: AvatarForcingNet, cond_inputs, generator=None) -> torch.Tensor:
-    """The model's own motion for these windows with the user stream dropped (normalised)."""
+    """The model's own motion for these windows with the user stream dropped (normalised),
+    sampled as it samples at run time (its mouth temperature and context noise), so that a
+    loser differs from what the model does only in not hearing or seeing the user: losers drawn
+    at temperature 1 have noisier mouths, and DPO learns to close the mouth."""
     aa = cond_inputs[0]
     noise = torch.randn(aa.shape[0], aa.shape[1], net.cfg.motion_dim, generator=generator)
+    noise = noise * torch.from_numpy(net.cfg.noise_scale())
     ctx = torch.randn(noise.shape, generator=generator) if net.cfg.context_noise else None
     return sample_streaming(net, *cond_inputs, noise, guidance=0.0, context_noise=ctx)
 
