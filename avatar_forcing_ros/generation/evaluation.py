@@ -784,8 +784,10 @@ def results_table(results: dict, keys=REPORT_METRICS) -> list[str]:
     return lines
 
 
-# which way is better for the paired table's verdict (no verdict for "real = target" metrics)
-BETTER = {"rpcc_exp": -1, "rpcc_pose": -1, "fd_exp": -1, "fd_pose": -1, "lip_env_corr": 1}
+# which way is better for the paired table's verdict; none for lip sync and jaw opening, whose
+# target is the real listener's value (the procedural mouth follows the loudness more than
+# the corpus's speakers do: a higher correlation there is not a better mouth)
+BETTER = {"rpcc_exp": -1, "rpcc_pose": -1, "fd_exp": -1, "fd_pose": -1}
 
 
 def paired_verdict(key: str, d: dict) -> str:
