@@ -6,7 +6,7 @@ cue on the model samples its own. The nod rate in the second after the cue is co
 the free-running model (its own past all along) and with the same teacher forcing at random
 listening moments (the chance for the line above).
 
-    python benchmarks/results/backchannel-2026-12-07/teacher_forced.py /tmp/afe3/test models/af_forcing_v2
+    python benchmarks/results/backchannel-2026-12-07/teacher_forced.py /tmp/afe3/test models/af_forcing_v2 [GUIDANCE|config] [SESSIONS]
 """
 import sys
 from pathlib import Path
@@ -78,11 +78,11 @@ def rate(net, sessions, moments, guidance, seed=0):
     return float(np.mean(hits)), len(hits)
 
 
-def main(corpus, checkpoint, guidance=None):
+def main(corpus, checkpoint, guidance=None, sessions=None):
     torch.set_num_threads(2)
     net = E._load_net(checkpoint, 2)
-    g = net.cfg.guidance_scale if guidance is None else float(guidance)
-    sessions = E.load_eval_sessions(corpus)
+    g = net.cfg.guidance_scale if guidance in (None, "config") else float(guidance)
+    sessions = E.load_eval_sessions(corpus, int(sessions) if sessions else None)
     T = min(s.frames for s in sessions) - 30
     cues = [(i, f) for i, s in enumerate(sessions) for f in s.backchannel if 25 <= f < T]
     chance = [(i, int(f)) for i, s in enumerate(sessions)  # the protocol's random moments, 3 per session
