@@ -40,8 +40,7 @@ def normalised_batch(net: AvatarForcingNet, batch: dict):
 def generate_losers(net: AvatarForcingNet, cond_inputs, generator=None) -> torch.Tensor:
     """The model's own motion for these windows with the user stream dropped (normalised),
     sampled as it samples at run time (its mouth temperature and context noise), so that a
-    loser differs from what the model does only in not hearing or seeing the user: losers drawn
-    at temperature 1 have noisier mouths, and DPO learns to close the mouth."""
+    loser differs from what the model does only in not hearing or seeing the user."""
     aa = cond_inputs[0]
     noise = torch.randn(aa.shape[0], aa.shape[1], net.cfg.motion_dim, generator=generator)
     noise = noise * torch.from_numpy(net.cfg.noise_scale())
