@@ -8,7 +8,8 @@ from avatar_forcing_ros.core.motion import AF_MOTION_V1
 from avatar_forcing_ros.generation.forcing.config import ForcingConfig
 from avatar_forcing_ros.generation.forcing.learned_model import LearnedMotionModel
 from avatar_forcing_ros.generation.forcing.onnx_runner import OnnxStreamingRunner
-from avatar_forcing_ros.generation.forcing.sampler import sample_offline, sample_streaming
+from avatar_forcing_ros.generation.forcing.sampler import (Guidance, StreamState, denoise_block, sample_offline,
+                                                          sample_streaming)
 from forcing_helpers import random_inputs, stream_random_blocks, tiny_net, write_checkpoint
 
 
@@ -22,6 +23,26 @@ def test_streaming_with_context_noise_equals_the_offline_reference_and_differs_f
     # the first block sees no past; every later block reads a cache written at level 0.3
     assert torch.allclose(streamed[:, :2], clean[:, :2])
     assert not torch.allclose(streamed[:, 2:], clean[:, 2:], atol=1e-3)
+
+
+def test_a_block_written_in_place_of_the_sample_is_what_the_cache_holds():
+    """write_as (teacher forcing in the probes): the block returned and cached is the one given,
+    whatever the sampler drew; without it the cache holds the sample."""
+    net = tiny_net(cache=6)
+    guide = Guidance.plan(net.cfg, 2.0, 1.0)
+    aa, ua, um, up, noise, ctx = random_inputs(4, context=True)
+    state = StreamState.empty(net, guide.rows)
+    cond, _ = guide.encode(net, aa[:, :2], ua[:, :2], um[:, :2], up[:, :2], state.conv_state)
+    given = torch.randn(1, 2, 28, generator=torch.Generator().manual_seed(7))
+
+    def block(start_noise, write_as=None):
+        return denoise_block(net, cond, start_noise, guide, state.cache_k, state.cache_v, state.cache_valid, 4,
+                             ctx[:, :2], 0.3, write_as=write_as)
+    a, b = block(noise[:, :2], lambda x: given), block(noise[:, 2:4], lambda x: given)
+    assert torch.equal(a[0], given) and torch.equal(b[0], given)
+    assert torch.allclose(a[1], b[1]) and torch.allclose(a[2], b[2])  # the cache: the given block only
+    sampled = block(noise[:, :2])
+    assert not torch.allclose(sampled[1], a[1], atol=1e-4)
 
 
 def test_a_context_level_without_its_noise_is_an_error():

@@ -105,10 +105,11 @@ def context_input(x, context_noise, level: float):
 
 
 def denoise_block(net, cond, noise, guide: Guidance, cache_k, cache_v, cache_valid, steps: int,
-                  context_noise=None, context_level: float = 0.0):
+                  context_noise=None, context_level: float = 0.0, write_as=None):
     """One streaming block: Euler steps from noise, then a pass whose keys and values are
     written into the rolling cache (Self-Forcing style): at noise level ``context_level``
     over the block noised with ``context_noise`` (N, B, D), or at 0 over the clean block.
+    ``write_as``: x -> the block kept in its place (teacher forcing in probes; None: x).
 
     cond (M, B, d) with M = guide.rows N; noise (N, B, D). Returns x (N, B, D) and the
     new cache_k, cache_v, cache_valid."""
@@ -129,6 +130,8 @@ def denoise_block(net, cond, noise, guide: Guidance, cache_k, cache_v, cache_val
         t = torch.full((M, B), ts[i], device=dev)
         v, _ = net(guide.expand(x), t, cond, mask, pos, past_k, past_v)
         x = x + (ts[i + 1] - ts[i]) * guide.combine(v)
+    if write_as is not None:
+        x = write_as(x)
     x_ctx = context_input(x, context_noise, context_level)
     _, kv = net(guide.expand(x_ctx), torch.full((M, B), float(context_level), device=dev), cond, mask, pos,
                 past_k, past_v)

@@ -16,10 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from avatar_forcing_ros.generation import evaluation as E  # noqa: E402
-from avatar_forcing_ros.generation.forcing.flow import euler_times  # noqa: E402
-from avatar_forcing_ros.generation.forcing.network import rope  # noqa: E402
-from avatar_forcing_ros.generation.forcing.sampler import StreamState, context_input  # noqa: E402
-from avatar_forcing_ros.generation.forcing.sampler import Guidance  # noqa: E402
+from avatar_forcing_ros.generation.forcing.sampler import Guidance, StreamState, denoise_block  # noqa: E402
 
 
 @torch.no_grad()
@@ -29,7 +26,6 @@ def stream_with_teacher(net, aa, ua, um, up, real, switch, guidance, gen, mouth_
     B, N, T = cfg.block_frames, aa.shape[0], aa.shape[1]
     guide = Guidance.plan(cfg, guidance, 1.0)
     st = StreamState.empty(net, N * guide.rows)
-    level = cfg.context_noise
     scale = torch.from_numpy(cfg.noise_scale(mouth_temperature))
     out = []
     for s in range(0, T, B):
@@ -37,31 +33,17 @@ def stream_with_teacher(net, aa, ua, um, up, real, switch, guidance, gen, mouth_
                                            st.conv_state)
         noise = torch.randn(N, B, cfg.motion_dim, generator=gen) * scale
         ctx = torch.randn(N, B, cfg.motion_dim, generator=gen)
-        C = st.cache_k.shape[3]
-        past_pos, pos = torch.arange(C), torch.arange(C, C + B)
-        mask = torch.cat([st.cache_valid[None, :].expand(B, C), torch.ones(B, B, dtype=torch.bool)], dim=1)
-        past_k = [rope(st.cache_k[i], past_pos, cfg.rope_base) for i in range(cfg.n_layer)]
-        past_v = [st.cache_v[i] for i in range(cfg.n_layer)]
-        ts = euler_times(cfg.sample_steps)
-        x = noise
-        M = cond.shape[0]
-        for i in range(cfg.sample_steps):
-            v, _ = net(guide.expand(x), torch.full((M, B), ts[i]), cond, mask, pos, past_k, past_v)
-            x = x + (ts[i + 1] - ts[i]) * guide.combine(v)
         teacher = torch.as_tensor(s < switch)[:, None, None]
-        x = torch.where(teacher, real[:, s:s + B], x)
-        _, kv = net(guide.expand(context_input(x, ctx, level)), torch.full((M, B), float(level)), cond, mask, pos,
-                    past_k, past_v)
-        st.cache_k = torch.cat([st.cache_k[:, :, :, B:], torch.stack([k for k, _ in kv])], dim=3)[:, :, :, -C:]
-        st.cache_v = torch.cat([st.cache_v[:, :, :, B:], torch.stack([v for _, v in kv])], dim=3)[:, :, :, -C:]
-        st.cache_valid = torch.cat([st.cache_valid[B:], torch.ones(B, dtype=torch.bool)])[-C:]
+        x, st.cache_k, st.cache_v, st.cache_valid = denoise_block(
+            net, cond, noise, guide, st.cache_k, st.cache_v, st.cache_valid, cfg.sample_steps, ctx,
+            cfg.context_noise, write_as=lambda x, s=s, teacher=teacher: torch.where(teacher, real[:, s:s + B], x))
         out.append(x)
     return torch.cat(out, 1)
 
 
 def rate(net, sessions, moments, guidance, seed=0):
     """Teacher-forced up to each moment (session index, frame), then free: nods in the second after."""
-    rows = [(i, f) for i, f in moments]
+    rows = list(moments)
     B = net.cfg.block_frames
     T = min(s.frames for s in sessions)
     T -= T % B
