@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from avatar_forcing_ros.corpus import simulator  # noqa: E402
-from avatar_forcing_ros.corpus.dataset import DyadicSession, save_session, write_index  # noqa: E402
+from avatar_forcing_ros.corpus.dataset import _generate_one, write_index  # noqa: E402
 
 _plan_nods = simulator._plan_nods
 SIDES = {"user": (simulator.USER,), "both": (simulator.USER, simulator.AVATAR),
@@ -36,7 +36,9 @@ def _v1_persona(rng, split="train", exclude_voice=None):
         return _random_persona(rng, "test" if split == "train" else split, exclude_voice)
     finally:
         simulator.TEST_VOICES = test_voices
-_without = ()
+
+
+_without = ()  # the sides whose answering nods are dropped (set by main before the workers fork)
 
 
 def _without_answers(rng, personas, n, utterances, pauses):
@@ -44,15 +46,6 @@ def _without_answers(rng, personas, n, utterances, pauses):
     for side in _without:
         nods[side] = [d for d in nods[side] if d.kind != "answer"]
     return nods
-
-
-def one(job):
-    root, name, seed, seconds, split = job
-    sim = simulator.simulate_session(seed, seconds, split)
-    save_session(Path(root) / name, DyadicSession(name, sim.avatar_audio, sim.user_audio, sim.avatar_motion,
-                                                  sim.user_motion, sim.user_present, sim.avatar_viseme_targets,
-                                                  sim.meta))
-    return name
 
 
 def main(source, out, which="user"):
@@ -66,9 +59,11 @@ def main(source, out, which="user"):
     simulator._plan_nods = _without_answers
     Path(out).mkdir(parents=True)
     names = sorted(cfg["session_seeds"])
-    jobs = [(out, n, cfg["session_seeds"][n], cfg["seconds_per_session"], cfg["split"]) for n in names]
-    with multiprocessing.get_context("fork").Pool(2, maxtasksperchild=1) as pool:  # fresh espeak per session
-        pool.map(one, jobs, chunksize=1)
+    jobs = [(out, n, cfg["session_seeds"][n], cfg["seconds_per_session"], cfg["split"], 0) for n in names]
+    # the corpus command's own worker, forked after the patch (so the patch holds in it), one
+    # session per fresh process (espeak-ng keeps state between calls)
+    with multiprocessing.get_context("fork").Pool(2, maxtasksperchild=1) as pool:
+        pool.map(_generate_one, jobs, chunksize=1)
     write_index(Path(out), names, {**cfg, "ablation": f"no answering nods: {which}"})
 
 
