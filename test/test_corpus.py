@@ -280,6 +280,51 @@ def test_another_take_redraws_the_avatars_face_in_the_same_conversation(corpus):
     assert json.loads((corpus / "take" / "dataset.json").read_text())["generator"]["avatar_take"] == 1
 
 
+def test_a_redrawn_take_draws_the_listeners_own_choices_again(corpus):
+    """redraw_reactions: the user (speech, face) and the avatar's speech are the corpus's own;
+    the avatar's smiles and nods are its persona's rules drawn again, so at least one of its
+    reactions in these sessions differs from the first take's."""
+    generate_corpus(corpus / "redrawn", n_sessions=2, seconds_per_session=6.0, seed=3, avatar_take=2,
+                    redraw_reactions=True)
+    first, redrawn = load_dataset(corpus / "a"), load_dataset(corpus / "redrawn")
+    changed = 0
+    for sa, sr in zip(first, redrawn):
+        for name in ("avatar_audio", "user_audio", "user_motion", "avatar_viseme_targets"):
+            np.testing.assert_array_equal(getattr(sa, name), getattr(sr, name))
+        assert sr.meta["redraw_reactions"] is True and sr.meta["avatar_take"] == 2
+        user_reactions = [r for r in sa.meta["smile_reactions"] if r["side"] == "user"]
+        assert [r for r in sr.meta["smile_reactions"] if r["side"] == "user"] == user_reactions
+        mine = [r for r in sr.meta["smile_reactions"] if r["side"] == "avatar"]
+        changed += (mine != [r for r in sa.meta["smile_reactions"] if r["side"] == "avatar"]
+                    or sr.meta["avatar_nods"] != sa.meta["avatar_nods"])
+    assert changed >= 1
+    info = json.loads((corpus / "redrawn" / "dataset.json").read_text())["generator"]
+    assert info["redraw_reactions"] is True
+
+
+def test_redrawn_smiles_keep_the_user_and_answer_only_the_users_own_smiles():
+    from avatar_forcing_ros.corpus.simulator import AVATAR, USER, Smile, _redrawn_avatar_smiles
+    plan = [Smile(USER, 1.0, 2.0, 0.5, "spontaneous"), Smile(USER, 4.0, 5.0, 0.9, "laugh"),
+            Smile(AVATAR, 3.0, 4.0, 0.5, "spontaneous"), Smile(AVATAR, 6.0, 7.0, 0.9, "laugh"),
+            Smile(USER, 3.5, 4.5, 0.5, "mirror", 3.0), Smile(AVATAR, 1.4, 2.5, 0.5, "mirror", 1.0)]
+    always = Persona(voice="en-us", mirror_propensity=1.0, smile_propensity=1e-6)
+    never = Persona(voice="en-us", mirror_propensity=0.0, smile_propensity=1e-6)
+    rng = np.random.default_rng(0)
+    got = _redrawn_avatar_smiles(rng, (always, never), plan, 8.0)
+    assert [s for s in got if s.side == USER] == [s for s in plan if s.side == USER]  # the user stays
+    assert Smile(AVATAR, 6.0, 7.0, 0.9, "laugh") in got  # its own laugh is in its speech: it stays
+    assert Smile(AVATAR, 3.0, 4.0, 0.5, "spontaneous") not in got  # its own smile is drawn again
+    answers = [s for s in got if s.side == AVATAR and s.cue_s is not None]
+    assert sorted(s.cue_s for s in answers if s.cause == "mirror") == [1.0]  # the user's smile, not the user's mirror
+    got = _redrawn_avatar_smiles(np.random.default_rng(0), (never, always), plan, 8.0)
+    assert not [s for s in got if s.side == AVATAR and s.cause == "mirror"]
+
+
+def test_a_redrawn_take_needs_another_take():
+    with pytest.raises(ValueError, match="avatar_take"):
+        simulate_session(1, 4.0, "test", redraw_reactions=True)
+
+
 def test_generated_dataset_has_the_af_dyadic_v1_layout(corpus):
     info = json.loads((corpus / "a" / "dataset.json").read_text())
     assert info["format"] == "af-dyadic-v1" and info["motion_space"] == "af-motion-v1"

@@ -110,7 +110,7 @@ def test_generate_runs_a_motion_model_block_by_block():
 from avatar_forcing_ros.generation.evaluation import (  # noqa: E402
     EXPRESSION, PAIRED_METRICS, POSE, Clusters, bootstrap_intervals, frechet_from_sums, gaussian_sums,
     jerk_at_boundaries, paired_differences, paired_table, paired_verdict, select_guidance, session_stats,
-    aggregate, shannon_index, speech_envelope, ensure_corpus)
+    aggregate, shannon_index, speech_envelope, ensure_corpus, mean_channel_pcc, pcc_sums, pooled_rpcc)
 
 
 def test_speech_envelope_is_the_rms_of_each_40ms_frame():
@@ -161,6 +161,69 @@ def test_real_motion_has_zero_rpcc_and_fd_and_a_copy_of_the_user_does_not():
     copy = aggregate([session_stats(s.arrays.user_motion, s, clusters, 2) for s in sessions])
     assert copy["rpcc_exp"] > 0.02 and copy["fd_exp"] > 0.01  # 2 of 20 channels move in the toy user
     assert real["lip_env_corr"] > 0.5 and real["sid_exp"] > copy["sid_exp"]
+
+
+def _direct_rpcc(users, gens, reals):
+    u, g, r = (np.concatenate(x) for x in (users, gens, reals))
+    return np.mean([abs(pearson(r[:, c], u[:, c]) - pearson(g[:, c], u[:, c])) for c in range(u.shape[1])])
+
+
+def test_pooled_rpcc_from_added_sums_equals_the_direct_pcc_over_all_frames():
+    rng = np.random.default_rng(0)
+    users = [rng.normal(size=(T, 3)) for T in (50, 80, 120)]
+    reals = [0.6 * u + rng.normal(size=u.shape) for u in users]
+    gens = [0.2 * u + rng.normal(size=u.shape) + 3.0 for u in users]  # an offset changes no PCC
+    sums = sum(pcc_sums(u, g, r) for u, g, r in zip(users, gens, reals))
+    assert pooled_rpcc(sums) == pytest.approx(_direct_rpcc(users, gens, reals), abs=1e-9)
+    assert pooled_rpcc(sum(pcc_sums(u, r, r) for u, r in zip(users, reals))) == pytest.approx(0.0, abs=1e-12)
+    still = [np.zeros_like(u) for u in users]  # a channel that never moves has PCC 0, not NaN
+    direct = np.mean([abs(pearson(np.concatenate(reals)[:, c], np.concatenate(users)[:, c])) for c in range(3)])
+    assert pooled_rpcc(sum(pcc_sums(u, z, r) for u, z, r in zip(users, still, reals))) == pytest.approx(direct)
+
+
+def test_rpcc_errors_of_opposite_sign_do_not_cancel_across_channels():
+    """A model that mirrors one channel more than the listener and the other less: the
+    af-eval-v4 form (channels averaged before the difference) calls it perfect, the pooled
+    channel-wise rPCC does not."""
+    rng = np.random.default_rng(1)
+    u = rng.normal(size=(2000, 2))
+    e = rng.normal(size=(2000, 2))
+    real = 0.5 * u + e          # PCC about 0.45 in both channels
+    gen = np.stack([2.0 * u[:, 0] + e[:, 0], e[:, 1]], 1)  # about 0.89 and 0: the same mean
+    old = abs(mean_channel_pcc(u, real) - mean_channel_pcc(u, gen))
+    new = pooled_rpcc(pcc_sums(u, gen, real))
+    assert old < 0.05 and new > 0.35
+
+
+def test_a_listener_redrawn_by_its_own_rules_is_near_zero_pooled_but_not_per_session():
+    """Sessions in which the listener mirrors the user or not by a coin flip: the same listener
+    with its coin flips drawn again (what a perfect model of its rules produces) is charged
+    per session for every flip it could not know; pooled over the set it matches the listener."""
+    rng = np.random.default_rng(2)
+    users, reals, redrawn = [], [], []
+    for _ in range(200):
+        u = rng.normal(size=(100, 1))
+        users.append(u)
+        reals.append(rng.integers(2) * u + 0.5 * rng.normal(size=u.shape))
+        redrawn.append(rng.integers(2) * u + 0.5 * rng.normal(size=u.shape))
+    per_session = np.mean([abs(mean_channel_pcc(u, r) - mean_channel_pcc(u, g))
+                           for u, r, g in zip(users, reals, redrawn)])
+    pooled = pooled_rpcc(sum(pcc_sums(u, g, r) for u, g, r in zip(users, redrawn, reals)))
+    assert per_session > 0.3 and pooled < 0.1
+
+
+def test_session_stats_carry_the_sums_of_the_pooled_rpcc():
+    sessions = [_protocol_session(seed=i) for i in range(3)]
+    clusters = Clusters.fit([s.arrays.avatar_motion for s in sessions])
+    gens = [s.arrays.avatar_motion + np.random.default_rng(i).normal(0, 0.2, s.arrays.avatar_motion.shape)
+            for i, s in enumerate(sessions)]
+    agg = aggregate([session_stats(g.astype(np.float32), s, clusters, 2) for g, s in zip(gens, sessions)])
+    for key, idx in (("rpcc_exp", EXPRESSION), ("rpcc_pose", POSE)):
+        want = _direct_rpcc([s.arrays.user_motion[:, idx] for s in sessions],
+                            [g.astype(np.float32)[:, idx] for g in gens],
+                            [s.arrays.avatar_motion[:, idx] for s in sessions])
+        assert agg[key] == pytest.approx(want, abs=1e-6)
+    assert agg["rpcc_exp_session"] > 0 and "rpcc_exp_session" in PAIRED_METRICS
 
 
 def test_bootstrap_interval_holds_the_estimate_and_is_zero_width_for_identical_sessions():

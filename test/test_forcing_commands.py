@@ -99,15 +99,19 @@ def test_evaluation_protocol_tunes_on_validation_and_reports_both_test_sets(tmp_
     for name in ("test", "test_other", "test_perceived"):
         assert {"user_nod_rate", "user_nod_chance"} <= set(report["sets"][name]["ground_truth"])
     assert set(report["sets"]["test"]) == {"ground_truth", "learned_streaming", "procedural",
-                                           "real_second_take", "still_face"}
-    # the second take: test's conversations, the avatar drawn again; it is scored, not perfect
-    take, test = (load_dataset(root / n) for n in ("test_retake", "test"))
-    for st, sa in zip(take, test):
+                                           "real_second_take", "real_redrawn", "still_face"}
+    # the second take and the redrawn listener: test's conversations, the avatar drawn again;
+    # they are scored, not perfect
+    take, redrawn, test = (load_dataset(root / n) for n in ("test_retake", "test_redrawn", "test"))
+    for st, sr, sa in zip(take, redrawn, test):
         np.testing.assert_array_equal(st.user_motion, sa.user_motion)
+        np.testing.assert_array_equal(sr.user_motion, sa.user_motion)
         assert not np.array_equal(st.avatar_motion, sa.avatar_motion)
+        assert sr.meta["redraw_reactions"] and not np.array_equal(sr.avatar_motion, st.avatar_motion)
     for name in ("test", "test_other", "test_perceived"):
         second, still = report["sets"][name]["real_second_take"], report["sets"][name]["still_face"]
         assert second["fd_pose"] > 0 and second["rpcc_pose"] > 0
+        assert report["sets"][name]["real_redrawn"]["fd_pose"] > 0
         assert second["lip_env_corr"] == pytest.approx(report["sets"][name]["ground_truth"]["lip_env_corr"], abs=0.05)
         assert still["var_exp"] == 0 and still["var_pose"] == 0
     first = json.loads((root / "test_other" / "dataset.json").read_text())["sessions"][0]

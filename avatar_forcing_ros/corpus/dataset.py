@@ -249,8 +249,8 @@ def session_seed(seed: int, index: int) -> int:
 def _generate_one(job) -> dict:
     from .simulator import simulate_session
 
-    root, name, seed, seconds, split, take = job
-    sim = simulate_session(seed, seconds, split, avatar_take=take)
+    root, name, seed, seconds, split, take, redraw = job
+    sim = simulate_session(seed, seconds, split, avatar_take=take, redraw_reactions=redraw)
     session = DyadicSession(name, sim.avatar_audio, sim.user_audio, sim.avatar_motion,
                             sim.user_motion, sim.user_present, sim.avatar_viseme_targets, sim.meta)
     save_session(Path(root) / name, session)
@@ -258,9 +258,11 @@ def _generate_one(job) -> dict:
 
 
 def generate_corpus(out_dir, n_sessions: int, seconds_per_session: float, seed: int,
-                    split: str = "train", workers: int = MAX_WORKERS, avatar_take: int = 0) -> dict:
+                    split: str = "train", workers: int = MAX_WORKERS, avatar_take: int = 0,
+                    redraw_reactions: bool = False) -> dict:
     """Simulate `n_sessions` and write them as an af-dyadic-v1 dataset at `out_dir`.
-    ``avatar_take`` > 0: the same conversations with another take of the avatar's face
+    ``avatar_take`` > 0: the same conversations with another take of the avatar's face;
+    ``redraw_reactions``: that take also draws the listener's smiles and nods anew
     (simulate_session).
 
     Each session is made in a fresh process: espeak-ng carries synthesis state between calls,
@@ -276,8 +278,10 @@ def generate_corpus(out_dir, n_sessions: int, seconds_per_session: float, seed: 
     workers = int(np.clip(workers, 1, MAX_WORKERS))
     root = fresh_directory(out_dir)
     names = [f"{split}_{i:05d}" for i in range(int(n_sessions))]
-    jobs = [(str(root), name, session_seed(seed, i), float(seconds_per_session), split, int(avatar_take))
-            for i, name in enumerate(names)]
+    if redraw_reactions and not avatar_take:
+        raise DatasetError("redraw_reactions needs avatar_take > 0")
+    jobs = [(str(root), name, session_seed(seed, i), float(seconds_per_session), split, int(avatar_take),
+             bool(redraw_reactions)) for i, name in enumerate(names)]
     t0 = time.perf_counter()
     # One session per process, forked from a fresh server that has imported the simulator but
     # never synthesised: no inherited threads or espeak state, and no import cost per session.
@@ -288,7 +292,8 @@ def generate_corpus(out_dir, n_sessions: int, seconds_per_session: float, seed: 
     config = {"source": "simulator", "generator": SIMULATOR_ID, "seed": int(seed),
               "n_sessions": int(n_sessions), "seconds_per_session": float(seconds_per_session),
               "split": split, "fps": FPS, "session_seeds": {j[1]: j[2] for j in jobs},
-              **({"avatar_take": int(avatar_take)} if avatar_take else {})}
+              **({"avatar_take": int(avatar_take)} if avatar_take else {}),
+              **({"redraw_reactions": True} if redraw_reactions else {})}
     write_index(root, names, config)
     return {"sessions": results, "seconds": time.perf_counter() - t0,
             "frames": sum(r["frames"] for r in results)}

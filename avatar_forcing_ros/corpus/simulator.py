@@ -233,34 +233,56 @@ def _plan(rng, personas, seconds, split):
     return audio, utterances
 
 
+def _spontaneous_smiles(rng, side, persona, seconds):
+    """A Poisson process of smiles at the persona's rate."""
+    smiles = []
+    t = float(rng.exponential(60.0 / persona.smile_propensity))
+    while t < seconds:
+        dur = float(rng.uniform(1.0, 3.5))
+        smiles.append(Smile(side, t, t + dur, float(rng.uniform(0.3, 0.7)), "spontaneous"))
+        t += dur + float(rng.exponential(60.0 / persona.smile_propensity))
+    return smiles
+
+
+def _smile_reaction(rng, s: Smile, reactor: Persona) -> Smile | None:
+    """The other side's answer to smile ``s``, or None: laughter is contagious, a smile is
+    mirrored at the reactor's propensity."""
+    other = 1 - s.side
+    if s.cause == "laugh":
+        if rng.random() < 0.85:
+            delay = float(rng.uniform(0.2, 0.6))
+            end = s.end_s + float(rng.uniform(0.3, 1.0))
+            return Smile(other, s.start_s + delay, end, float(rng.uniform(0.6, 0.9)), "laugh_response", s.start_s)
+    elif rng.random() < reactor.mirror_propensity:
+        delay = float(rng.uniform(0.3, 0.8))
+        peak = float(np.clip(s.peak * rng.uniform(0.7, 1.2), 0.2, 0.9))
+        end = s.end_s + delay * float(rng.uniform(0.5, 1.5))
+        return Smile(other, s.start_s + delay, end, peak, "mirror", s.start_s)
+    return None
+
+
 def _smiles(rng, personas, utterances, seconds):
     smiles: list[Smile] = []
     for side in (AVATAR, USER):
-        # spontaneous smiles: a Poisson process at the persona's rate
-        t = float(rng.exponential(60.0 / personas[side].smile_propensity))
-        while t < seconds:
-            dur = float(rng.uniform(1.0, 3.5))
-            smiles.append(Smile(side, t, t + dur, float(rng.uniform(0.3, 0.7)), "spontaneous"))
-            t += dur + float(rng.exponential(60.0 / personas[side].smile_propensity))
+        smiles += _spontaneous_smiles(rng, side, personas[side], seconds)
     for u in utterances:
         if u.kind == "laugh":
             smiles.append(Smile(u.side, u.start_s - 0.15, u.end_s + 0.8,
                                 float(rng.uniform(0.8, 1.0)), "laugh"))
-    reactions = []
-    for s in smiles:
-        other = 1 - s.side
-        if s.cause == "laugh":
-            if rng.random() < 0.85:  # laughter is contagious
-                delay = float(rng.uniform(0.2, 0.6))
-                end = s.end_s + float(rng.uniform(0.3, 1.0))
-                reactions.append(Smile(other, s.start_s + delay, end, float(rng.uniform(0.6, 0.9)),
-                                       "laugh_response", s.start_s))
-        elif rng.random() < personas[other].mirror_propensity:
-            delay = float(rng.uniform(0.3, 0.8))
-            peak = float(np.clip(s.peak * rng.uniform(0.7, 1.2), 0.2, 0.9))
-            end = s.end_s + delay * float(rng.uniform(0.5, 1.5))
-            reactions.append(Smile(other, s.start_s + delay, end, peak, "mirror", s.start_s))
-    return smiles + reactions
+    reactions = [_smile_reaction(rng, s, personas[1 - s.side]) for s in smiles]
+    return smiles + [r for r in reactions if r is not None]
+
+
+def _redrawn_avatar_smiles(rng, personas, smiles, seconds):
+    """The plan's smiles with the avatar's own choices drawn again from ``rng``: its
+    spontaneous smiles and its answers to the user's smiles and laughs. The user's smiles,
+    the user's answers (to the avatar's first-drawn smiles) and the smiles of the avatar's
+    laughs (its speech audio) stay."""
+    kept = [s for s in smiles if s.side == USER or s.cause == "laugh"]
+    own = _spontaneous_smiles(rng, AVATAR, personas[AVATAR], seconds)
+    answers = [_smile_reaction(rng, s, personas[AVATAR]) for s in kept
+               if s.side == USER and s.cause in ("spontaneous", "laugh")]
+    return kept + own + [r for r in answers if r is not None]
 
 
 # --- drawing a face from the plan ---------------------------------------------------------
@@ -315,25 +337,38 @@ class Nod:
     kind: str        # "backchannel" or "answer"
 
 
+def _backchannel_nods(rng, side, persona, n, utterances, cues_s):
+    """``side``'s back-channel nods at the other's pauses, after a human delay, not always."""
+    speaking = _speaking_mask(n, utterances, side)
+    nods = []
+    for cue_s in cues_s:
+        f = _frame(cue_s, n)
+        if f >= n or speaking[f] or rng.random() > persona.nod_propensity:
+            continue
+        nods.append(Nod(cue_s + float(rng.uniform(0.2, 0.6)), float(rng.uniform(0.05, 0.12)),
+                        float(rng.uniform(0.35, 0.5)), int(rng.integers(1, 3)), f, "backchannel"))
+    return nods
+
+
+def _answer_nods(rng, persona, n, other_nods):
+    """The one who paused acknowledges the listener's back-channel nods with smaller ones."""
+    nods = []
+    for other_nod in [d for d in other_nods if d.kind == "backchannel"]:
+        if rng.random() > persona.nod_back_propensity:
+            continue
+        nods.append(Nod(other_nod.start_s + float(rng.uniform(0.25, 0.7)), float(rng.uniform(0.04, 0.09)),
+                        float(rng.uniform(0.3, 0.45)), 1, _frame(other_nod.start_s, n), "answer"))
+    return nods
+
+
 def _plan_nods(rng, personas, n, utterances, pauses):
-    """Each side's back-channel nods at the other's pauses (after a human delay, not always),
-    then the answers: the one who paused acknowledges the listener's nod with a smaller nod
-    of its own, as people do (so a nod of the user is something the avatar can react to)."""
-    nods = {AVATAR: [], USER: []}
+    """Each side's back-channel nods at the other's pauses, then the answers: the one who
+    paused acknowledges the listener's nod with a smaller nod of its own, as people do (so a
+    nod of the user is something the avatar can react to)."""
+    nods = {side: _backchannel_nods(rng, side, personas[side], n, utterances, pauses[1 - side])
+            for side in (AVATAR, USER)}
     for side in (AVATAR, USER):
-        speaking = _speaking_mask(n, utterances, side)
-        for cue_s in pauses[1 - side]:
-            f = _frame(cue_s, n)
-            if f >= n or speaking[f] or rng.random() > personas[side].nod_propensity:
-                continue
-            nods[side].append(Nod(cue_s + float(rng.uniform(0.2, 0.6)), float(rng.uniform(0.05, 0.12)),
-                                  float(rng.uniform(0.35, 0.5)), int(rng.integers(1, 3)), f, "backchannel"))
-    for side in (AVATAR, USER):
-        for other_nod in [d for d in nods[1 - side] if d.kind == "backchannel"]:
-            if rng.random() > personas[side].nod_back_propensity:
-                continue
-            nods[side].append(Nod(other_nod.start_s + float(rng.uniform(0.25, 0.7)), float(rng.uniform(0.04, 0.09)),
-                                  float(rng.uniform(0.3, 0.45)), 1, _frame(other_nod.start_s, n), "answer"))
+        nods[side] = nods[side] + _answer_nods(rng, personas[side], n, nods[1 - side])
     return nods
 
 
@@ -528,7 +563,8 @@ def _segments(items, n):
 
 def simulate_session(seed: int, seconds: float = 20.0, split: str = "train",
                      avatar: Persona | None = None,
-                     user: Persona | None = None, avatar_take: int = 0) -> SimulatedSession:
+                     user: Persona | None = None, avatar_take: int = 0,
+                     redraw_reactions: bool = False) -> SimulatedSession:
     """One dyadic session of `seconds`; the same seed (and personas) gives the same plan.
 
     ``avatar_take`` > 0: another take of the same listener in the same conversation. The plan
@@ -537,11 +573,20 @@ def simulate_session(seed: int, seconds: float = 20.0, split: str = "train",
     generator of its own. It is what a perfect model of the listener could produce, the
     reference that FD and rPCC cannot reach 0 against.
 
+    ``redraw_reactions`` (with ``avatar_take`` > 0): the take also draws the listener's own
+    choices again, by the same persona: its spontaneous smiles, whether and when it mirrors
+    the user's smiles and laughs, its back-channel nods at the user's pauses and its answers
+    to the user's nods. The user (face, speech, the user's answers to the first take) stays.
+    It is what a perfect model of the listener's rules scores when, like any model, it cannot
+    know the listener's coin flips.
+
     Speech audio comes from libespeak-ng, which keeps its glottal phase between calls; the
     arrays are bit-identical across runs when each session is made in a fresh process (as
     dataset.generate_corpus does).
     """
     _check_split(split)
+    if redraw_reactions and not avatar_take:
+        raise ValueError("redraw_reactions needs avatar_take > 0 (take 0 is the corpus's own listener)")
     if not seconds or seconds < 2.0:
         raise ValueError(f"a session needs at least 2 seconds, got {seconds}")
     rng = np.random.default_rng(seed)
@@ -570,6 +615,10 @@ def simulate_session(seed: int, seconds: float = 20.0, split: str = "train",
         mo, rec = _face(rng, side, personas[side], n, audio[side], utterances, smiles, nods[side])
         if side == AVATAR and avatar_take:  # take 0 was drawn all the same: the user's face stays
             take_rng = np.random.default_rng([*np.atleast_1d(seed).tolist(), int(avatar_take)])
+            if redraw_reactions:  # the user's smiles are all kept: the meta below stays true for both
+                smiles = _redrawn_avatar_smiles(take_rng, personas, smiles, seconds)
+                nods[AVATAR] = (_backchannel_nods(take_rng, AVATAR, avatar, n, utterances, pauses[USER])
+                                + _answer_nods(take_rng, avatar, n, nods[USER]))
             mo, rec = _face(take_rng, side, personas[side], n, audio[side], utterances, smiles, nods[side])
         motion.append(mo)
         records.append(rec)
@@ -578,6 +627,7 @@ def simulate_session(seed: int, seconds: float = 20.0, split: str = "train",
     meta = {
         "seed": int(seed) if np.isscalar(seed) else str(seed),
         **({"avatar_take": int(avatar_take)} if avatar_take else {}),
+        **({"redraw_reactions": True} if redraw_reactions else {}),
         "seconds": float(seconds),
         "split": split,
         "voices": {"avatar": avatar.voice, "user": user.voice},

@@ -59,7 +59,8 @@ def main(source, out, which="user"):
     simulator._plan_nods = _without_answers
     Path(out).mkdir(parents=True)
     names = sorted(cfg["session_seeds"])
-    jobs = [(out, n, cfg["session_seeds"][n], cfg["seconds_per_session"], cfg["split"], 0) for n in names]
+    jobs = [(out, n, cfg["session_seeds"][n], cfg["seconds_per_session"], cfg["split"], 0, False)
+            for n in names]
     # the corpus command's own worker, forked after the patch (so the patch holds in it), one
     # session per fresh process (espeak-ng keeps state between calls)
     with multiprocessing.get_context("fork").Pool(2, maxtasksperchild=1) as pool:
