@@ -143,8 +143,8 @@ def workspace(tmp_path_factory):
     # a shipped parameter file with one value changed, as a team keeps its own
     shipped = ws.root / "install" / PKG / "share" / PKG / "config" / "avatar_forcing.yaml"
     text = shipped.read_text()
-    assert "guidance_scale: 3.0 " in text
-    (ws.root / "robot.yaml").write_text(text.replace("guidance_scale: 3.0 ", "guidance_scale: 3.25 "))
+    assert "guidance_scale: 2.0 " in text
+    (ws.root / "robot.yaml").write_text(text.replace("guidance_scale: 2.0 ", "guidance_scale: 3.25 "))
     launched: list[Launched] = []
     ws.launched = launched
     yield ws

@@ -11,7 +11,7 @@ def test_the_shipped_file_uses_namespace_wildcard_keys():
     import yaml
 
     assert set(yaml.safe_load(open(CONFIG))) == {f"/**/{node}" for node in NODES}
-    assert load_node_parameters(CONFIG)["generator"]["guidance_scale"] == 3.0
+    assert load_node_parameters(CONFIG)["generator"]["guidance_scale"] == 2.0
 
 
 @pytest.mark.parametrize("key", ["generator", "/generator", "/**/generator"])

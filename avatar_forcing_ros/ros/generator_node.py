@@ -54,8 +54,8 @@ class GeneratorNode(AvatarNode):
         "device": Param("cpu", "Torch device for a learned model: cpu, cuda, cuda:N."),
         "onnx_providers": Param(["CPUExecutionProvider"], "onnxruntime providers in order of "
                            "preference (e.g. TensorrtExecutionProvider, CUDAExecutionProvider)."),
-        "guidance_scale": Param(3.0, "Classifier-free guidance over the user conditions (learned "
-                                "model; 1 = off, >1 = more reactive; 3.0 is the shipped model's "
+        "guidance_scale": Param(2.0, "Classifier-free guidance over the user conditions (learned "
+                                "model; 1 = off, >1 = more reactive; 2.0 is the shipped model's "
                                 "tuned value, see models/af_forcing_v2/README.md).", min=0.0, max=50.0, live=True),
         "audio_guidance_scale": Param(-1.0, "Guidance over the avatar's own audio (two-way guidance, "
                                       "a learned model trained with avatar_drop > 0; 1 = off, >1 = the "
