@@ -570,8 +570,8 @@ def simulate_session(seed: int, seconds: float = 20.0, split: str = "train",
     ``avatar_take`` > 0: another take of the same listener in the same conversation. The plan
     (speech, smiles, nods) and the user's face stay as in take 0; the avatar's face draws its
     own randomness (posture drift, micro-motion, gaze, blinks, phrase-end nods) from a
-    generator of its own. It is what a perfect model of the listener could produce, the
-    reference that FD and rPCC cannot reach 0 against.
+    generator of its own: the reference that FD and rPCC cannot reach 0 against. It keeps the
+    listener's planned reactions, which no model can know, so it is a floor no model reaches.
 
     ``redraw_reactions`` (with ``avatar_take`` > 0): the take also draws the listener's own
     choices again, by the same persona: its spontaneous smiles, whether and when it mirrors
