@@ -39,3 +39,20 @@ def test_a_file_that_is_not_a_parameter_file_is_a_clear_error(tmp_path, text):
     path.write_text(text)
     with pytest.raises(ValueError, match="params.yaml"):
         load_node_parameters(path)
+
+
+def test_the_shipped_guidance_is_the_shipped_models_tuned_value_everywhere():
+    """guidance_scale has no "the model's own" value: the parameter file, the node's default
+    and the model's config (also inside its ONNX step) must carry the value validation chose,
+    or a robot runs the model at a setting nobody measured."""
+    import json
+
+    from avatar_forcing_ros.core.paths import find_share
+    from avatar_forcing_ros.generation.forcing.onnx_runner import OnnxStreamingRunner
+    from avatar_forcing_ros.ros.generator_node import GeneratorNode
+
+    model = find_share("models", "af_forcing_v2", is_dir=True)
+    shipped = json.loads((model / "config.json").read_text())["config"]["guidance_scale"]
+    assert load_node_parameters(CONFIG)["generator"]["guidance_scale"] == shipped
+    assert GeneratorNode.PARAMETERS["guidance_scale"].default == shipped
+    assert OnnxStreamingRunner(model / "model.onnx", threads=1).cfg.guidance_scale == shipped
