@@ -320,9 +320,12 @@ def test_redrawn_smiles_keep_the_user_and_answer_only_the_users_own_smiles():
     assert not [s for s in got if s.side == AVATAR and s.cause == "mirror"]
 
 
-def test_a_redrawn_take_needs_another_take():
+def test_a_redrawn_take_needs_another_take(tmp_path):
     with pytest.raises(ValueError, match="avatar_take"):
         simulate_session(1, 4.0, "test", redraw_reactions=True)
+    with pytest.raises(DatasetError, match="avatar_take"):  # refused before anything is written
+        generate_corpus(tmp_path / "c", n_sessions=1, seconds_per_session=4.0, seed=1, redraw_reactions=True)
+    assert not (tmp_path / "c").exists()
 
 
 def test_generated_dataset_has_the_af_dyadic_v1_layout(corpus):

@@ -275,11 +275,11 @@ def generate_corpus(out_dir, n_sessions: int, seconds_per_session: float, seed: 
     from .simulator import SPLITS
     if split not in SPLITS:
         raise DatasetError(f"split must be one of {SPLITS}, got {split!r}")
+    if redraw_reactions and not avatar_take:
+        raise DatasetError("redraw_reactions needs avatar_take > 0")
     workers = int(np.clip(workers, 1, MAX_WORKERS))
     root = fresh_directory(out_dir)
     names = [f"{split}_{i:05d}" for i in range(int(n_sessions))]
-    if redraw_reactions and not avatar_take:
-        raise DatasetError("redraw_reactions needs avatar_take > 0")
     jobs = [(str(root), name, session_seed(seed, i), float(seconds_per_session), split, int(avatar_take),
              bool(redraw_reactions)) for i, name in enumerate(names)]
     t0 = time.perf_counter()

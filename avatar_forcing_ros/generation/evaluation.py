@@ -499,8 +499,7 @@ class SessionStats:
     pcc: dict = field(default_factory=dict)  # "exp"/"pose" -> pcc_sums of (user, generated, real)
 
 
-def session_stats(motion: np.ndarray, s: EvalSession, clusters: Clusters | None, block: int,
-                  real_pcc: dict | None = None) -> SessionStats:
+def session_stats(motion: np.ndarray, s: EvalSession, clusters: Clusters | None, block: int) -> SessionStats:
     T = len(motion)
     m = session_metrics(motion, s)
     real = np.asarray(s.arrays.avatar_motion[:T], np.float64)
@@ -508,8 +507,8 @@ def session_stats(motion: np.ndarray, s: EvalSession, clusters: Clusters | None,
     gen = np.asarray(motion, np.float64)
     scalars = {k: m[k] for k in ("lip_sync_corr", "jaw_corr", "av_offset_frames", "smile_react_corr",
                                  "smile_react_lag", "jaw_speaking", "lip_env_corr") if k in m}
-    rp = real_pcc or {"exp": mean_channel_pcc(user[:, EXPRESSION], real[:, EXPRESSION]),
-                      "pose": mean_channel_pcc(user[:, POSE], real[:, POSE])}
+    rp = {"exp": mean_channel_pcc(user[:, EXPRESSION], real[:, EXPRESSION]),
+          "pose": mean_channel_pcc(user[:, POSE], real[:, POSE])}
     scalars["rpcc_exp_session"] = abs(rp["exp"] - m["pcc_exp"])
     scalars["rpcc_pose_session"] = abs(rp["pose"] - m["pcc_pose"])
     pcc = {w: pcc_sums(user[:, idx], gen[:, idx], real[:, idx]) for w, idx in (("exp", EXPRESSION), ("pose", POSE))}
@@ -774,18 +773,16 @@ def learned_models(net, guidance: float, window: bool, dpo_net=None, batch: int 
     return models
 
 
-def reference_models(retakes: dict[str, np.ndarray], redrawn: dict[str, np.ndarray] | None = None) -> dict:
+def reference_models(retakes: dict[str, np.ndarray], redrawn: dict[str, np.ndarray]) -> dict:
     """References that bound what the metrics can say (retakes, redrawn: session name -> the
     avatar motion of that take). real_second_take: the real listener drawn again in the same
     conversations with the same reactions, so FD and rPCC have a floor above 0. real_redrawn:
     the listener's own choices (smiles, mirrors, nods) drawn again by its persona's rules, what
     a perfect model of the rules scores without knowing this listener's coin flips. still_face:
     the neutral face that never moves, what a metric gives for no behaviour at all."""
-    refs = {"real_second_take": lambda ss, sd: [retakes[s.arrays.name][:s.frames] for s in ss]}
-    if redrawn is not None:
-        refs["real_redrawn"] = lambda ss, sd: [redrawn[s.arrays.name][:s.frames] for s in ss]
-    refs["still_face"] = lambda ss, sd: [np.tile(AF_MOTION_V1.neutral(), (s.frames, 1)) for s in ss]
-    return refs
+    return {"real_second_take": lambda ss, sd: [retakes[s.arrays.name][:s.frames] for s in ss],
+            "real_redrawn": lambda ss, sd: [redrawn[s.arrays.name][:s.frames] for s in ss],
+            "still_face": lambda ss, sd: [np.tile(AF_MOTION_V1.neutral(), (s.frames, 1)) for s in ss]}
 
 
 def procedural_model(block: int) -> dict:
