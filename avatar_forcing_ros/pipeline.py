@@ -77,7 +77,8 @@ def build_motion_model(p: dict) -> tuple[MotionModel, str]:
         seed=int(p["seed"]), device=str(p["device"]), providers=list(p["onnx_providers"]),
         guidance_scale=float(p["guidance_scale"]), threads=int(p["torch_threads"]),
         audio_guidance_scale=float(p.get("audio_guidance_scale", -1.0)),  # -1: the model's own
-        mouth_temperature=float(p.get("mouth_temperature", -1.0)))
+        mouth_temperature=float(p.get("mouth_temperature", -1.0)),
+        nod_guidance_scale=float(p.get("nod_guidance_scale", -1.0)))  # -1: the model's own
 
 
 def build_generator(p: dict, model: MotionModel) -> StreamingGenerator:

@@ -83,7 +83,8 @@ def test_evaluation_protocol_tunes_on_validation_and_reports_both_test_sets(tmp_
     assert main_evaluate(["--protocol", str(root), "--checkpoint", str(tmp_path / "ck"), "--out",
                           str(tmp_path / "report"), "--val-sessions", "1", "--test-sessions", "2", "--seconds", "4",
                           "--bootstrap", "10", "--guidance-grid", "1.0,3.0", "--audio-guidance-grid", "1,2",
-                          "--mouth-temperature-grid", "1,0.5", "--window-sessions", "1", "--threads", "1"]) == 0
+                          "--mouth-temperature-grid", "1,0.5", "--nod-guidance-grid", "2,4",
+                          "--window-sessions", "1", "--threads", "1"]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     sweep = report["validation_sweep"]
     assert set(sweep) == {f"{g}/{a}/{t}" for g in ("1.0", "3.0") for a in ("1.0", "2.0") for t in ("1.0", "0.5")}
@@ -91,6 +92,17 @@ def test_evaluation_protocol_tunes_on_validation_and_reports_both_test_sets(tmp_
     best = min(sweep, key=lambda g: (sweep[g]["mean_rank"], tuple(map(float, g.split("/")))))
     assert (report["guidance"], report["audio_guidance"], report["mouth_temperature"]) == \
         tuple(map(float, best.split("/")))
+    # then the nod axis's own scale at those settings, the user guidance among the candidates;
+    # chosen by the back-channel nods' distance from the real listener's (the first if none)
+    nods = report["nod_sweep"]
+    assert set(nods) == {str(report["guidance"]), "2.0", "4.0"}
+    gaps = {float(g): m["nod_gap"] for g, m in nods.items()}
+    chosen = report["guidance"] if report["nod_guidance"] is None else report["nod_guidance"]
+    assert chosen in gaps
+    if any(np.isfinite(list(gaps.values()))):
+        assert gaps[chosen] == min(v for v in gaps.values() if np.isfinite(v))
+    else:
+        assert chosen == report["guidance"]
     assert set(report["sets"]) == {"test", "test_other", "test_perceived", "test_first1", "test_other_first1"}
     # the perceived set: the test corpus's sessions, the user's motion read by perception
     perceived = json.loads((root / "test_perceived" / "dataset.json").read_text())
@@ -124,6 +136,7 @@ def test_evaluation_protocol_tunes_on_validation_and_reports_both_test_sets(tmp_
     assert "learned_streaming" in report["quiet"]
     text = (tmp_path / "report.md").read_text()
     assert "Guidance chosen on validation" in text and "test_other" in text
+    assert "Nod guidance chosen on validation" in text
     assert "test_perceived" in text and "nods after the user's nods" in text
     # the learned model against the procedural one on the same sessions, with paired intervals
     for name in ("test", "test_other", "test_perceived"):

@@ -47,6 +47,8 @@ BAD_VALUES = [  # (node, parameter, value): each refused with a reason
     ("generator", "tick_rate_hz", 0.0),
     ("generator", "guidance_scale", math.nan),
     ("generator", "guidance_scale", -1.0),
+    ("generator", "nod_guidance_scale", -2.0),
+    ("generator", "nod_guidance_scale", math.nan),
     ("generator", "mouth_temperature", 3.0),
     ("generator", "mouth_temperature", math.nan),
     ("generator", "model", "/nonexistent"),
@@ -99,6 +101,8 @@ def test_a_live_parameter_takes_effect_at_once(graph, ros_context):
              processes=list(procs.values()), what="images with the new frame_id")
     assert set_parameter(ros_context, drv.node, f"{ns}/generator", "guidance_scale", 2.5).successful
     assert get_parameter(ros_context, drv.node, f"{ns}/generator", "guidance_scale") == 2.5
+    assert set_parameter(ros_context, drv.node, f"{ns}/generator", "nod_guidance_scale", 5.0).successful
+    assert get_parameter(ros_context, drv.node, f"{ns}/generator", "nod_guidance_scale") == 5.0
 
 
 def test_lifecycle_transitions_in_any_order_never_kill_the_node(graph, ros_context):

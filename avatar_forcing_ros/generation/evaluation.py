@@ -8,7 +8,9 @@ The protocol (``--protocol DIR``; the corpora are generated there when missing, 
 - validation: 30 sessions of held-out sentences and espeak-ng voices (12 until af-eval-v5: too
   few for the pooled rPCC to rank settings that generalise); the sampling settings
   (guidance scale, and the mouth temperature) are chosen here, and only here, over
-  ``--guidance-grid`` (and ``--mouth-temperature-grid``);
+  ``--guidance-grid`` (and ``--mouth-temperature-grid``); then, at those settings, the nod
+  axis's own guidance (``--nod-guidance-grid``, af-eval-v6) whose back-channel nods come
+  nearest the real listener's;
 - test: 30 sessions of the same held-out distribution, other seeds;
 - test_other: 30 sessions whose two speakers are voiced by other synthesizers (flite,
   festival) that training never heard.
@@ -391,12 +393,14 @@ def generate(model: MotionModel, arrays, seed: int) -> np.ndarray:
 
 def generate_batched(net, sessions: list, seed: int, guidance: float, noncausal: bool = False,
                      batch: int = 16, window: int | None = None, audio_guidance: float = 1.0,
-                     mouth_temperature: float = 1.0, context_noise: float | None = None) -> list[np.ndarray]:
+                     mouth_temperature: float = 1.0, context_noise: float | None = None,
+                     nod_guidance: float | None = None) -> list[np.ndarray]:
     """The network over many sessions at once (sessions of equal length share a batch):
     streaming with the KV cache (what the runtime does, block by block, verified equal to the
     offline recomputation), or ``noncausal``: a bidirectional window re-sampled per block.
     ``mouth_temperature`` scales the articulation channels' noise, as LearnedMotionModel does;
-    ``context_noise``: the level finished blocks are cached at (None: the model's own).
+    ``context_noise``: the level finished blocks are cached at (None: the model's own);
+    ``nod_guidance``: the user guidance on the nod axis, head pitch (None: ``guidance``).
     ``sessions``: EvalSessions or SessionArrays. Returns clipped motion (T', D) per session."""
     import torch
     from .forcing.sampler import sample_streaming, sample_window
@@ -422,13 +426,14 @@ def generate_batched(net, sessions: list, seed: int, guidance: float, noncausal:
                 up = stack("user_present")
                 if noncausal:
                     x = sample_window(net, aa, ua, um, up, gen, guidance, window=window,
-                                      audio_guidance=audio_guidance, noise_scale=noise_scale)
+                                      audio_guidance=audio_guidance, noise_scale=noise_scale,
+                                      nod_guidance=nod_guidance)
                 else:
                     noise = torch.randn(len(chunk), T + pad, net.cfg.motion_dim, generator=gen) * noise_scale
                     ctx = (torch.randn(len(chunk), T + pad, net.cfg.motion_dim, generator=gen)
                            if level else None)  # drawn only when used: level 0 keeps the old draws
                     x = sample_streaming(net, aa, ua, um, up, noise, guidance, audio_guidance=audio_guidance,
-                                         context_noise=ctx, context_level=level)
+                                         context_noise=ctx, context_level=level, nod_guidance=nod_guidance)
                 x = net.denormalize_motion(x[:, L:L + T]).numpy()
             for k, i in enumerate(chunk):
                 out[i] = AF_MOTION_V1.clip(x[k])
@@ -675,8 +680,9 @@ def evaluate_models(models: dict, sessions: list[EvalSession], seeds=(0,), block
 
 
 # --- the protocol ---------------------------------------------------------------------------
-PROTOCOL_ID = "af-eval-v5"  # v3: corpora of af-corpus-sim-v2, the test_perceived set; v4: reference rows;
-#                              v5: rPCC pooled per channel, the real_redrawn reference, 30 validation sessions
+PROTOCOL_ID = "af-eval-v6"  # v3: corpora of af-corpus-sim-v2, the test_perceived set; v4: reference rows;
+#                              v5: rPCC pooled per channel, the real_redrawn reference, 30 validation sessions;
+#                              v6: the nod guidance calibrated on validation (--nod-guidance-grid)
 PROTOCOL = {  # corpus split, seed, sessions, seconds: fixed so that a report can be regenerated
     "validation": {"split": "test", "seed": 4, "sessions": 30, "seconds": 20.0},
     "test": {"split": "test", "seed": 2, "sessions": 30, "seconds": 20.0},
@@ -756,20 +762,37 @@ def select_guidance(sweep: dict) -> float | tuple:
     return gs[int(np.argmin(ranks))]
 
 
+def nod_gap(m: dict, real: dict) -> float:
+    """How far a model's back-channel nods are from the real listener's: |(rate after cues -
+    its own rate at random moments) - the same for the real listener|."""
+    return abs((m["nod_rate"] - m["nod_chance"]) - (real["nod_rate"] - real["nod_chance"]))
+
+
+def select_nod_guidance(sweep: dict, real: dict) -> float:
+    """The nod guidance (keys of ``sweep``, the first the user guidance itself) whose
+    back-channel nods come nearest the real listener's (ties: the smaller scale); the first
+    where validation has no cue to measure them. The mean rank cannot see the nods: rPCC and FD
+    are dominated by the listening posture, a nod after a pause is a few frames per cue."""
+    for m in sweep.values():
+        m["nod_gap"] = nod_gap(m, real)
+    measured = [g for g in sorted(sweep) if np.isfinite(sweep[g]["nod_gap"])]
+    return min(measured, key=lambda g: sweep[g]["nod_gap"]) if measured else next(iter(sweep))
+
+
 def learned_models(net, guidance: float, window: bool, dpo_net=None, batch: int = 16,
                    audio_guidance: float = 1.0, mouth_temperature: float = 1.0,
-                   context_noise: float | None = None) -> dict:
-    ga, tm, cn = audio_guidance, mouth_temperature, context_noise
+                   context_noise: float | None = None, nod_guidance: float | None = None) -> dict:
+    ga, tm, cn, gp = audio_guidance, mouth_temperature, context_noise, nod_guidance
     models = {"learned_streaming": lambda ss, sd: generate_batched(net, ss, sd, guidance, batch=batch,
                                                                    audio_guidance=ga, mouth_temperature=tm,
-                                                                   context_noise=cn)}
+                                                                   context_noise=cn, nod_guidance=gp)}
     if window:  # about 4x the compute of streaming: a 48-frame window re-sampled for every 2-frame block
         models["learned_noncausal_window"] = lambda ss, sd: generate_batched(
-            net, ss, sd, guidance, True, batch, audio_guidance=ga, mouth_temperature=tm)
+            net, ss, sd, guidance, True, batch, audio_guidance=ga, mouth_temperature=tm, nod_guidance=gp)
     if dpo_net is not None:
         models["learned_after_dpo"] = lambda ss, sd: generate_batched(
             dpo_net, ss, sd, guidance, batch=batch, audio_guidance=ga if dpo_net.cfg.two_way else 1.0,
-            mouth_temperature=tm, context_noise=cn)
+            mouth_temperature=tm, context_noise=cn, nod_guidance=gp)
     return models
 
 
@@ -895,6 +918,11 @@ def _guidance_label(report: dict) -> str:
     return (" / ".join(f"{n} {values[n]}" for n in names) + f" (table: {'/'.join(names)})")
 
 
+def _nod_label(report: dict) -> str:
+    g = report.get("nod_guidance")
+    return f"{g}" if g is not None else f"{report['guidance']} (the user guidance)"
+
+
 def protocol_report(report: dict) -> str:
     info, sweep = report["info"], report["validation_sweep"]
     lines = [f"# Avatar Forcing evaluation ({PROTOCOL_ID})", "",
@@ -919,6 +947,18 @@ def protocol_report(report: dict) -> str:
         m = sweep[g]
         lines.append(f"| {g} | " + " | ".join(_fmt(m[k]) for k, _ in SELECTION)
                      + f" | {_fmt(m['nod_rate'])} / {_fmt(m['nod_chance'])} | {_fmt(m['mean_rank'])} |")
+    nods = report.get("nod_sweep") or {}
+    if nods:
+        lines += ["", f"## Nod guidance chosen on validation: {_nod_label(report)}", "",
+                  "At the settings above, the user guidance on the nod axis (head pitch) alone; chosen: the "
+                  "back-channel nods nearest the real listener's (nod gap = |(after cues − at random) − the "
+                  "real listener's|); the first row is the user guidance on every channel.", "",
+                  "| nod guidance | nod_rate / chance | nod gap | rpcc_exp | rpcc_pose | fd_exp | fd_pose | "
+                  "lip_env_corr |", "|---|---|---|---|---|---|---|---|"]
+        for g, m in nods.items():
+            lines.append(f"| {g} | {_fmt(m['nod_rate'])} / {_fmt(m['nod_chance'])} | {_fmt(m['nod_gap'])} | "
+                         + " | ".join(_fmt(m[k]) for k in ("rpcc_exp", "rpcc_pose", "fd_exp", "fd_pose",
+                                                           "lip_env_corr")) + " |")
     for name, res in report["sets"].items():
         base, _, first = name.partition("_first")
         title = SET_TITLES.get(base, base)
@@ -1003,13 +1043,34 @@ def run_protocol(args, argv) -> dict:
     guidance, audio_guidance, mouth_temperature, context_noise = select_guidance(sweep)
     log.info("chosen on validation: guidance %s / audio %s / mouth temperature %s / context noise %s", guidance,
              audio_guidance, mouth_temperature, context_noise)
+    # then the nod axis's own scale at those settings: the one whose back-channel nods come
+    # nearest the real listener's on validation (the user scale itself among the candidates)
+    nod_grid = ([args.nod_guidance] if args.nod_guidance is not None
+                 else [float(g) for g in args.nod_guidance_grid.split(",")] if args.nod_guidance_grid else [])
+    nod_sweep, nod_guidance = {}, None
+    if nod_grid:
+        real = evaluate_motions({0: [s.arrays.avatar_motion for s in sets["validation"]]}, sets["validation"],
+                                block, clusters, 0)
+        nod_sweep = {guidance: dict(sweep[(guidance, audio_guidance, mouth_temperature, context_noise)])}
+        for gp in nod_grid:
+            if gp not in nod_sweep:
+                motions = {sd: generate_batched(net, sets["validation"], sd, guidance, batch=args.batch,
+                                                audio_guidance=audio_guidance, mouth_temperature=mouth_temperature,
+                                                context_noise=context_noise, nod_guidance=gp) for sd in seeds}
+                nod_sweep[gp] = evaluate_motions(motions, sets["validation"], block, clusters, 0)
+        chosen = select_nod_guidance(nod_sweep, real)
+        if args.nod_guidance is not None:
+            chosen = args.nod_guidance
+        nod_guidance = None if chosen == guidance else chosen
+        log.info("nod guidance chosen on validation: %s (nods after cues / at random: real %.3f / %.3f)",
+                 chosen, real["nod_rate"], real["nod_chance"])
     window_everywhere = not args.no_window and not args.window_sessions
     models = {**learned_models(net, guidance, window_everywhere, dpo_net, args.batch, audio_guidance,
-                               mouth_temperature, context_noise),
+                               mouth_temperature, context_noise, nod_guidance),
               **procedural_model(block)}
     if args.window_sessions and not args.no_window:
         models_window = learned_models(net, guidance, True, None, args.batch, audio_guidance, mouth_temperature,
-                                       context_noise)
+                                       context_noise, nod_guidance)
     results = {}
     for name in ("test", "test_other", *perceived):
         source = perceived[name]["from"] if name in perceived else name  # a perceived set's conversations
@@ -1032,7 +1093,8 @@ def run_protocol(args, argv) -> dict:
             "corpora": {n: {**{**spec, **perceived}[n], "path": str(p)} for n, p in paths.items()},
             "guidance_grid": grid, **({"audio_guidance_grid": audio_grid} if two_way else {}),
             **({"mouth_temperature_grid": temperature_grid} if swept_temperature else {}),
-            **({"context_noise_grid": context_grid} if swept_context else {}), "seeds": args.seeds,
+            **({"context_noise_grid": context_grid} if swept_context else {}),
+            **({"nod_guidance_grid": nod_grid} if nod_grid else {}), "seeds": args.seeds,
             "bootstrap": args.bootstrap, "threads": args.threads,
             "command": "avatar-forcing evaluate " + " ".join(argv if argv is not None else sys.argv[2:])}
     sweep_keys = ["user", *(["audio"] if two_way else []), *(["mouth_temperature"] if swept_temperature else []),
@@ -1043,6 +1105,7 @@ def run_protocol(args, argv) -> dict:
                                             (cn, "context_noise")) if n in sweep_keys)
     return {"info": info, "guidance": guidance, "audio_guidance": audio_guidance if two_way else None,
             "mouth_temperature": mouth_temperature, "context_noise": context_noise, "sweep_keys": sweep_keys,
+            "nod_guidance": nod_guidance, "nod_sweep": {str(g): m for g, m in nod_sweep.items()},
             "guidance_fixed": (args.guidance is not None and (not two_way or args.audio_guidance is not None)
                                and (args.mouth_temperature is not None or not swept_temperature)
                                and not swept_context),
@@ -1079,6 +1142,12 @@ def main_evaluate(argv=None) -> int:
     p.add_argument("--context-noise-grid", default=None,
                    help="--protocol: context noise levels tried on validation, e.g. 0,0.1,0.2,0.3 "
                         "(default: the model's own, not swept)")
+    p.add_argument("--nod-guidance", type=float, default=None,
+                   help="--protocol: a fixed user guidance on the nod axis, head pitch (no calibration)")
+    p.add_argument("--nod-guidance-grid", default=None,
+                   help="--protocol: nod guidance values (the user guidance on head pitch) tried on validation after the other settings "
+                        "are chosen; the one whose back-channel nods come nearest the real listener's wins "
+                        "(default: none, the user guidance on every channel)")
     p.add_argument("--bootstrap", type=int, default=BOOTSTRAP, help="bootstrap resamples (0: no intervals)")
     p.add_argument("--val-sessions", type=int, help="--protocol: override the validation size (tests)")
     p.add_argument("--test-sessions", type=int, help="--protocol: override the test sets' size (tests)")
@@ -1116,7 +1185,7 @@ def main_evaluate(argv=None) -> int:
         mouth_temperature = net.cfg.mouth_temperature if args.mouth_temperature is None else args.mouth_temperature
         dpo_net = _load_net(args.dpo_checkpoint, args.threads) if args.dpo_checkpoint else None
         models.update(learned_models(net, guidance, not args.no_window, dpo_net, args.batch, audio_guidance,
-                                     mouth_temperature))
+                                     mouth_temperature, nod_guidance=net.cfg.nod_guidance_scale))
     models.update(procedural_model(block))
     results = evaluate_models(models, sessions, tuple(range(args.seeds)), block, args.bootstrap,
                               {m: "procedural" for m in models if m.startswith("learned")})

@@ -21,7 +21,8 @@ def load_motion_model(spec: str = "default", *, fps: float = 25.0, block_frames:
                       seed: int = 0, device: str = "cpu", providers=None,
                       guidance_scale: float = 1.0, threads: int = 2,
                       audio_guidance_scale: float | None = None,
-                      mouth_temperature: float | None = None) -> tuple[MotionModel, str]:
+                      mouth_temperature: float | None = None,
+                      nod_guidance_scale: float | None = None) -> tuple[MotionModel, str]:
     """Fill the slot from a parameter: 'default', 'procedural', a checkpoint dir, an .onnx, or
     'avatarforcing:<dir>' (the official network; its own 10-frame blocks, not ``block_frames``).
 
@@ -61,7 +62,8 @@ def load_motion_model(spec: str = "default", *, fps: float = 25.0, block_frames:
         model = LearnedMotionModel(path, device=device, providers=providers, seed=seed,
                                    guidance_scale=guidance_scale, threads=threads,
                                    audio_guidance_scale=audio_guidance_scale,
-                                   mouth_temperature=mouth_temperature)
+                                   mouth_temperature=mouth_temperature,
+                                   nod_guidance_scale=nod_guidance_scale)
     except ImportError as exc:  # torch/onnxruntime missing in a minimal install
         if spec != "default":
             raise

@@ -62,6 +62,11 @@ class GeneratorNode(AvatarNode):
                                       "mouth follows the speech more; -1 = the model's own tuned value). "
                                       "A model without it refuses any value but 1 at configure.",
                                       min=-1.0, max=50.0, live=True),
+        "nod_guidance_scale": Param(-1.0, "Guidance over the user conditions on the nod axis (head pitch) "
+                                    "alone (learned model): higher, more back-channel nods at the user's "
+                                    "pauses; -1 = the model's own tuned value (the shipped model's: see its "
+                                    "README), which may be guidance_scale itself.",
+                                     min=-1.0, max=50.0, live=True),
         "mouth_temperature": Param(-1.0, "Sampling temperature of the learned model's articulation "
                                    "channels (jaw, funnel, pucker, stretch): below 1 the mouth keeps nearer "
                                    "what the speech explains, 1 = as trained, -1 = the model's own tuned value.",
@@ -214,6 +219,11 @@ class GeneratorNode(AvatarNode):
                 model.set_guidance(None, value)
             except ValueError as e:  # the model has no null for its audio: it keeps what it has
                 self.get_logger().warning(f"audio_guidance_scale {value} ignored: {e}")
+        elif name == "nod_guidance_scale" and hasattr(model, "set_guidance"):
+            try:
+                model.set_guidance(None, None, value)
+            except ValueError as e:  # an ONNX graph without a nod input: it keeps what it has
+                self.get_logger().warning(f"nod_guidance_scale {value} ignored: {e}")
         elif name == "mouth_temperature" and hasattr(model, "set_mouth_temperature"):
             try:
                 model.set_mouth_temperature(value)

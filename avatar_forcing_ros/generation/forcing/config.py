@@ -53,6 +53,12 @@ class ForcingConfig:
     # 0 / 1.0: a model without it (af_forcing_v1, af_forcing_v2).
     avatar_drop: float = 0.0
     audio_guidance_scale: float = 1.0
+    # the user guidance on the nod axis (head pitch) alone (None: guidance_scale, as on every
+    # channel). The listener's back-channel nod at the user's pause is a weak relation that
+    # only a strong guidance brings out, while the same strength elsewhere copies the user's
+    # smiles too closely and sways the head: the nod gets its own scale, calibrated on
+    # validation (avatar-forcing evaluate --nod-guidance-grid). A sampling setting, no extra compute.
+    nod_guidance_scale: float | None = None
     clean_context_prob: float = 0.25  # training probability of a clean (noise 0) prefix, as at inference
     # sampling temperature of the articulation channels: their starting noise is scaled by it.
     # Below 1 the mouth keeps nearer what the speech explains (the mode rather than a random
@@ -83,6 +89,8 @@ class ForcingConfig:
             raise ValueError("audio_guidance_scale needs a model trained with avatar_drop > 0")
         check_mouth_temperature(self.mouth_temperature)
         check_context_noise(self.context_noise)
+        if self.nod_guidance_scale is not None:
+            check_guidance(self.nod_guidance_scale, "nod_guidance_scale")
 
     @property
     def two_way(self) -> bool:
@@ -106,6 +114,15 @@ class ForcingConfig:
         scale = np.ones(self.motion_dim, np.float32)
         scale[space.indices([n for n in ARTICULATION if n in space.names])] = tau
         return scale
+
+    def nod_mask(self):
+        """(motion_dim,) float32: 1 on the nod axis, head pitch (what nod_guidance_scale guides)."""
+        import numpy as np
+
+        from ...core.motion import get_motion_space
+
+        space = get_motion_space(self.motion_space)
+        return np.array([c.name == "head_pitch" for c in space.channels], np.float32)
 
     @property
     def cond_state_dim(self) -> int:
@@ -136,6 +153,13 @@ def check_context_noise(value) -> float:
     value = float(value)
     if not 0.0 <= value < 1.0:
         raise ValueError(f"context_noise must be in [0, 1), got {value}")
+    return value
+
+
+def check_guidance(value, name: str = "guidance") -> float:
+    value = float(value)
+    if not 0.0 <= value <= 50.0:  # NaN fails too
+        raise ValueError(f"{name} must be in [0, 50], got {value}")
     return value
 
 

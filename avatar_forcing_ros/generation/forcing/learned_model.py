@@ -20,7 +20,7 @@ import numpy as np
 
 from ...core.motion import get_motion_space
 from ...core.motion_model import BlockConditions, MotionModel
-from .config import CheckpointError, check_mouth_temperature
+from .config import CheckpointError, check_guidance, check_mouth_temperature
 
 # torch (and safetensors) are imported by the torch backend only: the .onnx path runs on
 # numpy + onnxruntime, e.g. in a ROS workspace whose rosdep install has no torch.
@@ -33,7 +33,8 @@ class LearnedMotionModel(MotionModel):
 
     def __init__(self, path, device: str = "cpu", providers=None, guidance_scale: float | None = None,
                  steps: int | None = None, seed: int = 0, threads: int = 2,
-                 audio_guidance_scale: float | None = None, mouth_temperature: float | None = None):
+                 audio_guidance_scale: float | None = None, mouth_temperature: float | None = None,
+                 nod_guidance_scale: float | None = None):
         path = Path(path)
         self.path = path
         self.backend = "onnx" if path.suffix == ".onnx" else "torch"
@@ -68,6 +69,7 @@ class LearnedMotionModel(MotionModel):
         self.guidance_scale = float(self.cfg.guidance_scale if guidance_scale is None else guidance_scale)
         try:
             self.audio_guidance_scale = self._audio_scale(audio_guidance_scale)
+            self.nod_guidance_scale = self._nod_scale(nod_guidance_scale)
         except ValueError as e:
             raise CheckpointError(f"{path}: {e}") from None
         self.set_mouth_temperature(mouth_temperature)
@@ -84,7 +86,8 @@ class LearnedMotionModel(MotionModel):
             # every guidance row the model has, as the ONNX graph runs: the scales can then
             # change while streaming (set_guidance) without changing the caches' shape
             self.sampler = StreamingSampler(self.net, self.guidance_scale, self.cfg.sample_steps, 1, self.device,
-                                            self.audio_guidance_scale, rows=self.cfg.guidance_rows)
+                                            self.audio_guidance_scale, rows=self.cfg.guidance_rows,
+                                            nod_guidance=self.nod_guidance_scale)
         else:
             self.runner.reset()
 
@@ -96,16 +99,28 @@ class LearnedMotionModel(MotionModel):
             raise ValueError("audio guidance needs a model trained with avatar_drop > 0")
         return scale
 
-    def set_guidance(self, scale: float | None = None, audio_scale: float | None = None) -> None:
+    def _nod_scale(self, scale: float | None) -> float | None:
+        """The nod guidance to use: None or negative means the model's own (which may be None:
+        the user scale on every channel). An ONNX graph exported before nod guidance has no
+        input for it and takes only None."""
+        scale = self.cfg.nod_guidance_scale if scale is None or scale < 0 else check_guidance(scale, "nod guidance")
+        if scale is not None and self.backend == "onnx" and "nod" not in self.runner.guidance_names:
+            raise ValueError("this ONNX graph was exported without a nod guidance input; re-export it "
+                             "(avatar-forcing export --checkpoint DIR)")
+        return scale
+
+    def set_guidance(self, scale: float | None = None, audio_scale: float | None = None,
+                     nod_scale: float | None = None) -> None:
         """Change the guidance scales from the next block on (live parameters; None keeps one,
-        a negative audio scale is the model's own). ValueError for audio guidance the model
-        cannot do."""
+        a negative audio or nod scale is the model's own). ValueError for audio or nod
+        guidance the model cannot do; nothing changes then."""
         audio = self.audio_guidance_scale if audio_scale is None else self._audio_scale(audio_scale)
+        nod = self.nod_guidance_scale if nod_scale is None else self._nod_scale(nod_scale)
         if scale is not None:
             self.guidance_scale = float(scale)
-        self.audio_guidance_scale = audio
+        self.audio_guidance_scale, self.nod_guidance_scale = audio, nod
         if self.backend == "torch":
-            self.sampler.set_guidance(self.guidance_scale, self.audio_guidance_scale)
+            self.sampler.set_guidance(self.guidance_scale, self.audio_guidance_scale, self.nod_guidance_scale)
 
     def set_mouth_temperature(self, value: float | None) -> None:
         """The articulation channels' sampling temperature from the next block on (a live
@@ -143,7 +158,8 @@ class LearnedMotionModel(MotionModel):
         if self.cfg.context_noise:
             context = self.rng.standard_normal((self.block_frames, self.cfg.motion_dim)).astype(np.float32)
         if self.backend == "onnx":
-            return self.runner.step(aa, ua, um, up, noise, self.guidance_scale, self.audio_guidance_scale, context)
+            return self.runner.step(aa, ua, um, up, noise, self.guidance_scale, self.audio_guidance_scale, context,
+                                    self.nod_guidance_scale)
         import torch
 
         net, dev = self.net, self.device

@@ -23,15 +23,18 @@ import torch
 from .checkpoint import load_checkpoint
 from .config import FORMAT, ForcingConfig
 from .network import AvatarForcingNet
-from .onnx_runner import INPUTS, OUTPUTS, OnnxStreamingRunner, empty_state, graph_inputs, guidance_input  # noqa: F401
+from .onnx_runner import (INPUTS, OUTPUTS, OnnxStreamingRunner, empty_state, graph_inputs,  # noqa: F401
+                          guidance_input, guidance_names)
 from .sampler import Guidance, denoise_block
 
 log = logging.getLogger("avatar_forcing.onnx")
 
 
 def _graph_guidance(cfg: ForcingConfig, guidance) -> Guidance:
-    """Every row the model has, with the scales read from the graph's guidance input."""
-    return Guidance(guidance[0], guidance[1] if cfg.two_way else 1.0, cfg.guidance_rows)
+    """Every row the model has, with the scales read from the graph's guidance input
+    (guidance_names: user, audio for a two-way model, nod last)."""
+    return Guidance(guidance[0], guidance[1] if cfg.two_way else 1.0, cfg.guidance_rows,
+                    guidance[len(guidance_names(cfg)) - 1], torch.from_numpy(cfg.nod_mask()))
 
 
 class StreamingStep(torch.nn.Module):
@@ -98,7 +101,8 @@ def example_inputs(cfg: ForcingConfig, seed: int = 0) -> dict[str, np.ndarray]:
             "user_motion": (0.1 * rng.normal(size=(1, B, cfg.motion_dim))).astype(np.float32),
             "user_present": np.ones((1, B), np.float32),
             "noise": rng.normal(size=(1, B, cfg.motion_dim)).astype(np.float32),
-            "guidance": guidance_input(cfg, cfg.guidance_scale, cfg.audio_guidance_scale), **empty_state(cfg),
+            "guidance": guidance_input(guidance_names(cfg), cfg.guidance_scale, cfg.audio_guidance_scale,
+                                       cfg.nod_guidance_scale), **empty_state(cfg),
             # the context level is baked into the graph; the noise it mixes in is an input
             **({"context_noise": rng.normal(size=(1, B, cfg.motion_dim)).astype(np.float32)}
                if cfg.context_noise else {})}
@@ -114,7 +118,8 @@ def export_onnx(net: AvatarForcingNet, out_path, steps: int | None = None, opset
         torch.onnx.export(step, args, str(out_path), input_names=graph_inputs(net.cfg), output_names=OUTPUTS,
                           opset_version=opset, dynamo=False)
     model = onnx.load(str(out_path))
-    meta = {"format": FORMAT, "config": net.cfg.to_dict(), "sample_steps": step.steps}
+    meta = {"format": FORMAT, "config": net.cfg.to_dict(), "sample_steps": step.steps,
+            "guidance": guidance_names(net.cfg)}
     entry = model.metadata_props.add()
     entry.key, entry.value = "af_forcing_config", json.dumps(meta)
     onnx.checker.check_model(model)

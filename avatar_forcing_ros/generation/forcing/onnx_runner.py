@@ -34,9 +34,17 @@ def empty_state(cfg: ForcingConfig) -> dict[str, np.ndarray]:
             "conv_state": np.zeros((rows, cfg.cond_kernel - 1, cfg.cond_state_dim), np.float32)}
 
 
-def guidance_input(cfg: ForcingConfig, user: float, audio: float = 1.0) -> np.ndarray:
-    """The graph's guidance input: [user] or, for a two-way model, [user, audio]."""
-    return np.array([user, audio] if cfg.two_way else [user], np.float32)
+def guidance_names(cfg: ForcingConfig, nod: bool = True) -> list[str]:
+    """The scales of the graph's guidance input, in order: the user's, the avatar's audio's
+    (two-way models), the nod axis's (``nod``: graphs exported since nod guidance; their
+    metadata lists the names, older graphs have none and no nod scale)."""
+    return ["user"] + (["audio"] if cfg.two_way else []) + (["nod"] if nod else [])
+
+
+def guidance_input(names: list[str], user: float, audio: float = 1.0, nod: float | None = None) -> np.ndarray:
+    """The graph's guidance input for these scales (nod None: the user scale)."""
+    values = {"user": user, "audio": audio, "nod": user if nod is None else nod}
+    return np.array([values[n] for n in names], np.float32)
 
 
 class OnnxStreamingRunner:
@@ -69,6 +77,7 @@ class OnnxStreamingRunner:
             raise CheckpointError(f"{self.path}: no af_forcing_config metadata (not an export of {FORMAT})")
         meta = json.loads(raw)
         self.cfg = ForcingConfig.from_dict(meta["config"])
+        self.guidance_names = list(meta.get("guidance", guidance_names(self.cfg, nod=False)))
         self.providers = self.session.get_providers()
         self.reset()
 
@@ -76,15 +85,20 @@ class OnnxStreamingRunner:
         self.state = empty_state(self.cfg)
 
     def step(self, avatar_audio, user_audio, user_motion, user_present, noise, guidance: float,
-             audio_guidance: float = 1.0, context_noise=None) -> np.ndarray:
+             audio_guidance: float = 1.0, context_noise=None, nod_guidance: float | None = None) -> np.ndarray:
         """Raw per-block arrays (B, .) -> raw motion (B, D). ``context_noise`` (B, D): what a
-        graph with a context noise level mixes into the block it caches."""
+        graph with a context noise level mixes into the block it caches. ``nod_guidance``
+        (None: ``guidance``) needs a graph with a nod scale (ValueError on an older one)."""
+        if nod_guidance is not None and nod_guidance != guidance and "nod" not in self.guidance_names:
+            raise ValueError(f"{self.path}: exported without a nod guidance input; re-export it "
+                             "(avatar-forcing export) to use nod_guidance_scale")
         feeds = {"avatar_audio": avatar_audio[None].astype(np.float32),
                  "user_audio": user_audio[None].astype(np.float32),
                  "user_motion": user_motion[None].astype(np.float32),
                  "user_present": user_present[None].astype(np.float32),
                  "noise": noise[None].astype(np.float32),
-                 "guidance": guidance_input(self.cfg, guidance, audio_guidance), **self.state}
+                 "guidance": guidance_input(self.guidance_names, guidance, audio_guidance, nod_guidance),
+                 **self.state}
         if self.cfg.context_noise:
             if context_noise is None:
                 raise ValueError(f"{self.path}: the graph caches blocks at noise level "

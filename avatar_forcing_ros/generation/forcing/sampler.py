@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import ForcingConfig
+from .config import ForcingConfig, check_guidance
 from .flow import euler_times
 from .network import AvatarForcingNet, block_causal_mask, rope
 
@@ -31,25 +31,36 @@ class Guidance:
 
         v = v(-, -) + audio * (v(a, -) - v(-, -)) + user * (v(a, u) - v(a, -))
 
-    ``rows`` conditions run per block: 1 (no guidance), 2 (a, u), (a, -), 3 adds (-, -).
-    The scales may be tensors (the ONNX graph takes them as an input)."""
+    ``nod``: the user scale on the nod axis (head pitch, ``nod_mask``), None for ``user`` on
+    every channel. ``rows`` conditions run per block: 1 (no guidance), 2 (a, u), (a, -), 3
+    adds (-, -). The scales may be tensors (the ONNX graph takes them as an input)."""
     user: float = 1.0
     audio: float = 1.0
     rows: int = 1
+    nod: float | None = None
+    nod_mask: torch.Tensor | None = None
 
     @classmethod
-    def plan(cls, cfg: ForcingConfig, user: float, audio: float = 1.0, rows: int | None = None) -> "Guidance":
+    def plan(cls, cfg: ForcingConfig, user: float, audio: float = 1.0, rows: int | None = None,
+             nod: float | None = None) -> "Guidance":
         """The rows these scales need (``rows``: fixed, e.g. all the model has, so that the
         scales can change while streaming without changing the cache's shape)."""
-        user, audio = float(user), float(audio)
+        user, audio = check_guidance(user), check_guidance(audio, "audio guidance")
+        nod = None if nod is None or float(nod) == user else check_guidance(nod, "nod guidance")
         if audio != 1.0 and not cfg.two_way:
             raise ValueError("audio guidance needs a model trained with avatar_drop > 0 (two-way guidance)")
-        need = 3 if audio != 1.0 else 2 if user != 1.0 else 1
+        need = 3 if audio != 1.0 else 2 if user != 1.0 or (nod is not None and nod != 1.0) else 1
         rows = need if rows is None else int(rows)
         if not need <= rows <= cfg.guidance_rows:
-            raise ValueError(f"guidance user={user} audio={audio} cannot run on {rows} rows "
+            raise ValueError(f"guidance user={user} audio={audio} nod={nod} cannot run on {rows} rows "
                              f"(needs {need}, the model has at most {cfg.guidance_rows})")
-        return cls(user, audio, rows)
+        return cls(user, audio, rows, nod, None if nod is None else torch.from_numpy(cfg.nod_mask()))
+
+    def user_scale(self, device=None):
+        """The user scale: a number, or per channel (D,) where the nod axis has its own."""
+        if self.nod is None:
+            return self.user
+        return self.user + (self.nod - self.user) * self.nod_mask.to(device)
 
     def expand(self, x):
         """(N, ...) -> (rows N, ...): the same inputs for every row."""
@@ -67,9 +78,9 @@ class Guidance:
             return v
         if self.rows == 2:
             v_cond, v_null = v.chunk(2, dim=0)
-            return v_null + self.user * (v_cond - v_null)
+            return v_null + self.user_scale(v.device) * (v_cond - v_null)
         v_cond, v_audio, v_none = v.chunk(3, dim=0)
-        return v_none + self.audio * (v_audio - v_none) + self.user * (v_cond - v_audio)
+        return v_none + self.audio * (v_audio - v_none) + self.user_scale(v.device) * (v_cond - v_audio)
 
     def encode(self, net: AvatarForcingNet, avatar_audio, user_audio, user_motion, user_present, state=None):
         """The condition encoder over every row; returns cond (rows N, T, d) and the state."""
@@ -150,19 +161,19 @@ class StreamingSampler:
 
     def __init__(self, net: AvatarForcingNet, guidance: float = 1.0, steps: int | None = None,
                  batch: int = 1, device=None, audio_guidance: float = 1.0, rows: int | None = None,
-                 context_level: float | None = None):
+                 context_level: float | None = None, nod_guidance: float | None = None):
         self.net, self.batch, self.device = net, batch, device
         self.context_level = net.cfg.context_noise if context_level is None else float(context_level)
-        self.guide = Guidance.plan(net.cfg, guidance, audio_guidance, rows)
+        self.guide = Guidance.plan(net.cfg, guidance, audio_guidance, rows, nod_guidance)
         self.steps = steps or net.cfg.sample_steps
         self.reset()
 
     def reset(self):
         self.state = StreamState.empty(self.net, self.batch * self.guide.rows, self.device)
 
-    def set_guidance(self, user: float, audio: float = 1.0) -> None:
+    def set_guidance(self, user: float, audio: float = 1.0, nod: float | None = None) -> None:
         """New scales from the next block on, on the rows the cache already has."""
-        self.guide = Guidance.plan(self.net.cfg, user, audio, self.guide.rows)
+        self.guide = Guidance.plan(self.net.cfg, user, audio, self.guide.rows, nod)
 
     @torch.no_grad()
     def step(self, avatar_audio, user_audio, user_motion, user_present, noise, context_noise=None):
@@ -183,12 +194,13 @@ class StreamingSampler:
 @torch.no_grad()
 def sample_streaming(net, avatar_audio, user_audio, user_motion, user_present, noise,
                      guidance: float = 1.0, steps: int | None = None, audio_guidance: float = 1.0,
-                     context_noise=None, context_level: float | None = None):
+                     context_noise=None, context_level: float | None = None, nod_guidance: float | None = None):
     """Whole sequences (N, T, .) through the streaming sampler, T a multiple of B.
     context_noise (N, T, D) with context_level (None: the config's context_noise)."""
     B = net.cfg.block_frames
     sampler = StreamingSampler(net, guidance, steps, batch=noise.shape[0], device=noise.device,
-                               audio_guidance=audio_guidance, context_level=context_level)
+                               audio_guidance=audio_guidance, context_level=context_level,
+                               nod_guidance=nod_guidance)
     out = [sampler.step(avatar_audio[:, s:s + B], user_audio[:, s:s + B], user_motion[:, s:s + B],
                         user_present[:, s:s + B], noise[:, s:s + B],
                         None if context_noise is None else context_noise[:, s:s + B])
@@ -199,7 +211,7 @@ def sample_streaming(net, avatar_audio, user_audio, user_motion, user_present, n
 @torch.no_grad()
 def sample_offline(net, avatar_audio, user_audio, user_motion, user_present, noise,
                    guidance: float = 1.0, steps: int | None = None, audio_guidance: float = 1.0,
-                   context_noise=None, context_level: float | None = None):
+                   context_noise=None, context_level: float | None = None, nod_guidance: float | None = None):
     """Reference sampler: for every block, recompute the whole past (noised to the context
     level, as the cache holds it) plus the noisy block with the block-causal mask (same
     rolling context as the cache). O(T^2) per block."""
@@ -208,7 +220,7 @@ def sample_offline(net, avatar_audio, user_audio, user_motion, user_present, noi
     level = cfg.context_noise if context_level is None else float(context_level)
     if level and context_noise is None:
         raise ValueError("a context noise level above 0 needs context_noise")
-    guide = Guidance.plan(cfg, guidance, audio_guidance)
+    guide = Guidance.plan(cfg, guidance, audio_guidance, nod=nod_guidance)
     N, T, _ = noise.shape
     B = cfg.block_frames
     cond, _ = guide.encode(net, avatar_audio, user_audio, user_motion, user_present)
@@ -232,14 +244,14 @@ def sample_offline(net, avatar_audio, user_audio, user_motion, user_present, noi
 @torch.no_grad()
 def sample_window(net, avatar_audio, user_audio, user_motion, user_present, generator=None,
                   guidance: float = 1.0, steps: int | None = None, window: int | None = None,
-                  audio_guidance: float = 1.0, noise_scale=None):
+                  audio_guidance: float = 1.0, noise_scale=None, nod_guidance: float | None = None):
     """Non-causal baseline: for each new block, sample the last ``window`` frames (ending at
     the block) from fresh noise with full bidirectional attention; keep the block's frames.
     ``noise_scale`` (D,): the per-channel temperature of that noise (ForcingConfig.noise_scale)."""
     cfg = net.cfg
     steps = steps or cfg.sample_steps
     W = window or cfg.window_frames
-    guide = Guidance.plan(cfg, guidance, audio_guidance)
+    guide = Guidance.plan(cfg, guidance, audio_guidance, nod=nod_guidance)
     N, T, _ = avatar_audio.shape
     B = cfg.block_frames
     cond, _ = guide.encode(net, avatar_audio, user_audio, user_motion, user_present)
