@@ -1,6 +1,6 @@
 """Streaming speed of the Avatar Forcing network (prints figures; torch threads 2).
 
-    .venv/bin/python benchmarks/model_streaming.py [--checkpoint models/af_forcing_v2] [--seconds 10]
+    .venv/bin/python benchmarks/model_streaming.py [--checkpoint models/af_forcing_v3] [--seconds 10]
 
 Side by side in one run, for the same output length:
 - streaming: block-causal with the KV cache (torch, and onnxruntime when model.onnx exists);
@@ -46,7 +46,7 @@ def report(name, times, block_s):
 
 def main(argv=None):
     p = argparse.ArgumentParser()
-    p.add_argument("--checkpoint", default="models/af_forcing_v2")
+    p.add_argument("--checkpoint", default="models/af_forcing_v3")
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--guidance", type=float, default=None)
@@ -141,7 +141,8 @@ def main(argv=None):
 
     import onnxruntime as ort
 
-    from avatar_forcing_ros.generation.forcing.onnx_export import OnnxStreamingRunner, export_onnx, export_window_onnx
+    from avatar_forcing_ros.generation.forcing.onnx_export import (OnnxStreamingRunner, export_onnx, export_window_onnx,
+                                                                   guidance_input, guidance_names)
     net.to("cpu")
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(args.checkpoint) / "model.onnx"
@@ -149,7 +150,10 @@ def main(argv=None):
             onnx_path = export_onnx(net, Path(tmp) / "model.onnx")
         runner = OnnxStreamingRunner(onnx_path, threads=args.threads)
         npx = [t.numpy()[0] for t in (aa, ua, um, up, noise)]
-        times = timed_blocks(lambda i: runner.step(*(a[i * B:i * B + B] for a in npx), guidance=g), n_blocks)
+        # a graph that caches noised blocks also takes their noise (the block noise will do)
+        times = timed_blocks(lambda i: runner.step(
+            *(a[i * B:i * B + B] for a in npx), guidance=g,
+            context_noise=npx[4][i * B:i * B + B] if runner.cfg.context_noise else None), n_blocks)
         t_stream = report("[cpu] onnxruntime streaming", times, block_s)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = args.threads
@@ -163,7 +167,7 @@ def main(argv=None):
             feeds = {"avatar_audio": npx[0][None, e - W:e], "user_audio": npx[1][None, e - W:e],
                      "user_motion": npx[2][None, e - W:e], "user_present": npx[3][None, e - W:e],
                      "noise": rng.standard_normal((1, W, D)).astype(np.float32),
-                     "guidance": np.array([g], np.float32)}
+                     "guidance": guidance_input(guidance_names(net.cfg), g)}
             win.run(None, feeds)
 
         t_win = report(f"[cpu] onnxruntime window W={W}", timed_blocks(window_ort, n_blocks), block_s)

@@ -64,7 +64,8 @@ def test_the_shipped_model_runs_on_onnxruntime_without_torch():
                       "torch_loaded": "torch" in sys.modules}))
     """)
     assert (out["model"], out["backend"], out["note"]) == ("LearnedMotionModel", "onnx", "")
-    assert out["path"].endswith("af_forcing_v2/model.onnx") and not out["torch_loaded"]
+    from avatar_forcing_ros.generation.factory import SHIPPED_MODEL
+    assert out["path"].endswith(f"{SHIPPED_MODEL}/model.onnx") and not out["torch_loaded"]
 
     # the same motion as the learned model gives with every library present
     from avatar_forcing_ros.generation.factory import load_motion_model

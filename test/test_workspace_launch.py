@@ -222,7 +222,8 @@ def test_colcon_build_installs_the_package_for_ros2_run_and_launch(workspace):
     assert executables == NODE_EXECUTABLES
     share = Path(prefix) / "share" / PKG
     assert (share / "launch" / "avatar_forcing.launch.py").is_file()
-    assert (share / "models" / "af_forcing_v2" / "model.onnx").is_file()
+    from avatar_forcing_ros.generation.factory import SHIPPED_MODEL
+    assert (share / "models" / SHIPPED_MODEL / "model.onnx").is_file()
     # the message and the sources are one installed package, found from the workspace
     where = workspace.run("python -c 'import avatar_forcing_ros.msg as m, avatar_forcing_ros.ros.common as c; "
                           "print(m.__file__); print(c.__file__)'").split()

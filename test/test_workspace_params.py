@@ -48,11 +48,20 @@ def test_the_shipped_guidance_is_the_shipped_models_tuned_value_everywhere():
     import json
 
     from avatar_forcing_ros.core.paths import find_share
+    from avatar_forcing_ros.generation.factory import SHIPPED_MODEL
     from avatar_forcing_ros.generation.forcing.onnx_runner import OnnxStreamingRunner
     from avatar_forcing_ros.ros.generator_node import GeneratorNode
 
-    model = find_share("models", "af_forcing_v2", is_dir=True)
-    shipped = json.loads((model / "config.json").read_text())["config"]["guidance_scale"]
+    model = find_share("models", SHIPPED_MODEL, is_dir=True)
+    config = json.loads((model / "config.json").read_text())["config"]
+    shipped = config["guidance_scale"]
     assert load_node_parameters(CONFIG)["generator"]["guidance_scale"] == shipped
     assert GeneratorNode.PARAMETERS["guidance_scale"].default == shipped
-    assert OnnxStreamingRunner(model / "model.onnx", threads=1).cfg.guidance_scale == shipped
+    graph = OnnxStreamingRunner(model / "model.onnx", threads=1)
+    assert graph.cfg.guidance_scale == shipped
+    # the nod guidance is the model's own (-1 in the file and the node): the config and the
+    # ONNX step must agree on it, and the step must take it as an input
+    assert load_node_parameters(CONFIG)["generator"]["nod_guidance_scale"] == -1.0
+    assert GeneratorNode.PARAMETERS["nod_guidance_scale"].default == -1.0
+    assert graph.cfg.nod_guidance_scale == config.get("nod_guidance_scale")
+    assert "nod" in graph.guidance_names

@@ -1,8 +1,8 @@
 """Evaluation of motion models on held-out dyadic data, by the listening-head protocol.
 
-    avatar-forcing evaluate --protocol /tmp/af_eval --checkpoint models/af_forcing_v2 \
-        --out models/af_forcing_v2/eval_report          # the whole protocol, one command
-    avatar-forcing evaluate --data corpus/test --checkpoint models/af_forcing_v2 --out report
+    avatar-forcing evaluate --protocol /tmp/af_eval --checkpoint models/af_forcing_v3 \
+        --out models/af_forcing_v3/eval_report          # the whole protocol, one command
+    avatar-forcing evaluate --data corpus/test --checkpoint models/af_forcing_v3 --out report
 
 The protocol (``--protocol DIR``; the corpora are generated there when missing, fixed seeds):
 - validation: 30 sessions of held-out sentences and espeak-ng voices (12 until af-eval-v5: too
