@@ -782,17 +782,17 @@ def select_nod_guidance(sweep: dict, real: dict) -> float:
 def learned_models(net, guidance: float, window: bool, dpo_net=None, batch: int = 16,
                    audio_guidance: float = 1.0, mouth_temperature: float = 1.0,
                    context_noise: float | None = None, nod_guidance: float | None = None) -> dict:
-    ga, tm, cn, gp = audio_guidance, mouth_temperature, context_noise, nod_guidance
+    ga, tm, cn, gn = audio_guidance, mouth_temperature, context_noise, nod_guidance
     models = {"learned_streaming": lambda ss, sd: generate_batched(net, ss, sd, guidance, batch=batch,
                                                                    audio_guidance=ga, mouth_temperature=tm,
-                                                                   context_noise=cn, nod_guidance=gp)}
+                                                                   context_noise=cn, nod_guidance=gn)}
     if window:  # about 4x the compute of streaming: a 48-frame window re-sampled for every 2-frame block
         models["learned_noncausal_window"] = lambda ss, sd: generate_batched(
-            net, ss, sd, guidance, True, batch, audio_guidance=ga, mouth_temperature=tm, nod_guidance=gp)
+            net, ss, sd, guidance, True, batch, audio_guidance=ga, mouth_temperature=tm, nod_guidance=gn)
     if dpo_net is not None:
         models["learned_after_dpo"] = lambda ss, sd: generate_batched(
             dpo_net, ss, sd, guidance, batch=batch, audio_guidance=ga if dpo_net.cfg.two_way else 1.0,
-            mouth_temperature=tm, context_noise=cn, nod_guidance=gp)
+            mouth_temperature=tm, context_noise=cn, nod_guidance=gn)
     return models
 
 
@@ -1052,12 +1052,12 @@ def run_protocol(args, argv) -> dict:
         real = evaluate_motions({0: [s.arrays.avatar_motion for s in sets["validation"]]}, sets["validation"],
                                 block, clusters, 0)
         nod_sweep = {guidance: dict(sweep[(guidance, audio_guidance, mouth_temperature, context_noise)])}
-        for gp in nod_grid:
-            if gp not in nod_sweep:
+        for gn in nod_grid:
+            if gn not in nod_sweep:
                 motions = {sd: generate_batched(net, sets["validation"], sd, guidance, batch=args.batch,
                                                 audio_guidance=audio_guidance, mouth_temperature=mouth_temperature,
-                                                context_noise=context_noise, nod_guidance=gp) for sd in seeds}
-                nod_sweep[gp] = evaluate_motions(motions, sets["validation"], block, clusters, 0)
+                                                context_noise=context_noise, nod_guidance=gn) for sd in seeds}
+                nod_sweep[gn] = evaluate_motions(motions, sets["validation"], block, clusters, 0)
         chosen = select_nod_guidance(nod_sweep, real)
         if args.nod_guidance is not None:
             chosen = args.nod_guidance
@@ -1145,9 +1145,9 @@ def main_evaluate(argv=None) -> int:
     p.add_argument("--nod-guidance", type=float, default=None,
                    help="--protocol: a fixed user guidance on the nod axis, head pitch (no calibration)")
     p.add_argument("--nod-guidance-grid", default=None,
-                   help="--protocol: nod guidance values (the user guidance on head pitch) tried on validation after the other settings "
-                        "are chosen; the one whose back-channel nods come nearest the real listener's wins "
-                        "(default: none, the user guidance on every channel)")
+                   help="--protocol: nod guidance values (the user guidance on head pitch) tried on validation "
+                        "after the other settings are chosen; the one whose back-channel nods come nearest "
+                        "the real listener's wins (default: none, the user guidance on every channel)")
     p.add_argument("--bootstrap", type=int, default=BOOTSTRAP, help="bootstrap resamples (0: no intervals)")
     p.add_argument("--val-sessions", type=int, help="--protocol: override the validation size (tests)")
     p.add_argument("--test-sessions", type=int, help="--protocol: override the test sets' size (tests)")

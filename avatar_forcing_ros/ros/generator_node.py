@@ -66,7 +66,7 @@ class GeneratorNode(AvatarNode):
                                     "alone (learned model): higher, more back-channel nods at the user's "
                                     "pauses; -1 = the model's own tuned value (the shipped model's: see its "
                                     "README), which may be guidance_scale itself.",
-                                     min=-1.0, max=50.0, live=True),
+                                    min=-1.0, max=50.0, live=True),
         "mouth_temperature": Param(-1.0, "Sampling temperature of the learned model's articulation "
                                    "channels (jaw, funnel, pucker, stretch): below 1 the mouth keeps nearer "
                                    "what the speech explains, 1 = as trained, -1 = the model's own tuned value.",
