@@ -3,6 +3,8 @@
 encoder), the generator node with ``model: avatarforcing:<dir>`` and the renderer node with
 ``renderer: avatarforcing`` (the small random-weight network of the parity fixture) turn a
 camera, speech and microphone audio into latent frames at 25 fps and photos decoded from them."""
+import time
+
 import numpy as np
 import pytest
 
@@ -44,6 +46,11 @@ def test_generator_and_renderer_run_the_official_backend(ros_context, node_proce
     generator_drops = drv.drops("generator")
     for node in nodes:
         node.stop(check=True)
+    # take what DDS delivered before the nodes stopped: the executor may have taken a frame's
+    # image before that frame's motion message (a busy test process lags behind both)
+    drain_until = time.monotonic() + 1.0
+    while time.monotonic() < drain_until:
+        ros_context.spin_once(0.05)
 
     # the user's face, seen by the official motion encoder, reaches the generator
     user = [m for m in drv.user_motion if m.face_present]
@@ -75,6 +82,10 @@ def test_generator_and_renderer_run_the_official_backend(ros_context, node_proce
     images = list(drv.images)
     assert all((m.width, m.height, m.encoding) == (96, 80, "rgb8") for m in images)
     motion_stamps = set(np.round(stamps, 4))
-    assert all(round(stamp(m), 4) in motion_stamps for m in images)
+    # frames published before this driver's subscription matched the generator reach the
+    # renderer but not the driver (discovery is slower on a busy machine): check from its first
+    checked = [m for m in images if stamp(m) >= stamps.min() - 1e-6]
+    unmatched = [round(stamp(m), 4) for m in checked if round(stamp(m), 4) not in motion_stamps]
+    assert len(checked) >= 5 and not unmatched, (unmatched, stamps.min(), stamps.max(), len(images))
     pixels = np.array([np.frombuffer(bytes(m.data), np.uint8) for m in images[-10:]], np.float32)
     assert pixels.std() > 5 and np.abs(np.diff(pixels, axis=0)).mean() > 0.1
