@@ -136,6 +136,88 @@ def test_tracker_noise_drops_the_face_at_about_the_configured_rate_and_holds_val
     assert np.all(q > 0)
 
 
+def _channel_stats(**changed):
+    """tracker_stats-shaped figures of an exact tracker, with some channels changed."""
+    exact = {"lag": 0, "corr": 1.0, "gain": 1.0, "gain_sd": 0.0, "bias": 0.0, "bias_sd": 0.0,
+             "noise_std": 0.0, "noise_ac1": 0.0}
+    return {"lag": -1, "dropout_fraction": 0.0, "dropout_mean_frames": 0.0, "confidence_when_found": 1.0,
+            "channels": {n: {**exact, **changed.get(n, {})} for n in M.names}}
+
+
+def test_tracker_noise_from_stats_applies_each_channels_own_figures():
+    T = 80
+    rng = np.random.default_rng(0)
+    x = (M.neutral() + rng.uniform(-0.1, 0.1, (T, M.dim))).astype(np.float32)
+    x = M.clip(x).astype(np.float32)
+    pitch, frown, jaw = M.index("head_pitch"), M.index("mouthFrownLeft"), M.index("jawOpen")
+    stats = _channel_stats(head_pitch={"gain": 0.25},            # the portrait's flattened nod
+                           mouthFrownLeft={"gain": None, "bias": 0.1})  # hardly moved: no gain measured
+    noise = TrackerNoise.from_stats(stats, extra_lag=0)
+    assert noise.lag_frames == 0  # a peak before the motion is no lag
+    y, q = noise.apply(x, np.ones(T, np.float32), np.random.default_rng(1))
+    neutral = M.neutral()
+    np.testing.assert_allclose(y[:, pitch], neutral[pitch] + 0.25 * (x[:, pitch] - neutral[pitch]), atol=1e-6)
+    np.testing.assert_allclose(y[:, frown], np.clip(x[:, frown] + 0.1, M.low[frown], M.high[frown]), atol=1e-6)
+    np.testing.assert_allclose(y[:, jaw], x[:, jaw], atol=1e-6)  # every other channel exact
+    assert np.all(q == 1.0)
+    # the group defaults would have read the pitch at the pose group's median gain instead
+    quiet = dict(gain_sd=(0.0,) * 4, bias=(0.0,) * 4, bias_sd=(0.0,) * 4, noise_std=(0.0,) * 4, extra_lag=0)
+    g, _ = TrackerNoise(**quiet).apply(x, np.ones(T, np.float32), np.random.default_rng(1))
+    assert not np.allclose(g[:, pitch], y[:, pitch], atol=1e-3)
+
+
+def test_tracker_noise_from_the_measured_file_of_a_perceived_copy(perceived):
+    root, _ = perceived
+    noise = TrackerNoise.from_file(root / "copy" / "tracker_stats.json")  # what perceive-corpus wrote
+    stats = json.loads((root / "copy" / "tracker_stats.json").read_text())
+    assert noise.gain[M.index("jawOpen")] == pytest.approx(stats["channels"]["jawOpen"]["gain"])
+    x, p = _walk(), np.ones(200, np.float32)
+    y, q = noise.apply(x, p, np.random.default_rng(2))
+    assert np.all(np.isfinite(y)) and np.all(y >= M.low) and np.all(y <= M.high) and np.all((q >= 0) & (q <= 1))
+
+
+def test_tracker_figures_that_do_not_fit_are_refused(tmp_path):
+    stats = _channel_stats()
+    del stats["channels"]["browInnerUp"]
+    with pytest.raises(ValueError, match="browInnerUp"):
+        TrackerNoise.from_stats(stats)
+    with pytest.raises(ValueError, match="not finite"):
+        TrackerNoise.from_stats(_channel_stats(jawOpen={"noise_std": float("nan")}))
+    with pytest.raises(ValueError, match="per channel"):
+        TrackerNoise(gain=(1.0,) * 5).apply(_walk(10), np.ones(10), np.random.default_rng(0))
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json"):
+        TrackerNoise.from_file(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="missing.json"):
+        TrackerNoise.from_file(tmp_path / "missing.json")
+
+
+def test_train_takes_the_tracker_figures_from_a_file(tmp_path):
+    from test_forcing_commands import TINY_FLAGS, tiny_dataset
+    from avatar_forcing_ros.generation.forcing.synthetic import toy_sessions
+    from avatar_forcing_ros.generation.forcing.train import WindowSampler, main_train
+    stats = _channel_stats(head_pitch={"gain": 0.25}, jawOpen={"noise_std": 0.05, "noise_ac1": 0.7})
+    figures = tmp_path / "tracker_stats.json"
+    figures.write_text(json.dumps(stats))
+    sessions = toy_sessions(2, 120)
+    built_in = WindowSampler(sessions, 48, 1, user_noise=1.0).batch(4)
+    measured = WindowSampler(sessions, 48, 1, user_noise=1.0, tracker=TrackerNoise.from_file(figures)).batch(4)
+    assert not np.array_equal(built_in["user_motion"].numpy(), measured["user_motion"].numpy())
+    np.testing.assert_array_equal(built_in["avatar_motion"].numpy(), measured["avatar_motion"].numpy())
+    data = tiny_dataset(tmp_path / "data")
+    out = tmp_path / "ck"
+    assert main_train(["--data", str(data), "--out", str(out), "--steps", "1", "--batch", "2", *TINY_FLAGS,
+                       "--user-noise", "0.5", "--tracker-stats", str(figures)]) == 0
+    meta = json.loads((out / "config.json").read_text())
+    recorded = meta["user_noise"]
+    assert recorded["figures"] == str(figures) and recorded["gain"][M.index("head_pitch")] == 0.25
+    # the figures without the probability that uses them, or a file that is not figures: refused, nothing trained
+    assert main_train(["--data", str(data), "--out", str(tmp_path / "no"), "--tracker-stats", str(figures)]) == 2
+    assert main_train(["--data", str(data), "--out", str(tmp_path / "no"), "--user-noise", "0.5",
+                       "--tracker-stats", str(tmp_path / "nowhere.json")]) == 2
+    assert not (tmp_path / "no").exists()
+
+
 def test_train_windows_get_tracker_noise_only_when_asked():
     from avatar_forcing_ros.generation.forcing.synthetic import toy_sessions
     from avatar_forcing_ros.generation.forcing.train import WindowSampler, build_arg_parser

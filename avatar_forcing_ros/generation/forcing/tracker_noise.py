@@ -22,10 +22,15 @@ perception node's estimator; figures in ``<dir>/tracker_stats.json``). Per chann
   drawn per window up to twice the configured one. Where a face is seen the presence is the
   tracker's confidence.
 Everything stays finite and inside af-motion-v1's range.
+
+``TrackerNoise.from_file(tracker_stats.json)`` takes the figures channel by channel instead
+(``avatar-forcing train --tracker-stats``), from a copy perceived from training sessions.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -41,9 +46,10 @@ FPS = 25.0
 
 @dataclass(frozen=True)
 class TrackerNoise:
-    # per group, in GROUP_NAMES order: pose, gaze, jaw, expression. Measured (docstring's
-    # command, benchmarks/results/tracker-2026-11-29/tracker_stats.json, "groups"): medians over
-    # the group's channels, spreads over channels and sessions
+    # per group, in GROUP_NAMES order: pose, gaze, jaw, expression (or per channel, 28 values:
+    # from_stats). Measured (docstring's command, benchmarks/results/tracker-2026-11-29/
+    # tracker_stats.json, "groups"): medians over the group's channels, spreads over channels
+    # and sessions
     gain: tuple = (0.783, 0.312, 0.882, 0.871)
     gain_sd: tuple = (0.315, 0.275, 0.241, 0.538)
     bias: tuple = (0.0, 0.0099, 0.0063, 0.0487)
@@ -60,7 +66,54 @@ class TrackerNoise:
     decay_tau_s: float = 0.5        # FaceMotionEstimator.decay_tau_s (no_face_decay_s)
 
     def _per_channel(self, values) -> np.ndarray:
-        return np.asarray(values, np.float64)[_GROUP_OF]
+        """A figure per channel: given per group (4 values) or per channel (28)."""
+        v = np.asarray(values, np.float64)
+        if v.shape == (len(GROUP_NAMES),):
+            return v[_GROUP_OF]
+        if v.shape == (AF_MOTION_V1.dim,):
+            return v
+        raise ValueError(f"a tracker figure needs {len(GROUP_NAMES)} values (per group) or "
+                         f"{AF_MOTION_V1.dim} (per channel), got shape {v.shape}")
+
+    @classmethod
+    def from_stats(cls, stats: dict, extra_lag: int = 2) -> "TrackerNoise":
+        """The tracker as ``perceived.tracker_stats`` measured it, channel by channel (the group
+        medians of the defaults hide channels that differ: on the portrait the head's pitch is
+        read at a gain of 0.24 where the pose group's median is 0.78, and a few expression
+        channels are mostly cross-talk). A channel whose true motion hardly moved has no gain
+        measured: it passes with gain 1. A negative lag (a cross-correlation peak before the
+        motion) counts as 0; dropouts take the measured rate and span when there were any."""
+        channels = stats.get("channels") if isinstance(stats, dict) else None
+        missing = [n for n in AF_MOTION_V1.names if not isinstance(channels, dict) or n not in channels]
+        if missing:
+            raise ValueError(f"tracker figures lack channels {missing[:4]}{'...' if len(missing) > 4 else ''} "
+                             "(expected perceive-corpus / measure-tracker JSON with a 'channels' table)")
+
+        def column(key, absent):
+            values = [channels[n].get(key) for n in AF_MOTION_V1.names]
+            out = tuple(float(absent if v is None else v) for v in values)
+            if not np.all(np.isfinite(out)):
+                raise ValueError(f"tracker figure {key!r} is not finite for every channel")
+            return out
+        moving = [channels[n].get("gain") is not None for n in AF_MOTION_V1.names]
+        gain_sd = tuple(s if m else 0.0 for s, m in zip(column("gain_sd", 0.0), moving))
+        lost = float(stats.get("dropout_fraction", 0.0) or 0.0)
+        span = float(stats.get("dropout_mean_frames", 0.0) or 0.0)
+        return cls(gain=column("gain", 1.0), gain_sd=gain_sd, bias=column("bias", 0.0),
+                   bias_sd=column("bias_sd", 0.0), noise_std=column("noise_std", 0.0),
+                   noise_ac1=column("noise_ac1", 0.0), lag_frames=max(0, int(stats.get("lag", 0))),
+                   extra_lag=int(extra_lag), dropout_fraction=lost,
+                   dropout_mean_frames=span if span > 0 else cls.dropout_mean_frames,
+                   confidence=float(stats.get("confidence_when_found", 1.0) or 1.0))
+
+    @classmethod
+    def from_file(cls, path) -> "TrackerNoise":
+        """``from_stats`` of a tracker_stats.json (what perceive-corpus writes beside its copy)."""
+        try:
+            stats = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"tracker figures {path}: {e}") from None
+        return cls.from_stats(stats)
 
     def apply(self, user_motion: np.ndarray, user_present: np.ndarray,
               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -190,9 +190,10 @@ class WindowSampler:
     motion frame t is learned from the inputs up to t + L (ForcingConfig.lookahead_frames)."""
 
     def __init__(self, sessions: list[SessionArrays], window: int, seed: int = 0, user_noise: float = 0.0,
-                 timbre: float = 0.0, lookahead: int = 0):
+                 timbre: float = 0.0, lookahead: int = 0, tracker: TrackerNoise | None = None):
         self.user_noise = float(user_noise)  # probability per window of TrackerNoise on the user's motion
-        self.tracker = TrackerNoise() if self.user_noise > 0 else None
+        # the tracker's figures: given (TrackerNoise.from_file, per channel) or the built-in ones
+        self.tracker = (tracker or TrackerNoise()) if self.user_noise > 0 else None
         self.timbre_p = float(timbre)  # probability per window and audio stream of FeatureTimbre
         self.timbre = FeatureTimbre() if self.timbre_p > 0 else None
         self.noise_rng = np.random.default_rng([seed, 1])  # its own: the windows drawn stay the same
@@ -274,7 +275,7 @@ def train(cfg: ForcingConfig, sessions: list[SessionArrays], out_dir=None, steps
           grad_clip: float = 1.0, device: str = "cpu", seed: int = 0, resume: bool = False,
           log_every: int = 50, ckpt_every: int = 500, progress: bool = True,
           metadata: dict | None = None, user_noise: float = 0.0,
-          timbre: float = 0.0) -> tuple[AvatarForcingNet, list[dict]]:
+          timbre: float = 0.0, tracker: TrackerNoise | None = None) -> tuple[AvatarForcingNet, list[dict]]:
     """Train (or resume) and return the network and the logged history."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -303,7 +304,8 @@ def train(cfg: ForcingConfig, sessions: list[SessionArrays], out_dir=None, steps
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
         model = DistributedDataParallel(_DDPLoss(net))
-    windows = WindowSampler(sessions, cfg.window_frames, seed + rank, user_noise, timbre, cfg.lookahead_frames)
+    windows = WindowSampler(sessions, cfg.window_frames, seed + rank, user_noise, timbre, cfg.lookahead_frames,
+                            tracker)
     history: list[dict] = []
     log_path = Path(out_dir) / "train_log.jsonl" if out_dir and rank == 0 else None
     if log_path:
@@ -369,6 +371,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--user-noise", type=float, default=0.0,
                    help="probability per training window that the user's motion goes through TrackerNoise "
                         "(the measured face tracker's lag, calibration, noise, dropouts); 0: off")
+    p.add_argument("--tracker-stats", default=None,
+                   help="the tracker's figures for --user-noise, channel by channel: a tracker_stats.json "
+                        "that perceive-corpus wrote beside a perceived copy of training sessions "
+                        "(default: the built-in per-group figures)")
     p.add_argument("--config", help="JSON file of ForcingConfig fields (overridden by the flags below)")
     for name, typ in (("layers", int), ("width", int), ("heads", int), ("block", int), ("window", int),
                       ("cache", int), ("cond-drop", float), ("steps-sample", int), ("guidance", float),
@@ -398,6 +404,16 @@ def main_train(argv=None) -> int:
     args = build_arg_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     torch.set_num_threads(args.threads)
+    tracker = None  # checked before the data is loaded: a wrong path fails at once
+    if args.tracker_stats:
+        if not args.user_noise:
+            print("avatar-forcing train: --tracker-stats needs --user-noise > 0 (the probability it is used)")
+            return 2
+        try:
+            tracker = TrackerNoise.from_file(args.tracker_stats)
+        except ValueError as e:
+            print(f"avatar-forcing train: {e}")
+            return 2
     cfg = config_from_args(args)
     if args.resume and (Path(args.out) / "config.json").is_file():
         cfg, _ = read_config(args.out)
@@ -407,13 +423,14 @@ def main_train(argv=None) -> int:
     if args.augment:
         meta["augment"] = {"copies_per_session": args.augment, **asdict(AudioAugmentation())}
     if args.user_noise:
-        meta["user_noise"] = {"prob_per_window": args.user_noise, **asdict(TrackerNoise())}
+        meta["user_noise"] = {"prob_per_window": args.user_noise, "figures": args.tracker_stats or "built-in",
+                              **asdict(tracker or TrackerNoise())}
     if args.timbre:
         meta["timbre"] = {"prob_per_window_and_stream": args.timbre, **asdict(FeatureTimbre())}
     net, history = train(cfg, sessions, args.out, args.steps, args.batch, args.lr, warmup=args.warmup,
                          device=args.device, seed=args.seed, resume=args.resume, log_every=args.log_every,
                          ckpt_every=args.ckpt_every, metadata=meta, user_noise=args.user_noise,
-                         timbre=args.timbre)
+                         timbre=args.timbre, tracker=tracker)
     if history:
         log.info("done: step %d loss %.4f -> %s", history[-1]["step"], history[-1]["loss_smooth"], args.out)
     return 0
