@@ -80,6 +80,42 @@ def test_a_perceived_copy_is_evaluated_with_the_true_user_pitch(perceived):
     np.testing.assert_array_equal(plain.true_user_pitch, plain.arrays.user_motion[:, PITCH])
 
 
+def test_a_perceived_copy_measures_the_avatar_against_what_the_user_did(perceived):
+    """The model is given the tracker's reading; its reactions are measured against the true
+    user: an avatar that mirrors the true user's smile 5 frames later scores as a mirror, one
+    that mirrors the tracker's reading does not score better for following the tracker."""
+    from dataclasses import replace
+    from avatar_forcing_ros.corpus.dataset import load_dataset
+    from avatar_forcing_ros.generation.evaluation import (EXPRESSION, SMILE, load_eval_sessions, mean_channel_pcc,
+                                                          session_metrics, session_stats)
+    root, _ = perceived
+    s = load_eval_sessions(root / "copy")[0]
+    true = load_dataset(root / "src")[0].user_motion
+    np.testing.assert_array_equal(s.true_user_motion, true)
+    assert not np.array_equal(s.true_user_motion, s.arrays.user_motion)
+    t = np.arange(FRAMES)
+    true = true.copy()
+    true[:, SMILE] = (0.4 + 0.3 * np.sin(2 * np.pi * t / 40))[:, None]  # a user who smiles and stops
+    seen = s.arrays.user_motion.copy()
+    seen[:, SMILE] = (0.4 + 0.3 * np.sin(2 * np.pi * t / 40 + 1.5))[:, None]  # read late and wrong
+    s = replace(s, arrays=replace(s.arrays, user_motion=seen), user_motion_true=true)
+
+    def mirror(user):
+        m = np.array(s.arrays.avatar_motion, copy=True)
+        m[5:, SMILE] = user[:-5, SMILE]
+        return m
+    of_true, of_seen = session_metrics(mirror(true), s), session_metrics(mirror(seen), s)
+    assert of_true["smile_react_corr"] > 0.95 and of_true["smile_react_lag"] == 5
+    assert of_seen["smile_react_corr"] < of_true["smile_react_corr"]
+    # rPCC's user side is the true user too: the real listener against itself scores 0, and its
+    # PCC with the user is the one with the true user's motion
+    real = np.asarray(s.arrays.avatar_motion)
+    assert session_stats(real, s, None, 2).scalars["rpcc_exp_session"] == pytest.approx(0.0, abs=1e-9)
+    pcc = session_metrics(real, s)["pcc_exp"]
+    assert pcc == pytest.approx(mean_channel_pcc(true[:, EXPRESSION], real[:, EXPRESSION]), abs=1e-9)
+    assert pcc != pytest.approx(mean_channel_pcc(seen[:, EXPRESSION], real[:, EXPRESSION]), abs=1e-3)
+
+
 # --- TrackerNoise ----------------------------------------------------------------------------
 def _walk(T=200, seed=0):
     rng = np.random.default_rng(seed)

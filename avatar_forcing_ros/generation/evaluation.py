@@ -51,8 +51,12 @@ yaw/pitch/roll/tx/ty/scale), as in the listening-head literature (Learning2Liste
   user's; the real value is the target, not higher), nod_rate vs nod_chance (nods in the
   second after back-channel cues vs at random listening moments, events pooled over sessions);
   user_nod_rate vs user_nod_chance: the same after the nods of the listening user (not while
-  the user talks), found in the simulator's user pitch (also in test_perceived, where the
-  model was given the perceived pitch);
+  the user talks), found in the simulator's user pitch;
+- on test_perceived the model is given the user as the tracker reads it, and every metric of
+  the avatar's relation to the user (rPCC, paired FD, smile and nod reactions) is measured
+  against what the user did, the simulator's user motion (until af-eval-v7 all but the user's
+  nods were measured against the tracker's reading, which credits a model for following the
+  tracker's errors and charges the real listener, who reacted to the true user, for them);
 - jerk_boundary / jerk_ratio: mean |third difference| of pose+expression centred on block
   boundaries, and its ratio to within-block frames (1 = no seam at the boundaries).
 "Real" is reported only where it is not trivially perfect (not FD, rPCC, viseme sync).
@@ -301,16 +305,21 @@ class EvalSession:
     backchannel: list = field(default_factory=list)
     avatar_speaking: list = field(default_factory=list)
     avatar_audio: np.ndarray | None = None  # (T*640,) the avatar's speech, 16 kHz
-    user_pitch_true: np.ndarray | None = None  # (T,) the simulator's user pitch where the
-    #                                            model's user input is perceived (else None)
+    user_motion_true: np.ndarray | None = None  # (T, 28) the simulator's user motion where the
+    #                                              model's user input is perceived (else None)
     user_speaking: list | None = None  # [start, end] frames of the user's speech (None: unknown)
 
     @property
+    def true_user_motion(self) -> np.ndarray:
+        """The user's motion as the simulator made it, what the user did (not as perception
+        read it): what every metric of the avatar's relation to the user is measured against."""
+        if self.user_motion_true is not None:
+            return self.user_motion_true
+        return self.arrays.user_motion
+
+    @property
     def true_user_pitch(self) -> np.ndarray:
-        """The user's head pitch as the simulator made it (not as perception read it)."""
-        if self.user_pitch_true is not None:
-            return self.user_pitch_true
-        return self.arrays.user_motion[:, PITCH]
+        return self.true_user_motion[:, PITCH]
 
     @property
     def frames(self) -> int:
@@ -330,7 +339,7 @@ def load_eval_sessions(path, max_sessions: int | None = None, max_frames: int | 
     out = []
     for s in load_dataset(path)[:max_sessions]:
         true = load_true_user(path, s.name)  # a perceived copy keeps the simulator's user motion
-        pitch = None if true is None else true[0][:, PITCH]
+        user_true = None if true is None else true[0]
         a = session_arrays(s)
         meta = getattr(s, "meta", {}) or {}
         vis = np.asarray(s.avatar_viseme_targets, np.float32)
@@ -341,9 +350,9 @@ def load_eval_sessions(path, max_sessions: int | None = None, max_frames: int | 
                               a.avatar_motion[:n], a.name)
             vis = vis[:n]
             audio = audio[:n * SAMPLES_PER_FRAME]
-            pitch = None if pitch is None else pitch[:n]
+            user_true = None if user_true is None else user_true[:n]
         out.append(EvalSession(a, vis, [f for f in meta.get("backchannel", []) if f < a.frames],
-                               meta.get("avatar_speaking", []), audio, pitch, meta.get("user_speaking")))
+                               meta.get("avatar_speaking", []), audio, user_true, meta.get("user_speaking")))
     return out
 
 
@@ -360,7 +369,7 @@ def with_avatar_gain(sessions: list[EvalSession], gain: float) -> list[EvalSessi
         aa = feats.frames(audio)[: a.frames]
         out.append(EvalSession(SessionArrays(aa, a.user_audio, a.user_motion, a.user_present, a.avatar_motion,
                                              a.name), s.visemes, s.backchannel, s.avatar_speaking, audio,
-                                 s.user_pitch_true, s.user_speaking))
+                                 s.user_motion_true, s.user_speaking))
     return out
 
 
@@ -462,16 +471,16 @@ def _chance_moments(T: int, s, n_cues: int) -> np.ndarray:
 def session_metrics(motion: np.ndarray, s: EvalSession, max_lag: int = 25) -> dict:
     """Metrics of one generated (or real) motion of one session."""
     T = len(motion)
-    a = s.arrays
     annotated = speaking_mask(T, s.avatar_speaking)
     speak = annotated if annotated.sum() >= 10 else np.ones(T, bool)  # no annotation: whole session
     silent = bool(s.avatar_speaking) is False or annotated.sum() < 10  # lip sync undefined: NaN
     mouth_idx = AF_MOTION_V1.indices(MOUTH)
     lip = [pearson(motion[speak, i], s.visemes[:T][speak, k]) for k, i in enumerate(mouth_idx)]
     av_offset, _ = best_lag(s.visemes[:T, 0], motion[:, JAW], 10)
-    user_smile = a.user_motion[:T, SMILE].mean(1)
+    user = s.true_user_motion[:T]  # what the user did, also where the model was given the tracker's reading
+    user_smile = user[:, SMILE].mean(1)
     smile_lag, smile_corr = best_lag(user_smile, motion[:, SMILE].mean(1), max_lag, min_lag=0)
-    user_nod = np.diff(a.user_motion[:T, PITCH])
+    user_nod = np.diff(user[:, PITCH])
     nod_lag, nod_corr = best_lag(user_nod, np.diff(motion[:, PITCH]), max_lag, min_lag=0)
     bc = [f for f in s.backchannel if f < T - 1]
     chance = _chance_moments(T, s, len(bc))
@@ -481,8 +490,8 @@ def session_metrics(motion: np.ndarray, s: EvalSession, max_lag: int = 25) -> di
            "backchannel_response_rate": response_rate(motion[:, PITCH], bc),
            "chance_response_rate": response_rate(motion[:, PITCH], chance),
            "jaw_speaking": float(motion[speak, JAW].mean()),
-           "pcc_exp": mean_channel_pcc(a.user_motion[:T][:, EXPRESSION], motion[:, EXPRESSION]),
-           "pcc_pose": mean_channel_pcc(a.user_motion[:T][:, POSE], motion[:, POSE])}
+           "pcc_exp": mean_channel_pcc(user[:, EXPRESSION], motion[:, EXPRESSION]),
+           "pcc_pose": mean_channel_pcc(user[:, POSE], motion[:, POSE])}
     env = s.avatar_envelope if hasattr(s, "avatar_envelope") else None
     if env is not None:
         out["lip_env_corr"] = pearson(motion[speak, JAW], env[:T][speak])
@@ -508,7 +517,7 @@ def session_stats(motion: np.ndarray, s: EvalSession, clusters: Clusters | None,
     T = len(motion)
     m = session_metrics(motion, s)
     real = np.asarray(s.arrays.avatar_motion[:T], np.float64)
-    user = np.asarray(s.arrays.user_motion[:T], np.float64)
+    user = np.asarray(s.true_user_motion[:T], np.float64)
     gen = np.asarray(motion, np.float64)
     scalars = {k: m[k] for k in ("lip_sync_corr", "jaw_corr", "av_offset_frames", "smile_react_corr",
                                  "smile_react_lag", "jaw_speaking", "lip_env_corr") if k in m}
@@ -680,9 +689,11 @@ def evaluate_models(models: dict, sessions: list[EvalSession], seeds=(0,), block
 
 
 # --- the protocol ---------------------------------------------------------------------------
-PROTOCOL_ID = "af-eval-v6"  # v3: corpora of af-corpus-sim-v2, the test_perceived set; v4: reference rows;
+PROTOCOL_ID = "af-eval-v7"  # v3: corpora of af-corpus-sim-v2, the test_perceived set; v4: reference rows;
 #                              v5: rPCC pooled per channel, the real_redrawn reference, 30 validation sessions;
-#                              v6: the nod guidance calibrated on validation (--nod-guidance-grid)
+#                              v6: the nod guidance calibrated on validation (--nod-guidance-grid);
+#                              v7: on test_perceived the user's side of every metric (rPCC, paired FD,
+#                              smile and nod reactions) is what the user did, not the tracker's reading
 PROTOCOL = {  # corpus split, seed, sessions, seconds: fixed so that a report can be regenerated
     "validation": {"split": "test", "seed": 4, "sessions": 30, "seconds": 20.0},
     "test": {"split": "test", "seed": 2, "sessions": 30, "seconds": 20.0},
