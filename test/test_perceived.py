@@ -228,6 +228,50 @@ def test_tracker_figures_that_do_not_fit_are_refused(tmp_path):
         TrackerNoise.from_file(tmp_path / "missing.json")
 
 
+def test_crosstalk_is_fitted_and_read_back():
+    """A tracker that reads mouthFrownLeft from the jaw (as the portrait's does): the fit finds
+    the weight, and TrackerNoise with that table reads the jaw into the frown again."""
+    from avatar_forcing_ros.corpus.perceived import fit_crosstalk, tracker_stats
+    jaw, frown = M.index("jawOpen"), M.index("mouthFrownLeft")
+    neutral = M.neutral()
+    trues, seen = [], []
+    for k in range(3):
+        rng = np.random.default_rng(k)
+        x = M.clip(neutral + np.cumsum(rng.normal(0, 0.02, (300, M.dim)), 0)).astype(np.float32)
+        y = x.copy()
+        y[:, frown] = 0.05 + 0.6 * (x[:, jaw] - neutral[jaw]) + rng.normal(0, 0.005, 300)
+        trues.append((x, np.ones(300, np.float32)))
+        seen.append((y, np.ones(300, np.float32)))
+    fit = fit_crosstalk(trues, seen)
+    W = np.array(fit["weights"])
+    assert W[frown, jaw] == pytest.approx(0.6, abs=0.05) and abs(W[frown, frown]) < 0.05
+    assert fit["r2"][frown] > 0.95 and fit["r2"][frown] > tracker_stats(trues, seen)["channels"]["mouthFrownLeft"]["corr"] ** 2
+    assert W[jaw, jaw] == pytest.approx(1.0, abs=0.05)
+    # read back: the window's frown follows its jaw, exactly when spreads and noise are 0
+    exact = {"gain": 1.0, "gain_sd": 0.0, "bias": 0.0, "bias_sd": 0.0, "noise_std": 0.0, "noise_ac1": 0.0}
+    stats = {"lag": 0, "channels": {n: dict(exact) for n in M.names},
+             "crosstalk": {"weights": np.eye(M.dim).tolist(), "bias": neutral.tolist(),
+                           "noise_std": [0.0] * M.dim, "noise_ac1": [0.0] * M.dim}}
+    stats["crosstalk"]["weights"][frown] = [0.6 if j == jaw else 0.0 for j in range(M.dim)]
+    stats["crosstalk"]["bias"][frown] = 0.05
+    noise = TrackerNoise.from_stats(stats, extra_lag=0)
+    x = trues[0][0]
+    y, _ = noise.apply(x, np.ones(300, np.float32), np.random.default_rng(0))
+    np.testing.assert_allclose(y[:, frown], np.clip(0.05 + 0.6 * (x[:, jaw] - neutral[jaw]), 0, 1), atol=1e-6)
+    np.testing.assert_allclose(y[:, jaw], x[:, jaw], atol=1e-6)
+    own, _ = TrackerNoise.from_stats(stats, extra_lag=0, crosstalk=False).apply(x, np.ones(300, np.float32),
+                                                                                 np.random.default_rng(0))
+    np.testing.assert_allclose(own[:, frown], x[:, frown], atol=1e-6)  # the own gain (1) alone
+    # a broken table is refused when the figures are read, not mid-training
+    broken = json.loads(json.dumps(stats))
+    broken["crosstalk"]["weights"] = broken["crosstalk"]["weights"][:5]
+    with pytest.raises(ValueError, match="28x28"):
+        TrackerNoise.from_stats(broken)
+    del broken["crosstalk"]["weights"]
+    with pytest.raises(ValueError, match="crosstalk table"):
+        TrackerNoise.from_stats(broken)
+
+
 def test_train_takes_the_tracker_figures_from_a_file(tmp_path):
     from test_forcing_commands import TINY_FLAGS, tiny_dataset
     from avatar_forcing_ros.generation.forcing.synthetic import toy_sessions

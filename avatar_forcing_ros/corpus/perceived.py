@@ -275,7 +275,47 @@ def tracker_stats(trues: list, seen: list, max_lag: int = 6, min_std: float = 0.
             "dropout_mean_frames": round(float(np.mean(lost_runs)), 2) if lost_runs else 0.0,
             "dropout_median_frames": float(np.median(lost_runs)) if lost_runs else 0.0,
             "confidence_when_found": round(float(np.median(present)), 4) if present.size else 0.0,
-            "groups": groups, "channels": per_channel}
+            "groups": groups, "channels": per_channel, "crosstalk": fit_crosstalk(trues, seen)}
+
+
+def fit_crosstalk(trues: list, seen: list, ridge: float = 1e-3) -> dict:
+    """Every perceived channel read linearly from all 28 true channels (around neutral), over
+    the frames with a face: perceived = bias + weights @ (true - neutral) + residual. A channel's
+    own gain misses what the tracker mixes in from the others: on the portrait the head's pitch
+    follows its other pose channels, mouthFrown the mouth, browDown the brows (R² of the own
+    gain 0.00-0.15, of all channels 0.6-0.8; benchmarks/results/tracker-channels-2026-12-07).
+    Ridge-regularised (``ridge`` times the mean variance of the true channels) because the
+    true channels move together (the two smiles). Per channel: ``r2`` of the fit, the
+    residual's ``noise_std`` and ``noise_ac1`` (per session, averaged)."""
+    neutral = AF_MOTION_V1.neutral().astype(np.float64)
+    xs, ys, per = [], [], []
+    for (m, p), (v, conf) in zip(trues, seen):
+        keep = (np.asarray(p) >= 0.5) & (np.asarray(conf) > 0)
+        x, y = np.asarray(m, np.float64)[keep] - neutral, np.asarray(v, np.float64)[keep]
+        if len(x) >= 10:
+            xs.append(x)
+            ys.append(y)
+            per.append((x, y))
+    if not xs:
+        raise ValueError("no frames with a face to fit the tracker's cross-talk on")
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    D = x.shape[1]
+    xm, ym = x.mean(0), y.mean(0)
+    xc, yc = x - xm, y - ym
+    gram = xc.T @ xc
+    lam = ridge * np.trace(gram) / D
+    weights = np.linalg.solve(gram + lam * np.eye(D), xc.T @ yc).T  # (perceived, true)
+    bias = ym - weights @ xm
+    resid = y - (x @ weights.T + bias)
+    r2 = 1.0 - (resid ** 2).sum(0) / np.maximum((yc ** 2).sum(0), 1e-12)
+    residuals = [b - (a @ weights.T + bias) for a, b in per]  # per session: the smoothness is within one
+    ac1 = []
+    for c in range(D):
+        vals = [float(np.corrcoef(r[:-1, c], r[1:, c])[0, 1]) for r in residuals if r[:, c].std() > 1e-9]
+        ac1.append(float(np.mean(vals)) if vals else 0.0)
+    return {"ridge": ridge, "weights": np.round(weights, 5).tolist(), "bias": np.round(bias, 5).tolist(),
+            "noise_std": np.round(resid.std(0), 5).tolist(), "noise_ac1": np.round(ac1, 4).tolist(),
+            "r2": np.round(r2, 4).tolist()}
 
 
 def stats_of_copy(directory) -> dict:

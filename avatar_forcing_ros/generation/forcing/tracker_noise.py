@@ -24,7 +24,10 @@ perception node's estimator; figures in ``<dir>/tracker_stats.json``). Per chann
 Everything stays finite and inside af-motion-v1's range.
 
 ``TrackerNoise.from_file(tracker_stats.json)`` takes the figures channel by channel instead
-(``avatar-forcing train --tracker-stats``), from a copy perceived from training sessions.
+(``avatar-forcing train --tracker-stats``), from a copy perceived from training sessions, and
+with its cross-talk table (perceived.fit_crosstalk) each channel is read from all 28: the
+tracker's errors are mostly other channels mixed in, not independent noise
+(benchmarks/results/tracker-channels-2026-12-07).
 """
 from __future__ import annotations
 
@@ -64,6 +67,11 @@ class TrackerNoise:
     dropout_mean_frames: float = 5.0  # not measured (no dropouts to measure)
     confidence: float = 1.0         # measured: median confidence with a face found
     decay_tau_s: float = 0.5        # FaceMotionEstimator.decay_tau_s (no_face_decay_s)
+    # the tracker's cross-talk (perceived.fit_crosstalk): 28 rows of 28 weights, each perceived
+    # channel read from all true channels around neutral. When given it replaces the own gain
+    # (each row scaled per window by a factor drawn around 1 with the channel's relative gain
+    # spread), and bias / noise_std / noise_ac1 are that fit's
+    crosstalk: tuple | None = None
 
     def _per_channel(self, values) -> np.ndarray:
         """A figure per channel: given per group (4 values) or per channel (28)."""
@@ -75,14 +83,22 @@ class TrackerNoise:
         raise ValueError(f"a tracker figure needs {len(GROUP_NAMES)} values (per group) or "
                          f"{AF_MOTION_V1.dim} (per channel), got shape {v.shape}")
 
+    def _crosstalk(self) -> np.ndarray:
+        w = np.asarray(self.crosstalk, np.float64)
+        if w.shape != (AF_MOTION_V1.dim, AF_MOTION_V1.dim) or not np.all(np.isfinite(w)):
+            raise ValueError(f"crosstalk needs {AF_MOTION_V1.dim}x{AF_MOTION_V1.dim} finite weights, got shape {w.shape}")
+        return w
+
     @classmethod
-    def from_stats(cls, stats: dict, extra_lag: int = 2) -> "TrackerNoise":
+    def from_stats(cls, stats: dict, extra_lag: int = 2, crosstalk: bool = True) -> "TrackerNoise":
         """The tracker as ``perceived.tracker_stats`` measured it, channel by channel (the group
         medians of the defaults hide channels that differ: on the portrait the head's pitch is
         read at a gain of 0.24 where the pose group's median is 0.78, and a few expression
         channels are mostly cross-talk). A channel whose true motion hardly moved has no gain
         measured: it passes with gain 1. A negative lag (a cross-correlation peak before the
-        motion) counts as 0; dropouts take the measured rate and span when there were any."""
+        motion) counts as 0; dropouts take the measured rate and span when there were any.
+        With ``crosstalk`` and a "crosstalk" table in the figures (perceived.fit_crosstalk), each
+        channel is read from all channels instead, with that fit's bias and residual noise."""
         channels = stats.get("channels") if isinstance(stats, dict) else None
         missing = [n for n in AF_MOTION_V1.names if not isinstance(channels, dict) or n not in channels]
         if missing:
@@ -99,12 +115,28 @@ class TrackerNoise:
         gain_sd = tuple(s if m else 0.0 for s, m in zip(column("gain_sd", 0.0), moving))
         lost = float(stats.get("dropout_fraction", 0.0) or 0.0)
         span = float(stats.get("dropout_mean_frames", 0.0) or 0.0)
-        return cls(gain=column("gain", 1.0), gain_sd=gain_sd, bias=column("bias", 0.0),
-                   bias_sd=column("bias_sd", 0.0), noise_std=column("noise_std", 0.0),
-                   noise_ac1=column("noise_ac1", 0.0), lag_frames=max(0, int(stats.get("lag", 0))),
-                   extra_lag=int(extra_lag), dropout_fraction=lost,
-                   dropout_mean_frames=span if span > 0 else cls.dropout_mean_frames,
-                   confidence=float(stats.get("confidence_when_found", 1.0) or 1.0))
+        fit = {"bias": column("bias", 0.0), "noise_std": column("noise_std", 0.0),
+               "noise_ac1": column("noise_ac1", 0.0), "crosstalk": None}
+        table = stats.get("crosstalk") if crosstalk else None
+        if table is not None:
+            try:
+                weights = tuple(tuple(float(v) for v in row) for row in table["weights"])
+                fit = {k: tuple(float(v) for v in table[k]) for k in ("bias", "noise_std", "noise_ac1")}
+            except (KeyError, TypeError, ValueError) as e:
+                raise ValueError(f"tracker figures: a crosstalk table needs weights, bias, noise_std and "
+                                 f"noise_ac1 ({e!r})") from None
+            fit["crosstalk"] = weights
+        noise = cls(gain=column("gain", 1.0), gain_sd=gain_sd, bias_sd=column("bias_sd", 0.0),
+                    lag_frames=max(0, int(stats.get("lag", 0))), extra_lag=int(extra_lag),
+                    dropout_fraction=lost, dropout_mean_frames=span if span > 0 else cls.dropout_mean_frames,
+                    confidence=float(stats.get("confidence_when_found", 1.0) or 1.0), **fit)
+        for name in ("bias", "noise_std", "noise_ac1"):
+            noise._per_channel(getattr(noise, name))  # the right length, or a clear error now
+        if noise.crosstalk is not None:
+            noise._crosstalk()
+        if not all(np.all(np.isfinite(getattr(noise, k))) for k in ("bias", "noise_std", "noise_ac1")):
+            raise ValueError("tracker figures: the crosstalk table is not finite for every channel")
+        return noise
 
     @classmethod
     def from_file(cls, path) -> "TrackerNoise":
@@ -128,7 +160,13 @@ class TrackerNoise:
         # calibration: gain and offset per channel, around neutral (the space's zero)
         gain = rng.normal(self._per_channel(self.gain), self._per_channel(self.gain_sd))
         bias = rng.normal(self._per_channel(self.bias), self._per_channel(self.bias_sd))
-        y = neutral + np.clip(gain, 0.0, None) * (x - neutral) + bias
+        if self.crosstalk is None:  # the draws above in this order: the built-in figures' stream stays
+            y = neutral + np.clip(gain, 0.0, None) * (x - neutral) + bias
+        else:
+            g = np.abs(self._per_channel(self.gain))
+            spread = np.clip(self._per_channel(self.gain_sd) / np.maximum(g, 0.1), 0.0, 0.5)
+            scale = np.clip(rng.normal(1.0, spread), 0.0, None)
+            y = (x - neutral) @ self._crosstalk().T * scale + bias
         # noise: AR(1) with the measured smoothness, stationary variance noise_std^2
         a = np.clip(self._per_channel(self.noise_ac1), 0.0, 0.99)
         sd = self._per_channel(self.noise_std) * rng.uniform(0.5, 1.5)
