@@ -103,6 +103,10 @@ def test_evaluation_protocol_tunes_on_validation_and_reports_both_test_sets(tmp_
         assert gaps[chosen] == min(v for v in gaps.values() if np.isfinite(v))
     else:
         assert chosen == report["guidance"]
+    # the report says whether the protocol chose the nod scale or was given one (--nod-guidance)
+    from avatar_forcing_ros.generation.evaluation import protocol_report
+    assert report["nod_guidance_fixed"] is False and "## Nod guidance chosen on validation" in protocol_report(report)
+    assert "## Nod guidance fixed by --nod-guidance" in protocol_report({**report, "nod_guidance_fixed": True})
     assert set(report["sets"]) == {"test", "test_other", "test_perceived", "test_first1", "test_other_first1"}
     # the perceived set: the test corpus's sessions, the user's motion read by perception
     perceived = json.loads((root / "test_perceived" / "dataset.json").read_text())

@@ -1,8 +1,8 @@
 """Evaluation of motion models on held-out dyadic data, by the listening-head protocol.
 
-    avatar-forcing evaluate --protocol /tmp/af_eval --checkpoint models/af_forcing_v3 \
-        --out models/af_forcing_v3/eval_report          # the whole protocol, one command
-    avatar-forcing evaluate --data corpus/test --checkpoint models/af_forcing_v3 --out report
+    avatar-forcing evaluate --protocol /tmp/af_eval --checkpoint models/af_forcing_v4 \
+        --out models/af_forcing_v4/eval_report          # the whole protocol, one command
+    avatar-forcing evaluate --data corpus/test --checkpoint models/af_forcing_v4 --out report
 
 The protocol (``--protocol DIR``; the corpora are generated there when missing, fixed seeds):
 - validation: 30 sessions of held-out sentences and espeak-ng voices (12 until af-eval-v5: too
@@ -960,10 +960,12 @@ def protocol_report(report: dict) -> str:
                      + f" | {_fmt(m['nod_rate'])} / {_fmt(m['nod_chance'])} | {_fmt(m['mean_rank'])} |")
     nods = report.get("nod_sweep") or {}
     if nods:
-        lines += ["", f"## Nod guidance chosen on validation: {_nod_label(report)}", "",
-                  "At the settings above, the user guidance on the nod axis (head pitch) alone; chosen: the "
-                  "back-channel nods nearest the real listener's (nod gap = |(after cues − at random) − the "
-                  "real listener's|); the first row is the user guidance on every channel.", "",
+        how = ("fixed by --nod-guidance (validation shows it, does not choose it)"
+               if report.get("nod_guidance_fixed") else "chosen on validation")
+        lines += ["", f"## Nod guidance {how}: {_nod_label(report)}", "",
+                  "At the settings above, the user guidance on the nod axis (head pitch) alone; chosen (unless "
+                  "fixed): the back-channel nods nearest the real listener's (nod gap = |(after cues − at random) − "
+                  "the real listener's|); the first row is the user guidance on every channel.", "",
                   "| nod guidance | nod_rate / chance | nod gap | rpcc_exp | rpcc_pose | fd_exp | fd_pose | "
                   "lip_env_corr |", "|---|---|---|---|---|---|---|---|"]
         for g, m in nods.items():
@@ -1117,6 +1119,7 @@ def run_protocol(args, argv) -> dict:
     return {"info": info, "guidance": guidance, "audio_guidance": audio_guidance if two_way else None,
             "mouth_temperature": mouth_temperature, "context_noise": context_noise, "sweep_keys": sweep_keys,
             "nod_guidance": nod_guidance, "nod_sweep": {str(g): m for g, m in nod_sweep.items()},
+            "nod_guidance_fixed": args.nod_guidance is not None,
             "guidance_fixed": (args.guidance is not None and (not two_way or args.audio_guidance is not None)
                                and (args.mouth_temperature is not None or not swept_temperature)
                                and not swept_context),
