@@ -1,6 +1,6 @@
 """Streaming speed of the Avatar Forcing network (prints figures; torch threads 2).
 
-    .venv/bin/python benchmarks/model_streaming.py [--checkpoint models/af_forcing_v3] [--seconds 10]
+    .venv/bin/python benchmarks/model_streaming.py [--checkpoint models/af_forcing_v4] [--seconds 10]
 
 Side by side in one run, for the same output length:
 - streaming: block-causal with the KV cache (torch, and onnxruntime when model.onnx exists);
@@ -46,7 +46,7 @@ def report(name, times, block_s):
 
 def main(argv=None):
     p = argparse.ArgumentParser()
-    p.add_argument("--checkpoint", default="models/af_forcing_v3")
+    p.add_argument("--checkpoint", default="models/af_forcing_v4")
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--guidance", type=float, default=None)

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..core.motion_model import MotionModel
 from ..core.paths import find_share
 
-SHIPPED_MODEL = "af_forcing_v3"
+SHIPPED_MODEL = "af_forcing_v4"
 
 
 def shipped_model_dir() -> Path | None:

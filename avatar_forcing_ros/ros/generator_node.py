@@ -56,7 +56,7 @@ class GeneratorNode(AvatarNode):
                            "preference (e.g. TensorrtExecutionProvider, CUDAExecutionProvider)."),
         "guidance_scale": Param(2.0, "Classifier-free guidance over the user conditions (learned "
                                 "model; 1 = off, >1 = more reactive; 2.0 is the shipped model's "
-                                "tuned value, see models/af_forcing_v3/README.md).", min=0.0, max=50.0, live=True),
+                                "tuned value, see models/af_forcing_v4/README.md).", min=0.0, max=50.0, live=True),
         "audio_guidance_scale": Param(-1.0, "Guidance over the avatar's own audio (two-way guidance, "
                                       "a learned model trained with avatar_drop > 0; 1 = off, >1 = the "
                                       "mouth follows the speech more; -1 = the model's own tuned value). "

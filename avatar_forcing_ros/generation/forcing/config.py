@@ -50,7 +50,7 @@ class ForcingConfig:
     # avatar_drop > 0 the avatar's audio stream is also dropped in training and a learned null
     # stands in for it; audio_guidance_scale > 1 then pushes the motion further towards what
     # the audio explains (a third row per block: 1.5x the compute of user guidance alone).
-    # 0 / 1.0: a model without it (af_forcing_v1 to af_forcing_v3).
+    # 0 / 1.0: a model without it (af_forcing_v1 to af_forcing_v4).
     avatar_drop: float = 0.0
     audio_guidance_scale: float = 1.0
     # the user guidance on the nod axis (head pitch) alone (None: guidance_scale, as on every

@@ -1,6 +1,6 @@
 """Preference tuning without labels (Diffusion-DPO on the flow-matching loss).
 
-    avatar-forcing dpo --checkpoint models/af_forcing_v3 --data corpus/train --out models/af_forcing_v3_dpo
+    avatar-forcing dpo --checkpoint models/af_forcing_v4 --data corpus/train --out models/af_forcing_v4_dpo
 
 Winner: the real motion of a window. Loser: motion the model itself generates for the same
 window with the user conditions dropped (guidance scale 0 = only the null-user branch), which

@@ -1,7 +1,7 @@
 """The learned Avatar Forcing model behind the runtime's MotionModel interface.
 
-    model = LearnedMotionModel("models/af_forcing_v3")                       # torch, CPU
-    model = LearnedMotionModel("models/af_forcing_v3/model.onnx",
+    model = LearnedMotionModel("models/af_forcing_v4")                       # torch, CPU
+    model = LearnedMotionModel("models/af_forcing_v4/model.onnx",
                                providers=["CUDAExecutionProvider"])          # onnxruntime
     model.reset(seed=0); motion = model.next_block(conditions)               # (B, 28)
 

@@ -1,6 +1,6 @@
 """ONNX export of the streaming block step (its onnxruntime runner: onnx_runner.py).
 
-    avatar-forcing export --checkpoint models/af_forcing_v3 --out models/af_forcing_v3/model.onnx
+    avatar-forcing export --checkpoint models/af_forcing_v4 --out models/af_forcing_v4/model.onnx
 
 One graph call = one block: normalisation, the condition encoder's causal state, the Euler
 steps with classifier-free guidance (conditional and user-dropped rows as a batch of 2; a
