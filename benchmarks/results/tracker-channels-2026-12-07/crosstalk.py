@@ -12,7 +12,6 @@ user (af-eval-v7), events pooled over 3 seeds.
 """
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,9 @@ from avatar_forcing_ros.corpus.dataset import load_dataset  # noqa: E402
 from avatar_forcing_ros.corpus.perceived import load_true_user  # noqa: E402
 from avatar_forcing_ros.generation import evaluation as E  # noqa: E402
 from avatar_forcing_ros.generation.forcing.tracker_noise import TrackerNoise  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from perceived_inputs import print_row, with_user  # noqa: E402
 
 KEYS = ("nod_rate", "nod_chance", "user_nod_rate", "smile_react_corr", "rpcc_exp", "fd_exp")
 
@@ -69,16 +71,8 @@ def main(figures, corpus, checkpoint, copy):
             else:
                 um, up = readers[label].apply(s.true_user_motion, load_true_user(corpus, s.arrays.name)[1],
                                               np.random.default_rng([7, k]))
-            given.append(replace(s, arrays=replace(s.arrays, user_motion=np.asarray(um, np.float32),
-                                                   user_present=np.asarray(up, np.float32))))
-        pooled = []
-        for seed in range(3):
-            motions = E.generate_batched(net, given, seed, net.cfg.guidance_scale,
-                                         mouth_temperature=net.cfg.mouth_temperature,
-                                         nod_guidance=net.cfg.nod_guidance_scale)
-            pooled += E.motion_stats(motions, given, clusters, net.cfg.block_frames)
-        r = E.aggregate(pooled)
-        print(f"| {label} | " + " | ".join(f"{r[k]:.3f}" for k in KEYS) + " |", flush=True)
+            given.append(with_user(s, um, up))
+        print_row(label, net, given, clusters, 3, KEYS)
 
 
 if __name__ == "__main__":

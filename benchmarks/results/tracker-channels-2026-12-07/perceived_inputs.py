@@ -66,16 +66,26 @@ def main():
         given = []
         for k, s in enumerate(sessions):
             um, up = user_input(mode, s, k, a.figures, load_true_user(a.corpus, s.arrays.name)[1])
-            given.append(replace(s, arrays=replace(s.arrays, user_motion=np.asarray(um, np.float32),
-                                                   user_present=np.asarray(up, np.float32))))
-        stats = []
-        for seed in range(a.seeds):
-            motions = E.generate_batched(net, given, seed, net.cfg.guidance_scale,
-                                         mouth_temperature=net.cfg.mouth_temperature,
-                                         nod_guidance=net.cfg.nod_guidance_scale)
-            stats += E.motion_stats(motions, given, clusters, net.cfg.block_frames)
-        r = E.aggregate(stats)
-        print(f"| {mode} | " + " | ".join(f"{r[k]:.3f}" for k in KEYS) + " |", flush=True)
+            given.append(with_user(s, um, up))
+        print_row(mode, net, given, clusters, a.seeds, KEYS)
+
+
+def with_user(s, motion, present):
+    """The session with this user motion and presence given to the model."""
+    return replace(s, arrays=replace(s.arrays, user_motion=np.asarray(motion, np.float32),
+                                     user_present=np.asarray(present, np.float32)))
+
+
+def print_row(label, net, sessions, clusters, seeds, keys):
+    """The model at its own sampling settings over the sessions, events pooled over seeds."""
+    stats = []
+    for seed in range(seeds):
+        motions = E.generate_batched(net, sessions, seed, net.cfg.guidance_scale,
+                                     mouth_temperature=net.cfg.mouth_temperature,
+                                     nod_guidance=net.cfg.nod_guidance_scale)
+        stats += E.motion_stats(motions, sessions, clusters, net.cfg.block_frames)
+    r = E.aggregate(stats)
+    print(f"| {label} | " + " | ".join(f"{r[k]:.3f}" for k in keys) + " |", flush=True)
 
 
 if __name__ == "__main__":
