@@ -86,7 +86,8 @@ class TrackerNoise:
     def _crosstalk(self) -> np.ndarray:
         w = np.asarray(self.crosstalk, np.float64)
         if w.shape != (AF_MOTION_V1.dim, AF_MOTION_V1.dim) or not np.all(np.isfinite(w)):
-            raise ValueError(f"crosstalk needs {AF_MOTION_V1.dim}x{AF_MOTION_V1.dim} finite weights, got shape {w.shape}")
+            raise ValueError(f"crosstalk needs {AF_MOTION_V1.dim}x{AF_MOTION_V1.dim} finite weights, "
+                             f"got shape {w.shape}")
         return w
 
     @classmethod
