@@ -266,7 +266,9 @@ def tracker_stats(trues: list, seen: list, max_lag: int = 6, min_std: float = 0.
             "bias": round(float(np.median([r["bias"] for r in rows])), 4),
             "bias_sd": round(_spread([r["bias"] for r in rows], [r["bias_sd"] for r in rows]), 4),
             "noise_std": round(float(np.median([r["noise_std"] for r in rows])), 4),
-            "noise_ac1": round(float(np.median([r["noise_ac1"] for r in rows if r["noise_ac1"] is not None])), 3)}
+            # no residual to correlate (an exact reading): 0, not the NaN of an empty median
+            "noise_ac1": round(float(np.median([r["noise_ac1"] for r in rows if r["noise_ac1"] is not None]
+                                               or [0.0])), 3)}
     tracked = [r["lag"] for r in per_channel.values() if r["corr"] is not None and r["corr"] >= min_corr]
     return {"sessions": len(trues), "frames": int(sum(len(m) for m, _ in trues)),
             "lag": int(np.median(tracked)) if tracked else 0, "lag_channels": len(tracked),
