@@ -290,14 +290,12 @@ def fit_crosstalk(trues: list, seen: list, ridge: float = 1e-3) -> dict:
     true channels move together (the two smiles). Per channel: ``r2`` of the fit, the
     residual's ``noise_std`` and ``noise_ac1`` (per session, averaged)."""
     neutral = AF_MOTION_V1.neutral().astype(np.float64)
-    xs, ys, per = [], [], []
+    xs, ys = [], []
     for (m, p), (v, conf) in zip(trues, seen):
         keep = (np.asarray(p) >= 0.5) & (np.asarray(conf) > 0)
-        x, y = np.asarray(m, np.float64)[keep] - neutral, np.asarray(v, np.float64)[keep]
-        if len(x) >= 10:
-            xs.append(x)
-            ys.append(y)
-            per.append((x, y))
+        if keep.sum() >= 10:
+            xs.append(np.asarray(m, np.float64)[keep] - neutral)
+            ys.append(np.asarray(v, np.float64)[keep])
     if not xs:
         raise ValueError("no frames with a face to fit the tracker's cross-talk on")
     x, y = np.concatenate(xs), np.concatenate(ys)
@@ -310,7 +308,7 @@ def fit_crosstalk(trues: list, seen: list, ridge: float = 1e-3) -> dict:
     bias = ym - weights @ xm
     resid = y - (x @ weights.T + bias)
     r2 = 1.0 - (resid ** 2).sum(0) / np.maximum((yc ** 2).sum(0), 1e-12)
-    residuals = [b - (a @ weights.T + bias) for a, b in per]  # per session: the smoothness is within one
+    residuals = [b - (a @ weights.T + bias) for a, b in zip(xs, ys)]  # per session: smoothness is within one
     ac1 = []
     for c in range(D):
         vals = [float(np.corrcoef(r[:-1, c], r[1:, c])[0, 1]) for r in residuals if r[:, c].std() > 1e-9]

@@ -73,22 +73,27 @@ class TrackerNoise:
     # spread), and bias / noise_std / noise_ac1 are that fit's
     crosstalk: tuple | None = None
 
-    def _per_channel(self, values) -> np.ndarray:
-        """A figure per channel: given per group (4 values) or per channel (28)."""
-        v = np.asarray(values, np.float64)
-        if v.shape == (len(GROUP_NAMES),):
-            return v[_GROUP_OF]
-        if v.shape == (AF_MOTION_V1.dim,):
-            return v
-        raise ValueError(f"a tracker figure needs {len(GROUP_NAMES)} values (per group) or "
-                         f"{AF_MOTION_V1.dim} (per channel), got shape {v.shape}")
-
-    def _crosstalk(self) -> np.ndarray:
-        w = np.asarray(self.crosstalk, np.float64)
-        if w.shape != (AF_MOTION_V1.dim, AF_MOTION_V1.dim) or not np.all(np.isfinite(w)):
-            raise ValueError(f"crosstalk needs {AF_MOTION_V1.dim}x{AF_MOTION_V1.dim} finite weights, "
-                             f"got shape {w.shape}")
-        return w
+    def __post_init__(self):
+        """The figures checked and spread to the 28 channels once (apply runs per training
+        window): a wrong length or a value that is not finite is an error here, not mid-training."""
+        per = {}
+        for name in ("gain", "gain_sd", "bias", "bias_sd", "noise_std", "noise_ac1"):
+            v = np.asarray(getattr(self, name), np.float64)
+            if v.shape == (len(GROUP_NAMES),):
+                v = v[_GROUP_OF]
+            elif v.shape != (AF_MOTION_V1.dim,):
+                raise ValueError(f"tracker figure {name!r} needs {len(GROUP_NAMES)} values (per group) or "
+                                 f"{AF_MOTION_V1.dim} (per channel), got shape {v.shape}")
+            if not np.all(np.isfinite(v)):
+                raise ValueError(f"tracker figure {name!r} is not finite for every channel")
+            per[name] = v
+        if self.crosstalk is not None:
+            w = np.asarray(self.crosstalk, np.float64)
+            if w.shape != (AF_MOTION_V1.dim, AF_MOTION_V1.dim) or not np.all(np.isfinite(w)):
+                raise ValueError(f"crosstalk needs {AF_MOTION_V1.dim}x{AF_MOTION_V1.dim} finite weights, "
+                                 f"got shape {w.shape}")
+            per["crosstalk"] = w
+        object.__setattr__(self, "_channels", per)  # frozen: derived once, not a field
 
     @classmethod
     def from_stats(cls, stats: dict, extra_lag: int = 2, crosstalk: bool = True) -> "TrackerNoise":
@@ -106,12 +111,9 @@ class TrackerNoise:
             raise ValueError(f"tracker figures lack channels {missing[:4]}{'...' if len(missing) > 4 else ''} "
                              "(expected perceive-corpus / measure-tracker JSON with a 'channels' table)")
 
-        def column(key, absent):
-            values = [channels[n].get(key) for n in AF_MOTION_V1.names]
-            out = tuple(float(absent if v is None else v) for v in values)
-            if not np.all(np.isfinite(out)):
-                raise ValueError(f"tracker figure {key!r} is not finite for every channel")
-            return out
+        def column(key, absent):  # checked for length and finiteness by __post_init__
+            return tuple(float(absent if channels[n].get(key) is None else channels[n][key])
+                         for n in AF_MOTION_V1.names)
         moving = [channels[n].get("gain") is not None for n in AF_MOTION_V1.names]
         gain_sd = tuple(s if m else 0.0 for s, m in zip(column("gain_sd", 0.0), moving))
         lost = float(stats.get("dropout_fraction", 0.0) or 0.0)
@@ -127,17 +129,10 @@ class TrackerNoise:
                 raise ValueError(f"tracker figures: a crosstalk table needs weights, bias, noise_std and "
                                  f"noise_ac1 ({e!r})") from None
             fit["crosstalk"] = weights
-        noise = cls(gain=column("gain", 1.0), gain_sd=gain_sd, bias_sd=column("bias_sd", 0.0),
-                    lag_frames=max(0, int(stats.get("lag", 0))), extra_lag=int(extra_lag),
-                    dropout_fraction=lost, dropout_mean_frames=span if span > 0 else cls.dropout_mean_frames,
-                    confidence=float(stats.get("confidence_when_found", 1.0) or 1.0), **fit)
-        for name in ("bias", "noise_std", "noise_ac1"):
-            noise._per_channel(getattr(noise, name))  # the right length, or a clear error now
-        if noise.crosstalk is not None:
-            noise._crosstalk()
-        if not all(np.all(np.isfinite(getattr(noise, k))) for k in ("bias", "noise_std", "noise_ac1")):
-            raise ValueError("tracker figures: the crosstalk table is not finite for every channel")
-        return noise
+        return cls(gain=column("gain", 1.0), gain_sd=gain_sd, bias_sd=column("bias_sd", 0.0),
+                   lag_frames=max(0, int(stats.get("lag", 0))), extra_lag=int(extra_lag),
+                   dropout_fraction=lost, dropout_mean_frames=span if span > 0 else cls.dropout_mean_frames,
+                   confidence=float(stats.get("confidence_when_found", 1.0) or 1.0), **fit)
 
     @classmethod
     def from_file(cls, path) -> "TrackerNoise":
@@ -158,19 +153,19 @@ class TrackerNoise:
             raise ValueError(f"expected ({T}, {AF_MOTION_V1.dim}) motion and ({T},) presence, "
                              f"got {x.shape} and {present.shape}")
         neutral = AF_MOTION_V1.neutral().astype(np.float64)
+        f = self._channels
         # calibration: gain and offset per channel, around neutral (the space's zero)
-        gain = rng.normal(self._per_channel(self.gain), self._per_channel(self.gain_sd))
-        bias = rng.normal(self._per_channel(self.bias), self._per_channel(self.bias_sd))
+        gain = rng.normal(f["gain"], f["gain_sd"])
+        bias = rng.normal(f["bias"], f["bias_sd"])
         if self.crosstalk is None:  # the draws above in this order: the built-in figures' stream stays
             y = neutral + np.clip(gain, 0.0, None) * (x - neutral) + bias
         else:
-            g = np.abs(self._per_channel(self.gain))
-            spread = np.clip(self._per_channel(self.gain_sd) / np.maximum(g, 0.1), 0.0, 0.5)
+            spread = np.clip(f["gain_sd"] / np.maximum(np.abs(f["gain"]), 0.1), 0.0, 0.5)
             scale = np.clip(rng.normal(1.0, spread), 0.0, None)
-            y = (x - neutral) @ self._crosstalk().T * scale + bias
+            y = (x - neutral) @ f["crosstalk"].T * scale + bias
         # noise: AR(1) with the measured smoothness, stationary variance noise_std^2
-        a = np.clip(self._per_channel(self.noise_ac1), 0.0, 0.99)
-        sd = self._per_channel(self.noise_std) * rng.uniform(0.5, 1.5)
+        a = np.clip(f["noise_ac1"], 0.0, 0.99)
+        sd = f["noise_std"] * rng.uniform(0.5, 1.5)
         z = rng.standard_normal((T, D))
         e = np.empty((T, D))
         e[0] = z[0]
